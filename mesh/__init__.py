@@ -1,0 +1,3 @@
+"""dbt mesh on dbt-core: publish public interfaces, sync consumers, validate cross-project lineage."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,187 @@
+"""Write-audit-publish a project's interface to the registry.
+
+Audit first (the build and its tests passed, the manifest is a dbt manifest of this project with
+public models, it is not older than what `latest` holds), then write the history entry, then move
+`latest` by compare-and-swap. Any refusal happens before the first write, so the registry is left
+byte-for-byte unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mesh.config import Mesh, Project
+from mesh.errors import PublishRefusedError
+from mesh.manifest import (
+    INTERFACE_FORMAT,
+    Json,
+    build_interface,
+    check_run_results,
+    content_sha256,
+    dump_json,
+    extract_interface,
+    load_interface,
+    load_manifest,
+    public_node_ids,
+)
+from mesh.names import new_version
+from mesh.registry import Entry, commit_version
+
+# A check run against the interface `latest` holds (None on first publish) before it is replaced;
+# it raises to refuse. Contract gates plug in here.
+LatestCheck = Callable[[Json | None, Json], None]
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What a publish did."""
+
+    project: str
+    env: str
+    status: str  # "published", "unchanged" or "superseded" (in history, but latest is newer)
+    version: str
+    previous: str | None
+    public_models: int
+    registry: str
+
+    def summary(self) -> str:
+        where = f"{self.project}/{self.env} in {self.registry}"
+        if self.status == "unchanged":
+            return f"{where}: interface unchanged since {self.version}; nothing published"
+        if self.status == "superseded":
+            return (
+                f"{where}: wrote history {self.version}, but latest holds a newer build "
+                f"({self.previous}); latest left as is"
+            )
+        return (
+            f"{where}: published {self.version} ({self.public_models} public models), "
+            f"previous {self.previous or 'none'}"
+        )
+
+
+def _git_sha(project: Project) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=project.dir,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and len(sha) == 40 else None
+
+
+def _publisher() -> str:
+    # Never a user or host name: the interface is read by every consumer (no leaks).
+    if os.environ.get("MESH_PUBLISHER"):
+        return os.environ["MESH_PUBLISHER"]
+    if os.environ.get("GITHUB_REPOSITORY"):
+        return f"github:{os.environ['GITHUB_REPOSITORY']}@{os.environ.get('GITHUB_WORKFLOW', '')}"
+    return "local"
+
+
+def _built_at(doc: Json) -> str:
+    return str(doc["metadata"].get("generated_at") or "")
+
+
+def prepare(mesh: Mesh, project_name: str) -> tuple[Json, Json, Json, str]:
+    """Audit the project's last build; return (manifest, nodes, groups, content sha)."""
+    project = mesh.project(project_name)
+    manifest = load_manifest(project.target_dir / "manifest.json", project=project_name)
+    ids = public_node_ids(manifest)
+    if not ids:
+        raise PublishRefusedError(
+            f"{project_name} has no public model to publish: give at least one model "
+            "`access: public` (with an enforced contract) and rebuild"
+        )
+    check_run_results(project.target_dir / "run_results.json", manifest, ids)
+    nodes, groups = extract_interface(manifest)
+    return manifest, nodes, groups, content_sha256(nodes, groups)
+
+
+def publish_project(
+    mesh: Mesh,
+    project_name: str,
+    checks: tuple[LatestCheck, ...] = (),
+    extra_meta: dict[str, Any] | None = None,
+) -> PublishResult:
+    """Publish `project_name`'s interface from its last build to the target's registry."""
+    manifest, nodes, groups, sha = prepare(mesh, project_name)
+    registry, env = mesh.registry, mesh.env
+    built_at = _built_at(manifest)
+
+    def current_doc(entry: Entry | None) -> Json | None:
+        if entry is None:
+            return None
+        return load_interface(entry.body, f"{project_name}/{env} latest", project_name)
+
+    latest = registry.read_latest(project_name, env)
+    latest_doc = current_doc(latest)
+    if latest is not None and latest_doc is not None:
+        if latest_doc["metadata"]["mesh"].get("content_sha256") == sha:
+            return PublishResult(
+                project_name, env, "unchanged", latest.version, latest.version, len(nodes),
+                registry.url,
+            )
+        if _built_at(latest_doc) > built_at:
+            raise PublishRefusedError(
+                f"this build ({built_at}) is older than the one latest holds "
+                f"({_built_at(latest_doc)}, {latest.version}): rebuild from a newer commit"
+            )
+    for check in checks:
+        check(latest_doc, nodes)
+
+    now = datetime.now(UTC)
+    version = new_version(sha, now)
+    mesh_meta: Json = {
+        "format": INTERFACE_FORMAT,
+        "version": version,
+        "content_sha256": sha,
+        "published_at": now.isoformat().replace("+00:00", "Z"),
+        "built_at": built_at,
+        "env": env,
+        "dbt_version": manifest["metadata"].get("dbt_version"),
+        "git_sha": _git_sha(mesh.project(project_name)),
+        "publisher": _publisher(),
+        "previous": latest.version if latest else None,
+        "public_models": len(nodes),
+        **(extra_meta or {}),
+    }
+    body = dump_json(build_interface(manifest, nodes, groups, mesh_meta))
+    superseded_by: list[str] = []
+
+    def should_replace(current: Entry | None) -> bool:
+        # Re-run the audit against whatever latest holds now: another publisher may have won.
+        doc = current_doc(current)
+        if current is None or doc is None:
+            return True
+        if (_built_at(doc), current.version) > (built_at, version):
+            superseded_by.append(current.version)
+            return False
+        for check in checks:
+            check(doc, nodes)
+        return True
+
+    replaced = commit_version(registry, project_name, env, version, body, should_replace)
+    status = "published" if replaced else "superseded"
+    previous = superseded_by[-1] if superseded_by else mesh_meta["previous"]
+    return PublishResult(project_name, env, status, version, previous, len(nodes), registry.url)
+
+
+def save_state(mesh: Mesh, project_name: str) -> int:
+    """Store the project's full manifest as its private state (for its own `--defer`); bytes."""
+    project = mesh.project(project_name)
+    path = project.target_dir / "manifest.json"
+    load_manifest(path, project=project_name)
+    body = path.read_bytes()
+    mesh.registry.write_private(project_name, mesh.env, "state", body)
+    return len(body)

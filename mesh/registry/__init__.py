@@ -1,0 +1,70 @@
+"""Manifest registries: pick a backend by URL, and the compare-and-swap publish loop they share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+from mesh.errors import ConfigError, ConflictError
+from mesh.registry.base import MANIFEST, Entry, Registry
+
+__all__ = ["MANIFEST", "Entry", "Registry", "commit_version", "open_registry"]
+
+# Bounded: each lost race re-reads `latest` and re-runs the caller's checks against it.
+CAS_ATTEMPTS = 16
+
+
+def open_registry(url: str, base_dir: Path | None = None) -> Registry:
+    """Open the registry at `url`: `file://path` (relative to `base_dir`) or `s3://bucket/prefix`."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        raw = url[len("file://") :]
+        if not raw:
+            raise ConfigError(f"registry URL {url!r} names no folder: use file://registry")
+        path = Path(raw)
+        if not path.is_absolute():
+            path = (base_dir or Path.cwd()) / path
+        from mesh.registry.file import FileRegistry
+
+        return FileRegistry(path)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ConfigError(f"registry URL {url!r} names no bucket: use s3://bucket/prefix")
+        from mesh.registry.s3 import S3Registry
+
+        return S3Registry(parsed.netloc, parsed.path.strip("/"))
+    raise ConfigError(
+        f"unsupported registry URL {url!r}: use file://<folder> or s3://<bucket>/<prefix>"
+    )
+
+
+def commit_version(
+    registry: Registry,
+    project: str,
+    env: str,
+    version: str,
+    body: bytes,
+    should_replace: Callable[[Entry | None], bool],
+    attempts: int = CAS_ATTEMPTS,
+) -> bool:
+    """Write `version` to history, then make it `latest` by compare-and-swap.
+
+    `should_replace(current_latest)` re-runs the caller's checks against whatever `latest` holds at
+    each attempt (e.g. "is my build newer?"); when it says no, the version stays in history only and
+    this returns False. Returns True once `latest` holds `version`.
+    """
+    registry.create_version(project, env, version, body)
+    for _ in range(attempts):
+        current = registry.read_latest(project, env)
+        if not should_replace(current):
+            return False
+        try:
+            registry.swap_latest(project, env, version, body, current.token if current else None)
+            return True
+        except ConflictError:
+            continue
+    raise ConflictError(
+        f"gave up making {version} latest of {project}/{env} after {attempts} lost races; "
+        "it is in history: rerun the publish"
+    )

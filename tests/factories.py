@@ -1,0 +1,107 @@
+"""Small, explicit dbt artifacts for unit tests (real dbt runs live in tests/integration)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+SCHEMA = "https://schemas.getdbt.com/dbt/manifest/v12.json"
+RUN_RESULTS_SCHEMA = "https://schemas.getdbt.com/dbt/run-results/v6.json"
+
+
+def model(
+    project: str,
+    name: str,
+    access: str = "public",
+    version: int | None = None,
+    latest_version: int | None = None,
+    schema: str = "marts",
+    alias: str | None = None,
+    columns: dict[str, str] | None = None,
+    depends_on: list[str] | None = None,
+    materialized: str = "table",
+    enforced: bool = True,
+    **extra: Any,
+) -> dict[str, Any]:
+    uid = f"model.{project}.{name}" + (f".v{version}" if version is not None else "")
+    alias = alias or (f"{name}_v{version}" if version is not None else name)
+    cols = columns if columns is not None else {"id": "integer", "amount": "double"}
+    return {
+        "unique_id": uid,
+        "name": name,
+        "package_name": project,
+        "resource_type": "model",
+        "database": project,
+        "schema": schema,
+        "alias": alias,
+        "relation_name": f'"{project}"."{schema}"."{alias}"',
+        "access": access,
+        "group": "core",
+        "version": version,
+        "latest_version": latest_version,
+        "deprecation_date": None,
+        "description": f"{name} description",
+        "raw_code": "select 1 as id",
+        "compiled_code": "select 1 as id",
+        "columns": {
+            c: {"name": c, "data_type": t, "description": f"{c} doc", "constraints": []}
+            for c, t in cols.items()
+        },
+        "contract": {"enforced": enforced, "alias_types": True, "checksum": None},
+        "config": {"materialized": materialized, "contract": {"enforced": enforced}, "access": access},
+        "constraints": [],
+        "meta": {},
+        "tags": [],
+        "depends_on": {"nodes": depends_on or [], "macros": []},
+        **extra,
+    }
+
+
+def manifest(project: str, nodes: list[dict[str, Any]], invocation: str = "inv-1",
+             generated_at: str = "2026-11-23T10:00:00.000000Z") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "dbt_schema_version": SCHEMA,
+            "dbt_version": "1.11.16",
+            "generated_at": generated_at,
+            "invocation_id": invocation,
+            "project_name": project,
+            "adapter_type": "duckdb",
+        },
+        "nodes": {n["unique_id"]: copy.deepcopy(n) for n in nodes},
+        "sources": {},
+        "macros": {},
+        "groups": {
+            f"group.{project}.core": {"name": "core", "owner": {"name": "Core Team", "email": "core@example.com"}}
+        },
+        "parent_map": {n["unique_id"]: list(n["depends_on"]["nodes"]) for n in nodes},
+    }
+
+
+def run_results(doc: dict[str, Any], status: str = "success", skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "dbt_schema_version": RUN_RESULTS_SCHEMA,
+            "invocation_id": doc["metadata"]["invocation_id"],
+        },
+        "results": [
+            {"unique_id": uid, "status": status}
+            for uid in doc["nodes"]
+            if uid not in skip
+        ],
+    }
+
+
+def producer(project: str = "core") -> dict[str, Any]:
+    """A producer with public, versioned, private and protected models."""
+    return manifest(
+        project,
+        [
+            model(project, "stg_orders", access="protected", schema="staging"),
+            model(project, "int_secret", access="private", schema="staging"),
+            model(project, "orders", depends_on=[f"model.{project}.stg_orders"]),
+            model(project, "customers", version=1, latest_version=2, columns={"id": "integer", "name": "text"}),
+            model(project, "customers", version=2, latest_version=2, columns={"id": "integer", "first": "text"}),
+            model(project, "revenue", schema="finance", alias="daily_revenue", depends_on=[f"model.{project}.orders"]),
+        ],
+    )
