@@ -188,11 +188,29 @@ def registry_show(c: Context, project: str, version: str | None = None, target: 
     print("\n".join(registry_show_lines(_mesh(target), project, version)))
 
 
+@task
+def lint(c: Context) -> None:
+    """ruff and mypy over the library, tasks and tests."""
+    c.run(f"{sys.executable} -m ruff check .", pty=False)
+    c.run(f"{sys.executable} -m mypy", pty=False)
+    print("lint: ruff and mypy clean")
+
+
+@task(
+    pre=[lint],
+    help={"k": "only tests matching this pytest -k expression", "args": "extra pytest arguments"},
+)
+def test(c: Context, k: str | None = None, args: str = "") -> None:
+    """Lint, then the whole test suite (unit, integration on DuckDB, e2e on emulators)."""
+    selection = f" -k {k!r}" if k else ""
+    c.run(f"{sys.executable} -m pytest{selection} {args}", pty=False)
+
+
 registry = Collection("registry")
 registry.add_task(registry_list, name="list")
 registry.add_task(registry_show, name="show")
 
-ns = Collection(mesh, up, down, build, publish, sync, validate, registry)
+ns = Collection(mesh, up, down, build, publish, sync, validate, lint, test, registry)
 
 try:
     from tasks_infra import infra, snowflake

@@ -122,7 +122,6 @@ def validate_manifest(
                 report.upstream_versions[upstream] = entry.version
         return interfaces[upstream]
 
-    nodes: Json = manifest["nodes"]
     sources: Json = manifest.get("sources") or {}
     parent_map: Json = manifest.get("parent_map") or {}
     now = (today or datetime.now(UTC)).date()
@@ -137,8 +136,10 @@ def validate_manifest(
             via, upstream = crossing
             touched.add(upstream)
 
-            def add(kind: str, message: str, upstream_node: str, severity: str = "error") -> None:
-                report.findings.append(Finding(severity, kind, name, node_id, upstream_node, message))
+            def add(
+                kind: str, message: str, upstream_node: str, severity: str = "error", node: str = node_id
+            ) -> None:
+                report.findings.append(Finding(severity, kind, name, node, upstream_node, message))
 
             if upstream not in declared:
                 if via == "source" and upstream not in mesh.config.projects:

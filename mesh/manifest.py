@@ -226,8 +226,9 @@ def build_interface(manifest: Json, nodes: Json, groups: Json, mesh_meta: Json) 
 
 
 def dump_json(doc: Json) -> bytes:
-    """Canonical serialization: sorted keys, 2-space indent, trailing newline (diffs cleanly)."""
-    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
+    """Stable serialization: 2-space indent, trailing newline (diffs cleanly). Keys keep their
+    order, so columns stay in the order the producer declared them."""
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
 
 
 def load_interface(body: bytes, what: str, project: str | None = None) -> Json:

@@ -235,6 +235,18 @@ def _dump_yaml(data: Json) -> bytes:
     return stream.getvalue().encode("utf-8")
 
 
+def _table_meta(uid: str, upstream: str, node: Json, version: str) -> Json:
+    meta = {
+        "unique_id": uid,
+        "upstream": upstream,
+        "version": _version_str(node.get("version")),
+        "latest_version": _version_str(node.get("latest_version")),
+        "deprecation_date": node.get("deprecation_date"),
+        "interface_version": version,
+    }
+    return {key: value for key, value in meta.items() if value is not None}
+
+
 def sources_yaml(upstream: str, interface: Json, selected: Json, version: str, env: str) -> bytes:
     """The generated sources file for one upstream."""
     by_relation: dict[str, str] = {}
@@ -264,18 +276,7 @@ def sources_yaml(upstream: str, interface: Json, selected: Json, version: str, e
                     "name": table,
                     "identifier": alias,
                     "description": defuse(node.get("description") or ""),
-                    "meta": {
-                        "mesh": defuse(
-                            {
-                                "unique_id": uid,
-                                "upstream": upstream,
-                                "version": _version_str(node.get("version")),
-                                "latest_version": _version_str(node.get("latest_version")),
-                                "deprecation_date": node.get("deprecation_date"),
-                                "interface_version": version,
-                            }
-                        )
-                    },
+                    "meta": {"mesh": defuse(_table_meta(uid, upstream, node, version))},
                     "columns": columns,
                 }
             )

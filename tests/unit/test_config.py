@@ -98,7 +98,7 @@ def test_cycle_and_undefined_upstream(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="dependency cycle"):
         load_mesh(tmp_path).build_order()
     make_mesh(tmp_path, deps={"core": [], "marketing": ["ghost"], "finance": []})
-    with pytest.raises(ConfigError, match="'ghost', which mesh.yml does not define"):
+    with pytest.raises(ConfigError, match=r"'ghost', which mesh\.yml does not define"):
         load_mesh(tmp_path).project("marketing")
 
 

@@ -104,5 +104,5 @@ def test_run_results_audit(tmp_path: Path) -> None:
     other["metadata"]["invocation_id"] = "another-build"
     with pytest.raises(PublishRefusedError, match="invocation ids differ"):
         check_run_results(write(tmp_path / "rr.json", other), doc, ids)
-    with pytest.raises(ManifestError, match="run_results.json not found"):
+    with pytest.raises(ManifestError, match=r"run_results\.json not found"):
         check_run_results(tmp_path / "none.json", doc, ids)
