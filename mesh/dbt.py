@@ -119,5 +119,8 @@ def run_dbt(mesh: Mesh, project_name: str, args: list[str], raise_on_failure: bo
         run.errors.append(str(outcome.exception))
     if raise_on_failure and not run.success:
         first = next((e for e in run.errors if e.strip()), "see the dbt output above")
-        raise BuildFailedError(f"dbt {args[0]} failed for {project_name}: {first.strip().splitlines()[0]}")
+        cause = " ".join(first.replace("Encountered an error:", "").split())
+        if len(cause) > 400:
+            cause = cause[:400] + "…"
+        raise BuildFailedError(f"dbt {args[0]} failed for {project_name}: {cause}")
     return run

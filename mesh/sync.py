@@ -276,7 +276,8 @@ def sources_yaml(upstream: str, interface: Json, selected: Json, version: str, e
                     "name": table,
                     "identifier": alias,
                     "description": defuse(node.get("description") or ""),
-                    "meta": {"mesh": defuse(_table_meta(uid, upstream, node, version))},
+                    # Under config: top-level `meta` on a source table is deprecated in dbt 1.11.
+                    "config": {"meta": {"mesh": defuse(_table_meta(uid, upstream, node, version))}},
                     "columns": columns,
                 }
             )
@@ -356,7 +357,7 @@ def plan_sync(mesh: Mesh, project_name: str) -> SyncPlan:
             "env": env,
             "version": entry.version,
             "content_sha256": interface["metadata"]["mesh"]["content_sha256"],
-            "registry": mesh.registry.url,
+            "registry": mesh.target.registry,
             "nodes": sorted(selected),
         }
         count = f"{len(selected)} of {len(interface['nodes'])} public models"

@@ -1,0 +1,193 @@
+"""The local mesh end to end with real dbt runs on DuckDB and a real registry folder."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import orjson
+import pytest
+
+from mesh.config import load_mesh
+from mesh.dbt import run_dbt
+from mesh.errors import BuildFailedError, SyncError
+from mesh.lineage import validate_projects
+from mesh.manifest import load_manifest, public_node_ids
+from mesh.pipeline import build_project, clean_local, run_mesh
+from tests.conftest import REPO
+from tests.unit.test_publish_sync import snapshot
+
+BIN = Path(sys.executable).parent
+
+
+def manifest_of(root: Path, project: str) -> dict:
+    return orjson.loads((root / project / "target/manifest.json").read_bytes())
+
+
+def test_registry_holds_exactly_the_public_interface(built_template: Path) -> None:
+    env_dir = built_template / "registry/dbt_up/local"
+    latest = orjson.loads((env_dir / "latest/manifest.json").read_bytes())
+    assert len([p for p in (env_dir / "history").iterdir() if not p.name.startswith(".")]) == 1
+    full = manifest_of(built_template, "dbt_up")
+    public = public_node_ids(full)
+    assert sorted(latest["nodes"]) == public
+    assert {"model.dbt_up.public_orders", "model.dbt_up.public_customers.v1", "model.dbt_up.public_customers.v2"} <= set(public)
+    private_or_protected = [
+        uid
+        for uid, node in full["nodes"].items()
+        if node["resource_type"] == "model" and node["access"] != "public"
+    ]
+    assert private_or_protected, "the template must have private/protected models to keep out"
+    text = (env_dir / "latest/manifest.json").read_text()
+    for uid in private_or_protected:
+        assert uid not in text
+    assert '"raw_code"' not in text and '"compiled_code"' not in text
+    assert latest["metadata"]["mesh"]["version"] == (env_dir / "latest").resolve().name
+
+
+def test_loom_consumer_lineage_holds_upstream_models(built_template: Path) -> None:
+    parents = {p for ps in manifest_of(built_template, "dbt_down_loom")["parent_map"].values() for p in ps}
+    assert "model.dbt_up.public_orders" in parents
+    assert "model.dbt_up.public_customers.v1" in parents  # the pinned version
+    assert "model.dbt_up.public_customers.v2" in parents  # the unpinned ref -> latest
+
+
+def test_source_consumer_lineage_maps_back_to_upstream_models(built_template: Path) -> None:
+    doc = manifest_of(built_template, "dbt_down")
+    parents = {p for ps in doc["parent_map"].values() for p in ps}
+    assert "source.dbt_down.dbt_up.public_orders" in parents
+    mesh = load_mesh(built_template, "local")
+    (report,) = validate_projects(mesh, ["dbt_down"])
+    assert report.ok, report.text()
+    mapped = {(e.parent, e.upstream_node) for e in report.edges}
+    assert ("source.dbt_down.dbt_up.public_orders", "model.dbt_up.public_orders") in mapped
+    assert ("source.dbt_down.dbt_up.public_customers_v1", "model.dbt_up.public_customers.v1") in mapped
+    # Every generated source resolves to exactly the upstream relation, schemas and aliases included.
+    up = manifest_of(built_template, "dbt_up")["nodes"]
+    for source_id, upstream_id in mapped:
+        source, model = doc["sources"][source_id], up[upstream_id]
+        assert (source["database"], source["schema"], source["identifier"]) == (
+            model["database"], model["schema"], model["alias"],
+        )
+
+
+def test_build_is_warning_free(built_template: Path) -> None:
+    warnings = orjson.loads((built_template / "warnings.json").read_bytes())
+    assert warnings == {"dbt_up": [], "dbt_down": [], "dbt_down_loom": []}
+
+
+def test_consumer_cannot_write_to_upstream_database(workspace: Path) -> None:
+    macro = workspace / "dbt_down/macros/try_write_upstream.sql"
+    macro.write_text(
+        "{% macro try_write_upstream() %}"
+        "{% do run_query('create table dbt_up.marts.hijacked as select 1 as x') %}"
+        "{% endmacro %}"
+    )
+    mesh = load_mesh(workspace, "local")
+    run = run_dbt(mesh, "dbt_down", ["run-operation", "try_write_upstream"], raise_on_failure=False)
+    assert not run.success
+    assert any("read-only" in e.lower() or "read only" in e.lower() for e in run.errors), run.errors
+    with duckdb.connect(str(workspace / "warehouse/dbt_up.duckdb"), read_only=True) as con:
+        tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+    assert "hijacked" not in tables and "public_orders" in tables
+
+
+def test_mesh_twice_is_a_noop_publish(workspace: Path) -> None:
+    mesh = load_mesh(workspace, "local")
+    before = sorted((workspace / "registry/dbt_up/local/history").iterdir())
+    result = run_mesh(mesh, say=lambda _m: None)
+    assert [p.status for p in result.publishes] == ["unchanged"]
+    assert sorted((workspace / "registry/dbt_up/local/history").iterdir()) == before
+    assert all(r.ok for r in result.reports)
+
+
+@pytest.mark.parametrize(
+    ("project", "sql", "shown"),
+    [
+        ("dbt_down_loom", "select * from {{ ref('dbt_up', 'stg_orders') }}", "ref('dbt_up', 'stg_orders')"),
+        ("dbt_down", "select * from {{ source('dbt_up', 'customer_scoring') }}", "source('dbt_up', 'customer_scoring')"),
+    ],
+)
+def test_reference_to_non_public_model_fails_naming_it(workspace: Path, project: str, sql: str, shown: str) -> None:
+    (workspace / project / "models/marts/sneaky.sql").write_text(sql)
+    with pytest.raises(SyncError) as info:
+        build_project(load_mesh(workspace, "local"), project, say=lambda _m: None)
+    assert f"{project}/models/marts/sneaky.sql: {shown} is not a public model of dbt_up" in str(info.value)
+
+
+def test_loom_ref_bypassing_sync_fails_in_dbt(workspace: Path) -> None:
+    """Even without sync's check, dbt-loom only injects public nodes: dbt cannot resolve the ref."""
+    (workspace / "dbt_down_loom/models/marts/sneaky.sql").write_text(
+        "select * from {{ ref('dbt_up', 'int_order_payments') }}"
+    )
+    with pytest.raises(BuildFailedError, match="int_order_payments"):
+        run_dbt(load_mesh(workspace, "local"), "dbt_down_loom", ["parse"])
+
+
+def test_removing_a_public_model_breaks_validate_naming_consumers(workspace: Path) -> None:
+    yml = workspace / "dbt_up/models/marts/finance/public_daily_revenue.yml"
+    yml.write_text(yml.read_text().replace("access: public", "access: protected"))
+    mesh = load_mesh(workspace, "local")
+    build_project(mesh, "dbt_up", say=lambda _m: None)
+    from mesh.publish import publish_project
+
+    assert publish_project(mesh, "dbt_up").status == "published"
+    out = subprocess.run(
+        [str(BIN / "mesh"), "--root", str(workspace), "validate", "--all"],
+        capture_output=True, text=True, check=False,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "model.dbt_down.stg_daily_revenue" in out.stdout
+    assert "model.dbt_down_loom.stg_daily_revenue" in out.stdout
+    assert "model.dbt_up.public_daily_revenue is not a public model of dbt_up" in out.stdout
+    assert out.stderr.strip().count("\n") == 0 and "broken cross-project lineage" in out.stderr
+
+
+def test_defer_builds_only_modified_models(workspace: Path) -> None:
+    model = workspace / "dbt_down/models/marts/monthly_revenue.sql"
+    model.write_text(model.read_text() + "\n-- a change\n")
+    mesh = load_mesh(workspace, "local")
+    run = build_project(mesh, "dbt_down", select="state:modified+", defer=True, say=lambda _m: None)
+    built = {r.node.unique_id for r in run.result.results}
+    assert "model.dbt_down.monthly_revenue" in built
+    assert not any(uid.startswith("model.") and uid != "model.dbt_down.monthly_revenue" for uid in built)
+    assert any(uid.startswith("test.") for uid in built)
+
+
+def test_invoke_surface_exit_codes(workspace: Path) -> None:
+    shutil.copy2(REPO / "tasks.py", workspace / "tasks.py")
+    invoke = [str(BIN / "invoke"), "-r", str(workspace)]
+    bad = subprocess.run([*invoke, "publish", "--project", "nope"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "unknown project 'nope'" in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0
+    ok = subprocess.run([*invoke, "validate", "--format", "json"], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert orjson.loads(ok.stdout)["ok"] is True
+    listing = subprocess.run([*invoke, "registry.list", "--project", "dbt_up"], capture_output=True, text=True, check=False)
+    assert listing.returncode == 0 and "<- latest" in listing.stdout
+    first = subprocess.run([*invoke, "sync", "--project", "dbt_down", "--dry-run"], capture_output=True, text=True, check=False)
+    # The first mesh run synced dbt_down before its own state existed: the state is new now.
+    assert first.returncode == 0 and "Create dbt_down/.mesh/state/manifest.json" in first.stdout
+    subprocess.run([*invoke, "sync", "--project", "dbt_down"], capture_output=True, check=True)
+    dry = subprocess.run([*invoke, "sync", "--project", "dbt_down", "--dry-run"], capture_output=True, text=True, check=False)
+    assert dry.returncode == 0 and "everything is up to date" in dry.stdout, dry.stdout
+
+
+def test_down_removes_local_state_only(workspace: Path) -> None:
+    mesh = load_mesh(workspace, "local")
+    sources = snapshot(workspace / "dbt_up/models")
+    removed = clean_local(mesh)
+    assert workspace / "warehouse" in removed and workspace / "registry" in removed
+    assert not (workspace / "dbt_down/models/_mesh_dbt_up.yml").exists()
+    assert not (workspace / "dbt_down_loom/dbt_loom.config.yml").exists()
+    assert not (workspace / "dbt_up/target").exists()
+    assert snapshot(workspace / "dbt_up/models") == sources
+    assert (workspace / "mesh.yml").exists() and (workspace / "profiles/profiles.yml").exists()
+
+
+def test_published_state_supports_own_defer(built_template: Path) -> None:
+    state = built_template / "registry/dbt_down/local/state/manifest.json"
+    assert load_manifest(state, "dbt_down")["metadata"]["project_name"] == "dbt_down"
