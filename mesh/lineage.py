@@ -81,6 +81,11 @@ class Report:
         return "\n".join(lines)
 
 
+_CONSUMER_NODE_TYPES = frozenset(
+    {"model", "snapshot", "seed", "test", "exposure", "metric", "semantic_model", "saved_query", "analysis"}
+)
+
+
 def _upstream_of_parent(parent: str, project: str) -> tuple[str, str] | None:
     """(via, upstream) if `parent` crosses a project boundary, else None."""
     parts = parent.split(".")
@@ -127,7 +132,9 @@ def validate_manifest(
     now = (today or datetime.now(UTC)).date()
     touched: set[str] = set()
     for node_id in sorted(parent_map):
-        if node_id.split(".")[0] not in ("model", "snapshot", "seed", "test", "exposure", "metric", "semantic_model", "saved_query", "analysis"):
+        kind, _, rest = node_id.partition(".")
+        # Only the consumer's own nodes: dbt-loom injects upstream models into its manifest too.
+        if kind not in _CONSUMER_NODE_TYPES or rest.partition(".")[0] != name:
             continue
         for parent in parent_map[node_id]:
             crossing = _upstream_of_parent(parent, name)
@@ -177,7 +184,7 @@ def validate_manifest(
             report.edges.append(Edge(name, node_id, via, parent, upstream, target_id))
             deprecation = published.get("deprecation_date")
             if deprecation and node_id.startswith("model."):
-                _deprecation_finding(deprecation, now, target_id, add)
+                _deprecation_finding(deprecation, now, target_id, add, name, node_id, upstream_doc["nodes"])
     for upstream in project.upstreams:
         if upstream not in touched:
             report.findings.append(
@@ -194,15 +201,35 @@ def validate_manifest(
     return report
 
 
-def _deprecation_finding(deprecation: Any, today: Any, target_id: str, add: Any) -> None:
+def _deprecation_finding(
+    deprecation: Any, today: Any, target_id: str, add: Any, consumer: str, node_id: str, nodes: Json
+) -> None:
+    """Warn on a ref to a deprecated version; fail once its deprecation_date has passed. The message
+    names who must migrate (consumer project and model) and to what (the latest version)."""
     try:
         when = datetime.fromisoformat(str(deprecation).replace("Z", "+00:00")).date()
     except ValueError:
         return
+    published = nodes.get(target_id) or {}
+    latest = published.get("latest_version")
+    successor = next(
+        (
+            uid
+            for uid, n in nodes.items()
+            if n.get("name") == published.get("name")
+            and latest is not None
+            and str(n.get("version")) == str(latest)
+            and uid != target_id
+        ),
+        None,
+    )
+    to = f"ref the latest version ({successor})" if successor else "stop using it (ask its owners what replaces it)"
+    model = ".".join(node_id.split(".")[2:]) or node_id
+    who = f"{consumer} must migrate {node_id.split('.')[0]} {model}"
     if when < today:
-        add("deprecated", f"{target_id} was deprecated on {when}: migrate to the latest version", target_id)
+        add("deprecated", f"{target_id} was deprecated on {when}, past its deprecation_date: {who}: {to}", target_id)
     else:
-        add("deprecated", f"{target_id} is deprecated from {when}: plan the migration", target_id, "warning")
+        add("deprecated", f"{target_id} is deprecated from {when}: {who} before then: {to}", target_id, "warning")
 
 
 def validate_projects(mesh: Mesh, names: list[str]) -> list[Report]:

@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mesh.config import Mesh
+from mesh.contracts import publish_gate
 from mesh.dbt import DbtRun, run_dbt
 from mesh.errors import ConfigError, LineageError
 from mesh.lineage import Report, consumers, validate_projects
 from mesh.manifest import load_manifest, public_node_ids
 from mesh.publish import PublishResult, publish_project, save_state
 from mesh.sync import GENERATED_PREFIX, SyncPlan, _is_generated, apply_plan, model_paths, plan_sync
+from mesh.usage import record_usage
 
 Say = Callable[[str], None]
 
@@ -26,6 +28,13 @@ def sync_project(mesh: Mesh, name: str, dry_run: bool = False) -> SyncPlan:
     if not dry_run:
         apply_plan(plan)
     return plan
+
+
+def needs_full_parse(plan: SyncPlan) -> bool:
+    """Whether sync changed a generated sources file: dbt's partial parsing then drops one of the
+    same-named `sources:` entries (one per upstream database/schema) and the build fails with
+    "depends on a source ... which was not found"; a full parse reads the file correctly."""
+    return any(c.path.suffix == ".yml" and c.path.name.startswith(GENERATED_PREFIX) for c in plan.changes)
 
 
 def build_project(
@@ -41,6 +50,8 @@ def build_project(
         plan = sync_project(mesh, name)
         say(f"sync {name}: {len(plan.changes)} file changes; upstreams " + ", ".join(f"{k}@{v}" for k, v in plan.upstream_versions.items()))
     args = ["build"]
+    if project.upstreams and needs_full_parse(plan):
+        args.append("--no-partial-parse")
     if select:
         args += ["--select", select]
     if defer:
@@ -70,6 +81,7 @@ class MeshRun:
     publishes: list[PublishResult] = field(default_factory=list)
     reports: list[Report] = field(default_factory=list)
     seconds: float = 0.0
+    lineage: str = ""  # where the lineage picture was written
 
     def summary(self) -> list[str]:
         lines = [f"mesh ({self.seconds:.1f}s):"]
@@ -80,6 +92,8 @@ class MeshRun:
         edges = sum(len(r.edges) for r in self.reports)
         errors = sum(not r.ok for r in self.reports)
         lines.append(f"  lineage {edges} cross-project edges validated in {len(self.reports)} consumers, {errors} failing")
+        if self.lineage:
+            lines.append(f"  picture {self.lineage}")
         return lines
 
 
@@ -93,18 +107,29 @@ def run_mesh(mesh: Mesh, say: Say = print) -> MeshRun:
         say(f"[{index}/{steps}] build {name}")
         result.builds.append(build_project(mesh, name, say=say))
         if has_public_models(mesh, name):
-            pub = publish_project(mesh, name)
+            pub = publish_project(mesh, name, checks=(publish_gate(mesh, name, say=say),))
             say(f"[{index}/{steps}] publish {pub.summary()}")
             result.publishes.append(pub)
         save_state(mesh, name)
     say(f"[{steps}/{steps}] validate lineage of {', '.join(consumers(mesh)) or 'no consumer'}")
     result.reports = validate_projects(mesh, consumers(mesh))
+    for report in result.reports:
+        if report.ok:  # what each consumer reads upstream, for the contract gate
+            record_usage(mesh, report.project)
     result.seconds = time.monotonic() - started
     failing = [r for r in result.reports if not r.ok]
     if failing:
         for report in failing:
             say(report.text())
         raise LineageError(f"lineage validation failed for {', '.join(r.project for r in failing)}")
+    from mesh.graph import OUTPUT_DIR, load_graph, write_lineage
+
+    graph = load_graph(mesh)
+    write_lineage(graph, mesh.root / OUTPUT_DIR)
+    result.lineage = (
+        f"{OUTPUT_DIR}/lineage.html (also .json, .mmd): "
+        f"{len(graph.projects)} projects, {len(graph.nodes)} nodes"
+    )
     return result
 
 
@@ -121,6 +146,7 @@ def clean_local(mesh: Mesh) -> list[Path]:
             removed.append(path)
 
     remove(mesh.warehouse_dir)
+    remove(mesh.root / "lineage")
     from mesh.registry.file import FileRegistry
 
     if isinstance(mesh.registry, FileRegistry) and mesh.registry.root.is_relative_to(mesh.root):
