@@ -68,6 +68,9 @@ class Registry(Protocol):
     ) -> str:
         """Point `latest` at `version` if it still holds `expected_token`; return the new token.
 
+        `body` must be the bytes of history entry `version` (S3 stores a copy and checks it; the
+        folder backend links to the entry).
+
         Raises ConflictError when another publisher moved `latest` in between.
         """
         ...

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mesh.errors import ChecksumError, ConflictError, NotFoundError, RegistryError
-from mesh.names import VERSION_RE, check_name, check_version, sha256_hex
+from mesh.names import NAME_RE, VERSION_RE, check_name, check_version, sha256_hex
 from mesh.registry.base import MANIFEST, PRIVATE_OBJECTS, Entry
 
 LOCK_TIMEOUT_S = 60.0
@@ -125,7 +125,11 @@ class FileRegistry:
         history = self._env_dir(project, env) / "history"
         if not history.is_dir():
             return []
-        return sorted(p.name for p in history.iterdir() if VERSION_RE.fullmatch(p.name))
+        return sorted(
+            p.name
+            for p in history.iterdir()
+            if VERSION_RE.fullmatch(p.name) and (p / MANIFEST).is_file()
+        )
 
     def list_published(self) -> list[tuple[str, str]]:
         found = []
@@ -133,7 +137,9 @@ class FileRegistry:
             return []
         for link in self.root.glob(f"*/*/latest/{MANIFEST}"):
             env_dir = link.parent.parent
-            found.append((env_dir.parent.name, env_dir.name))
+            project, env = env_dir.parent.name, env_dir.name
+            if NAME_RE.fullmatch(project) and NAME_RE.fullmatch(env):
+                found.append((project, env))
         return sorted(found)
 
     # --- writing --------------------------------------------------------------------------------

@@ -220,8 +220,9 @@ class S3Registry:
             ) from exc
         if isinstance(exc, FlexibleChecksumError):
             raise ChecksumError(
-                f"{where} does not match the checksum S3 stored with it ({exc}); the object is "
-                "corrupt: republish it or run `invoke registry.fsck`"
+                f"the bytes received for {where} do not match the checksum S3 stored with it "
+                f"({exc}): retry; if it persists the object is corrupt: republish it or run "
+                "`invoke registry.fsck`"
             ) from exc
         if isinstance(exc, BotoConnectionError | HTTPClientError | IncompleteReadError):
             raise RegistryError(
@@ -382,7 +383,7 @@ class S3Registry:
                 if head and head.get("Metadata", {}).get("sha256") == sha256_hex(body):
                     return
             raise RegistryError(
-                f"version {version} of {project}/{env} exists already ({self._where(key)}); "
+                f"version {version} of {project}/{env} at {self._where(key)} exists already; "
                 "history is create-only"
             ) from exc
         except BotoCoreError as exc:
