@@ -1,0 +1,14 @@
+terraform {
+  required_version = ">= 1.5.0"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.0, < 7.0"
+    }
+    snowflake = {
+      source  = "snowflakedb/snowflake"
+      version = ">= 2.0.0, < 3.0.0"
+    }
+  }
+}

@@ -1,0 +1,623 @@
+"""Snowflake set-up without Terraform, and read grants derived from a published interface.
+
+Two jobs:
+
+- `render_setup` fills the numbered scripts in `snowflake_sql/` from mesh.yml, and `execute` runs
+  them through snowflake-connector-python with key-pair authentication. Each script says in its
+  first line what it is rendered for (`-- mesh:render-per warehouse|project|edge`).
+- `grants_for_interface` turns a producer's published interface into `GRANT USAGE`/`GRANT SELECT`
+  statements for its consumers' roles, on exactly the relations of its public models.
+
+Every value substituted into SQL is an identifier checked against `^[A-Z_][A-Z0-9_$]*$` first:
+a hostile mesh.yml or interface can make a statement fail, never change what it does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mesh.errors import CheckFailedError, ConfigError, CredentialsError, ManifestError
+from mesh.names import check_name
+
+__all__ = [
+    "IDENTIFIER_RE",
+    "ConnectionSettings",
+    "InterfaceGrantError",
+    "MeshLayout",
+    "ProjectSpec",
+    "RenderedScript",
+    "SnowflakeExecutionError",
+    "SnowflakeSettingsError",
+    "SqlTemplateError",
+    "UnsafeIdentifierError",
+    "connection_settings_from_env",
+    "execute",
+    "grant_statement_parts",
+    "grants_for_interface",
+    "load_layout",
+    "render_setup",
+    "render_template",
+    "script_unit",
+]
+
+IDENTIFIER_RE = re.compile(r"[A-Z_][A-Z0-9_$]*")
+PLACEHOLDER_RE = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+RENDER_PER_RE = re.compile(r"^--\s*mesh:render-per\s+(warehouse|project|edge)\s*$", re.MULTILINE)
+SCRIPT_GLOB = "[0-9][0-9]_*.sql"
+# dbt's private layers; no consumer grant may ever reach them.
+PRIVATE_SCHEMAS = frozenset({"RAW", "STAGING"})
+DEFAULT_SETUP_ROLE = "SYSADMIN"
+RESOURCE_MONITOR_SCRIPT = "06_resource_monitors.sql"
+CONSUMER_GRANTS_SCRIPT = "05_consumer_grants.sql"
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+class UnsafeIdentifierError(ConfigError):
+    """A value meant for SQL is not a plain upper-case Snowflake identifier."""
+
+
+class SqlTemplateError(ConfigError):
+    """A script in snowflake_sql/ is malformed: unknown placeholder or missing render-per line."""
+
+
+class SnowflakeSettingsError(CredentialsError):
+    """A connection setting (SNOWFLAKE_* environment variable) is missing or invalid."""
+
+
+class InterfaceGrantError(ManifestError):
+    """The interface cannot be turned into grants: malformed, or it names a private schema."""
+
+
+class SnowflakeExecutionError(CheckFailedError):
+    """Snowflake rejected a statement."""
+
+
+# --- identifiers ---------------------------------------------------------------------------------
+
+
+def check_identifier(kind: str, value: object) -> str:
+    """Return `value` upper-cased if it is an unquoted Snowflake identifier, else raise.
+
+    Unquoted identifiers resolve to upper case in Snowflake, so `public_orders` (as dbt writes an
+    alias) names the same object as `PUBLIC_ORDERS`; anything that would need quoting is refused.
+    """
+    if not isinstance(value, str) or not value.isascii():
+        raise UnsafeIdentifierError(
+            f"invalid {kind} {value!r}: use an unquoted Snowflake identifier (A-Z, 0-9, _ and $)"
+        )
+    upper = value.upper()
+    if not IDENTIFIER_RE.fullmatch(upper):
+        raise UnsafeIdentifierError(
+            f"invalid {kind} {value!r}: use an unquoted Snowflake identifier matching "
+            f"{IDENTIFIER_RE.pattern}"
+        )
+    return upper
+
+
+# --- mesh layout ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    """One dbt project as mesh.yml and its dependencies.yml describe it."""
+
+    name: str
+    database: str
+    warehouse: str
+    role: str
+    public_schema: str | None = None
+    upstreams: tuple[str, ...] = ()
+    service_user: str = ""
+
+    @property
+    def user(self) -> str:
+        """The CI service user: `service_user` or <PROJECT>_CI_USER."""
+        return self.service_user or f"{self.name.upper()}_CI_USER"
+
+
+@dataclass(frozen=True)
+class MeshLayout:
+    """What the infrastructure needs from mesh.yml: projects, their edges and the targets."""
+
+    projects: Mapping[str, ProjectSpec]
+    targets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def warehouses(self) -> list[str]:
+        """Distinct warehouses, sorted."""
+        return sorted({p.warehouse for p in self.projects.values()})
+
+    def edges(self) -> list[tuple[ProjectSpec, ProjectSpec]]:
+        """(consumer, producer) pairs, sorted by consumer then producer."""
+        pairs = []
+        for consumer in sorted(self.projects):
+            for producer in sorted(self.projects[consumer].upstreams):
+                pairs.append((self.projects[consumer], self.projects[producer]))
+        return pairs
+
+    def consumers_of(self, producer: str) -> list[ProjectSpec]:
+        """Projects whose dependencies.yml lists `producer`, sorted by name."""
+        return [p for name, p in sorted(self.projects.items()) if producer in p.upstreams]
+
+
+# The template's own mesh, used when a repository has no mesh.yml yet (and by the SQL lint).
+DEFAULT_LAYOUT = MeshLayout(
+    projects={
+        "dbt_up": ProjectSpec("dbt_up", "DBT_UP_PROD", "DBT_UP_WH", "DBT_UP_ROLE", "MARTS"),
+        "dbt_down": ProjectSpec(
+            "dbt_down", "DBT_DOWN_PROD", "DBT_DOWN_WH", "DBT_DOWN_ROLE", upstreams=("dbt_up",)
+        ),
+        "dbt_down_loom": ProjectSpec(
+            "dbt_down_loom",
+            "DBT_DOWN_LOOM_PROD",
+            "DBT_DOWN_WH",
+            "DBT_DOWN_LOOM_ROLE",
+            upstreams=("dbt_up",),
+        ),
+    },
+    targets={
+        "local": {"registry": "file://registry", "env": "local"},
+        "prod": {"registry": "${MESH_REGISTRY:-s3://acme-dbt-mesh-registry/mesh}", "env": "prod"},
+    },
+)
+
+
+def _read_yaml(path: Path) -> Any:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        return YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+    except (OSError, YAMLError) as exc:
+        raise ConfigError(f"cannot read {path.name}: {exc}") from exc
+
+
+def _upstreams(project_dir: Path) -> tuple[str, ...]:
+    """Producers listed under `projects:` in the project's dependencies.yml (dbt's own format)."""
+    deps_file = project_dir / "dependencies.yml"
+    if not deps_file.is_file():
+        return ()
+    data = _read_yaml(deps_file) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{deps_file.parent.name}/dependencies.yml must be a mapping")
+    entries = data.get("projects") or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{deps_file.parent.name}/dependencies.yml: `projects` must be a list")
+    names = []
+    for entry in entries:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        names.append(check_name("upstream project", name))
+    return tuple(sorted(set(names)))
+
+
+def load_layout(root: Path, mesh_file: str = "mesh.yml") -> MeshLayout:
+    """Read mesh.yml (and each project's dependencies.yml) under `root`.
+
+    Raises ConfigError when mesh.yml is missing or a value is not allowed.
+    """
+    path = root / mesh_file
+    if not path.is_file():
+        raise ConfigError(f"{mesh_file} not found in the repository root: create it (see README)")
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{mesh_file} must be a mapping")
+    raw_projects = data.get("projects")
+    snowflake = (data.get("snowflake") or {}).get("projects") or {}
+    if not isinstance(raw_projects, dict) or not raw_projects:
+        raise ConfigError(f"{mesh_file}: `projects` must map project names to settings")
+    if not isinstance(snowflake, dict):
+        raise ConfigError(f"{mesh_file}: `snowflake.projects` must be a mapping")
+
+    projects: dict[str, ProjectSpec] = {}
+    for name, settings in raw_projects.items():
+        check_name("project", name)
+        settings = settings or {}
+        sf = snowflake.get(name)
+        if not isinstance(sf, dict):
+            raise ConfigError(f"{mesh_file}: snowflake.projects.{name} is missing")
+        missing = [key for key in ("database", "warehouse", "role") if not sf.get(key)]
+        if missing:
+            raise ConfigError(f"{mesh_file}: snowflake.projects.{name} lacks {', '.join(missing)}")
+        project_dir = root / str(settings.get("path", name))
+        public_schema = sf.get("public_schema")
+        projects[name] = ProjectSpec(
+            name=name,
+            database=check_identifier(f"{name} database", sf["database"]),
+            warehouse=check_identifier(f"{name} warehouse", sf["warehouse"]),
+            role=check_identifier(f"{name} role", sf["role"]),
+            public_schema=(
+                check_identifier(f"{name} public_schema", public_schema) if public_schema else None
+            ),
+            upstreams=_upstreams(project_dir),
+            service_user=(
+                check_identifier(f"{name} service_user", sf["service_user"])
+                if sf.get("service_user")
+                else ""
+            ),
+        )
+    layout = MeshLayout(projects=projects, targets=_targets(data.get("targets"), mesh_file))
+    validate_layout(layout)
+    return layout
+
+
+def _targets(raw: object, mesh_file: str) -> dict[str, dict[str, str]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{mesh_file}: `targets` must be a mapping")
+    targets = {}
+    for name, settings in raw.items():
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{mesh_file}: targets.{name} must be a mapping")
+        targets[str(name)] = {str(k): str(v) for k, v in settings.items()}
+    return targets
+
+
+def validate_layout(layout: MeshLayout) -> None:
+    """Check the edges: every upstream is a project with a public schema that is not private."""
+    for project in layout.projects.values():
+        if project.public_schema in PRIVATE_SCHEMAS:
+            raise ConfigError(
+                f"{project.name}: public_schema {project.public_schema} is a private layer; "
+                "publish a schema other than RAW and STAGING (MARTS)"
+            )
+        for upstream in project.upstreams:
+            producer = layout.projects.get(upstream)
+            if producer is None:
+                raise ConfigError(
+                    f"{project.name}/dependencies.yml lists {upstream}, which is not in mesh.yml"
+                )
+            if producer.public_schema is None:
+                raise ConfigError(
+                    f"{project.name} reads {upstream}, but snowflake.projects.{upstream} has no "
+                    "public_schema in mesh.yml"
+                )
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderedScript:
+    """One script rendered for one unit (a warehouse, a project or a consumer edge)."""
+
+    name: str
+    unit: str
+    sql: str
+
+
+def script_unit(text: str, name: str) -> str:
+    """What a script is rendered for, from its `-- mesh:render-per <unit>` line."""
+    match = RENDER_PER_RE.search(text)
+    if not match:
+        raise SqlTemplateError(
+            f"{name} has no `-- mesh:render-per warehouse|project|edge` line: add one at the top"
+        )
+    return match.group(1)
+
+
+def render_template(text: str, values: Mapping[str, str], name: str = "script") -> str:
+    """Replace every `{{ placeholder }}` with its value, each checked as an identifier first."""
+    checked = {key: check_identifier(key, value) for key, value in values.items()}
+
+    def substitute(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in checked:
+            raise SqlTemplateError(
+                f"{name}: unknown placeholder {{{{ {key} }}}}; known: {', '.join(sorted(checked))}"
+            )
+        return checked[key]
+
+    rendered = PLACEHOLDER_RE.sub(substitute, text)
+    if "{{" in rendered or "}}" in rendered:
+        raise SqlTemplateError(f"{name}: malformed placeholder left after rendering")
+    return rendered
+
+
+def unit_contexts(unit: str, layout: MeshLayout) -> list[tuple[str, dict[str, str]]]:
+    """(label, placeholder values) for every unit of the given kind."""
+    if unit == "warehouse":
+        return [
+            (wh, {"warehouse": wh, "resource_monitor": f"{wh}_MONITOR"})
+            for wh in layout.warehouses()
+        ]
+    if unit == "project":
+        return [
+            (
+                name,
+                {
+                    "database": p.database,
+                    "warehouse": p.warehouse,
+                    "role": p.role,
+                    "user": p.user,
+                },
+            )
+            for name, p in sorted(layout.projects.items())
+        ]
+    if unit == "edge":
+        contexts = []
+        for consumer, producer in layout.edges():
+            assert producer.public_schema is not None  # validate_layout guarantees it
+            contexts.append(
+                (
+                    f"{consumer.name} reads {producer.name}",
+                    {
+                        "consumer_role": consumer.role,
+                        "producer_database": producer.database,
+                        "producer_public_schema": producer.public_schema,
+                    },
+                )
+            )
+        return contexts
+    raise SqlTemplateError(f"unknown render unit {unit!r}")
+
+
+def setup_scripts(sql_dir: Path) -> list[Path]:
+    """The numbered scripts, in the order they run."""
+    scripts = sorted(sql_dir.glob(SCRIPT_GLOB))
+    if not scripts:
+        raise ConfigError(f"no numbered .sql scripts in {sql_dir.name}/")
+    return scripts
+
+
+def render_setup(
+    layout: MeshLayout,
+    sql_dir: Path,
+    *,
+    include_resource_monitors: bool = True,
+    include_consumer_grants: bool = True,
+) -> list[RenderedScript]:
+    """Every script rendered for every unit it applies to, in execution order."""
+    skipped = set()
+    if not include_resource_monitors:
+        skipped.add(RESOURCE_MONITOR_SCRIPT)
+    if not include_consumer_grants:
+        skipped.add(CONSUMER_GRANTS_SCRIPT)
+    rendered = []
+    for path in setup_scripts(sql_dir):
+        if path.name in skipped:
+            continue
+        text = path.read_text(encoding="utf-8")
+        unit = script_unit(text, path.name)
+        for label, values in unit_contexts(unit, layout):
+            rendered.append(
+                RenderedScript(path.name, label, render_template(text, values, path.name))
+            )
+    return rendered
+
+
+def format_scripts(scripts: Iterable[RenderedScript]) -> str:
+    """SQL of the rendered scripts, each headed by the script and unit it was rendered for."""
+    parts = [f"-- ==== {s.name} ({s.unit}) ====\n{s.sql.strip()}\n" for s in scripts]
+    return "\n".join(parts)
+
+
+# --- grants from the interface -------------------------------------------------------------------
+
+_ID = IDENTIFIER_RE.pattern
+GRANT_RE = re.compile(
+    rf"GRANT (?P<privilege>USAGE|SELECT) ON "
+    rf"(?:DATABASE (?P<database>{_ID})"
+    rf"|SCHEMA (?P<schema_db>{_ID})\.(?P<schema>{_ID})"
+    rf"|(?:ALL|FUTURE) (?:TABLES|VIEWS) IN SCHEMA (?P<bulk_db>{_ID})\.(?P<bulk_schema>{_ID})"
+    rf"|(?:TABLE|VIEW) (?P<rel_db>{_ID})\.(?P<rel_schema>{_ID})\.(?P<relation>{_ID}))"
+    rf" TO ROLE (?P<role>{_ID})"
+)
+
+
+def grant_statement_parts(statement: str) -> dict[str, str] | None:
+    """Parts of a read-only consumer grant, or None if the statement is anything else.
+
+    The pattern admits USAGE on a database or schema and SELECT on tables and views, nothing more:
+    no other privilege, no WITH GRANT OPTION, no OWNERSHIP.
+    """
+    normalized = " ".join(statement.replace(";", " ").split()).upper()
+    match = GRANT_RE.fullmatch(normalized)
+    if not match:
+        return None
+    parts = {k: v for k, v in match.groupdict().items() if v is not None}
+    parts["schema_db"] = parts.get("schema_db") or parts.get("bulk_db") or parts.get("rel_db", "")
+    parts["schema"] = parts.get("schema") or parts.get("bulk_schema") or parts.get("rel_schema", "")
+    return parts
+
+
+def _materialization(node: Mapping[str, Any]) -> str:
+    config = node.get("config")
+    materialized = config.get("materialized") if isinstance(config, dict) else None
+    materialized = materialized or node.get("materialized")
+    return "VIEW" if str(materialized or "").lower() == "view" else "TABLE"
+
+
+def grants_for_interface(
+    interface: dict[str, Any],
+    consumer_roles: list[str],
+    *,
+    public_schema: str | None = None,
+) -> list[str]:
+    """GRANT statements that let each consumer role read exactly the interface's public relations.
+
+    For every role: USAGE on each database and schema that holds a public model, then SELECT ON
+    TABLE|VIEW for each relation (VIEW when the node is materialized as a view). Identifiers are
+    checked and upper-cased; a node in RAW or STAGING, outside `public_schema` when given, or with
+    an identifier that would need quoting raises InterfaceGrantError instead of granting anything.
+    """
+    if not isinstance(interface, dict) or not isinstance(interface.get("nodes"), dict):
+        raise InterfaceGrantError("interface has no `nodes` mapping: is it a published manifest?")
+    roles = sorted({check_identifier("consumer role", role) for role in consumer_roles})
+    expected_schema = check_identifier("public schema", public_schema) if public_schema else None
+
+    relations: set[tuple[str, str, str, str]] = set()
+    for unique_id, node in sorted(interface["nodes"].items()):
+        if not isinstance(node, dict):
+            raise InterfaceGrantError(f"interface node {unique_id!r} is not an object")
+        if node.get("resource_type", "model") != "model" or node.get("access") != "public":
+            continue
+        try:
+            database = check_identifier("database", node.get("database"))
+            schema = check_identifier("schema", node.get("schema"))
+            alias = check_identifier("alias", node.get("alias") or node.get("name"))
+        except UnsafeIdentifierError as exc:
+            raise InterfaceGrantError(f"interface node {unique_id!r}: {exc}") from exc
+        if schema in PRIVATE_SCHEMAS:
+            raise InterfaceGrantError(
+                f"interface node {unique_id!r} lives in {schema}, a private layer: "
+                "public models must be built into the public schema"
+            )
+        if expected_schema and schema != expected_schema:
+            raise InterfaceGrantError(
+                f"interface node {unique_id!r} lives in {schema}, not in the public schema "
+                f"{expected_schema}"
+            )
+        relations.add((database, schema, alias, _materialization(node)))
+
+    statements = []
+    for role in roles:
+        for database in sorted({r[0] for r in relations}):
+            statements.append(f"GRANT USAGE ON DATABASE {database} TO ROLE {role}")
+        for database, schema in sorted({(r[0], r[1]) for r in relations}):
+            statements.append(f"GRANT USAGE ON SCHEMA {database}.{schema} TO ROLE {role}")
+        for database, schema, alias, kind in sorted(relations):
+            statements.append(f"GRANT SELECT ON {kind} {database}.{schema}.{alias} TO ROLE {role}")
+    return statements
+
+
+# --- connection and execution --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Key-pair connection settings read from SNOWFLAKE_* environment variables."""
+
+    account: str
+    user: str
+    private_key_path: Path
+    role: str
+    private_key_passphrase: str | None = field(default=None, repr=False)
+    host: str | None = None
+    port: int | None = None
+    protocol: str | None = None
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for snowflake.connector.connect."""
+        kwargs: dict[str, Any] = {
+            "account": self.account,
+            "user": self.user,
+            "authenticator": "SNOWFLAKE_JWT",
+            "private_key_file": str(self.private_key_path),
+            "role": self.role,
+            "session_parameters": {"QUERY_TAG": "dbt-mesh-setup"},
+        }
+        if self.private_key_passphrase:
+            kwargs["private_key_file_pwd"] = self.private_key_passphrase
+        if self.host:
+            kwargs["host"] = self.host
+        if self.port is not None:
+            kwargs["port"] = self.port
+        if self.protocol:
+            kwargs["protocol"] = self.protocol
+        return kwargs
+
+
+REQUIRED_ENV = ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_PRIVATE_KEY_PATH")
+
+
+def connection_settings_from_env(
+    env: Mapping[str, str] | None = None, *, default_role: str = DEFAULT_SETUP_ROLE
+) -> ConnectionSettings:
+    """Read and check the connection settings; raise naming the first missing variable."""
+    env = os.environ if env is None else env
+    for name in REQUIRED_ENV:
+        if not env.get(name, "").strip():
+            raise SnowflakeSettingsError(
+                f"{name} is not set: export it before running Snowflake tasks "
+                "(see docs/infrastructure.md, 'Key pairs')"
+            )
+    key_path = Path(env["SNOWFLAKE_PRIVATE_KEY_PATH"]).expanduser()
+    if not key_path.is_file():
+        raise SnowflakeSettingsError(
+            "SNOWFLAKE_PRIVATE_KEY_PATH does not point to a readable file: give the path of the "
+            "PKCS#8 private key (.p8)"
+        )
+    port_text = env.get("SNOWFLAKE_PORT", "").strip()
+    if port_text and not port_text.isdigit():
+        raise SnowflakeSettingsError(f"SNOWFLAKE_PORT must be a number, not {port_text!r}")
+    protocol = env.get("SNOWFLAKE_PROTOCOL", "").strip().lower() or None
+    if protocol not in (None, "http", "https"):
+        raise SnowflakeSettingsError(f"SNOWFLAKE_PROTOCOL must be http or https, not {protocol!r}")
+    role = env.get("SNOWFLAKE_ROLE", "").strip() or default_role
+    return ConnectionSettings(
+        account=env["SNOWFLAKE_ACCOUNT"].strip(),
+        user=env["SNOWFLAKE_USER"].strip(),
+        private_key_path=key_path,
+        private_key_passphrase=env.get("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE") or None,
+        role=check_identifier("SNOWFLAKE_ROLE", role),
+        host=env.get("SNOWFLAKE_HOST", "").strip() or None,
+        port=int(port_text) if port_text else None,
+        protocol=protocol,
+    )
+
+
+class _Connection(Protocol):
+    def execute_string(self, sql_text: str, remove_comments: bool = ...) -> Iterable[Any]: ...
+
+    def close(self) -> None: ...
+
+
+def _default_connect(**kwargs: Any) -> _Connection:
+    import snowflake.connector
+
+    return snowflake.connector.connect(**kwargs)
+
+
+def execute(
+    scripts: Sequence[RenderedScript],
+    settings: ConnectionSettings,
+    *,
+    connect: Callable[..., _Connection] = _default_connect,
+    echo: Callable[[str], None] | None = None,
+) -> int:
+    """Run the scripts in order over one connection; return the number of statements run.
+
+    Stops at the first statement Snowflake rejects and raises SnowflakeExecutionError naming the
+    script and unit, so a re-run (every script is idempotent) picks up from a clean state.
+    """
+    try:
+        import snowflake.connector.errors as sf_errors
+    except ImportError as exc:  # pragma: no cover - the connector is a pinned dependency
+        raise ConfigError("snowflake-connector-python is not installed: run `make venv`") from exc
+
+    try:
+        connection = connect(**settings.connect_kwargs())
+    except (sf_errors.Error, ValueError, TypeError, OSError) as exc:
+        # A wrong passphrase or a key that is not PKCS#8 surfaces as ValueError/TypeError.
+        reason = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
+        raise SnowflakeExecutionError(
+            f"cannot connect to Snowflake account {settings.account} as {settings.user}: {reason}"
+        ) from exc
+    count = 0
+    try:
+        for script in scripts:
+            if echo:
+                echo(f"{script.name} ({script.unit})")
+            try:
+                cursors = connection.execute_string(script.sql, remove_comments=True)
+            except sf_errors.Error as exc:
+                raise SnowflakeExecutionError(
+                    f"{script.name} ({script.unit}) failed: {exc.msg or exc}"
+                ) from exc
+            count += len(list(cursors))
+    finally:
+        connection.close()
+    return count
+
+
+def statements_as_script(statements: Sequence[str], label: str) -> RenderedScript:
+    """Wrap generated statements (e.g. interface grants) so `execute` can run them."""
+    sql = "USE ROLE SECURITYADMIN;\n" + "".join(f"{s};\n" for s in statements)
+    return RenderedScript("interface grants", label, sql)

@@ -1,0 +1,271 @@
+"""Invoke tasks for the infrastructure: `infra.*` (Terraform) and `snowflake.*` (SQL set-up).
+
+The root tasks.py adds them with `from tasks_infra import infra, snowflake`; on their own they run
+as `invoke -c tasks_infra infra.lint`. The logic lives in mesh/infra.py and mesh/snowflake.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from invoke import Collection, Context, Exit, task
+
+from mesh import infra as mesh_infra
+from mesh import snowflake as mesh_snowflake
+from mesh.errors import ConfigError, MeshError
+
+ROOT = Path(__file__).resolve().parent
+T = TypeVar("T")
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Run `action`, turning a MeshError into invoke's one-line failure with its exit code."""
+    try:
+        return action()
+    except MeshError as exc:
+        raise Exit(str(exc), exc.exit_code) from exc
+
+
+def _path(value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else ROOT / path
+
+
+def _confirm(question: str, expected: str) -> bool:
+    """Ask on a terminal; a non-interactive run never confirms."""
+    if not sys.stdin.isatty():
+        return False
+    try:
+        return input(f"{question} Type '{expected}' to continue: ").strip() == expected
+    except EOFError:
+        return False
+
+
+# --- infra ---------------------------------------------------------------------------------------
+
+
+@task(
+    name="lint",
+    help={
+        "path": "Terraform tree to check (default: infra).",
+        "sql-path": "Folder of the numbered SQL scripts to check (default: snowflake_sql).",
+        "skip-checkov": "Leave checkov out (fast local loop; CI always runs it).",
+    },
+)
+def infra_lint(
+    c: Context, path: str = "infra", sql_path: str = "snowflake_sql", skip_checkov: bool = False
+) -> None:
+    """Check Terraform and SQL: fmt, checkov offline, structural rules, SQL parse and grants."""
+    report = _run(
+        lambda: mesh_infra.lint(_path(path), sql_dir=_path(sql_path), run_checkov=not skip_checkov)
+    )
+    for finding in report.findings:
+        print(finding)
+    steps = ", ".join(f"{name}: {state}" for name, state in report.steps.items())
+    if not report.ok:
+        raise Exit(
+            f"infra.lint failed: {len(report.findings)} finding(s) in rule(s) "
+            f"{', '.join(report.rules())} ({steps})",
+            1,
+        )
+    print(f"infra.lint passed in {report.seconds:.1f}s ({steps})")
+
+
+def _terraform(action: str, stack: str, target: str, auto_approve: bool) -> None:
+    _run(
+        lambda: mesh_infra.run_terraform(
+            action, stack=_path(stack), target=target, auto_approve=auto_approve
+        )
+    )
+
+
+@task(
+    name="plan",
+    help={
+        "target": "mesh.yml target whose s3:// registry the stack serves (default: prod).",
+        "stack": "Terraform root to run in (default: infra/examples/complete).",
+    },
+)
+def infra_plan(c: Context, target: str = "prod", stack: str = "infra/examples/complete") -> None:
+    """Show what Terraform would change, with variables generated from mesh.yml."""
+    _terraform("plan", stack, target, auto_approve=False)
+    print(f"infra.plan done for target {target} in {stack}")
+
+
+@task(
+    name="apply",
+    help={
+        "target": "mesh.yml target whose s3:// registry the stack serves (default: prod).",
+        "stack": "Terraform root to run in (default: infra/examples/complete).",
+        "yes": "Apply without Terraform's confirmation prompt (for CI).",
+    },
+)
+def infra_apply(
+    c: Context, target: str = "prod", stack: str = "infra/examples/complete", yes: bool = False
+) -> None:
+    """Create or update the registry, IAM and Snowflake resources with Terraform."""
+    if not yes and not sys.stdin.isatty():
+        raise Exit("infra.apply needs a terminal to confirm, or --yes in non-interactive runs", 2)
+    _terraform("apply", stack, target, auto_approve=yes)
+    print(f"infra.apply done for target {target} in {stack}")
+
+
+@task(
+    name="destroy",
+    help={
+        "target": "mesh.yml target whose s3:// registry the stack serves (default: prod).",
+        "stack": "Terraform root to run in (default: infra/examples/complete).",
+        "yes": "Destroy without asking; refused otherwise when there is no terminal.",
+    },
+)
+def infra_destroy(
+    c: Context, target: str = "prod", stack: str = "infra/examples/complete", yes: bool = False
+) -> None:
+    """Destroy what the stack created (asks first); a non-empty registry bucket is kept."""
+    if not yes and not _confirm(
+        f"This destroys the IAM roles, Snowflake objects and (if empty) the registry bucket of "
+        f"target {target}.",
+        "destroy",
+    ):
+        raise Exit("infra.destroy not confirmed: nothing destroyed (pass --yes to skip asking)", 2)
+    _terraform("destroy", stack, target, auto_approve=True)
+    print(f"infra.destroy done for target {target} in {stack}")
+
+
+infra = Collection("infra")
+infra.add_task(infra_lint)
+infra.add_task(infra_plan)
+infra.add_task(infra_apply)
+infra.add_task(infra_destroy)
+
+
+# --- snowflake -----------------------------------------------------------------------------------
+
+
+@task(
+    name="setup",
+    help={
+        "dry-run": "Print the rendered SQL instead of running it; needs no credentials.",
+        "skip-resource-monitors": "Leave out 06_resource_monitors.sql (needs ACCOUNTADMIN).",
+        "skip-consumer-grants": "Leave out the schema-wide 05_consumer_grants.sql; grant the "
+        "published relations only with snowflake.grants instead.",
+        "sql-path": "Folder of the numbered SQL scripts (default: snowflake_sql).",
+    },
+)
+def snowflake_setup(
+    c: Context,
+    dry_run: bool = False,
+    skip_resource_monitors: bool = False,
+    skip_consumer_grants: bool = False,
+    sql_path: str = "snowflake_sql",
+) -> None:
+    """Create warehouses, roles, databases, CI users and consumer grants from mesh.yml."""
+
+    def render() -> list[mesh_snowflake.RenderedScript]:
+        layout = mesh_snowflake.load_layout(ROOT)
+        return mesh_snowflake.render_setup(
+            layout,
+            _path(sql_path),
+            include_resource_monitors=not skip_resource_monitors,
+            include_consumer_grants=not skip_consumer_grants,
+        )
+
+    scripts = _run(render)
+    if dry_run:
+        print(mesh_snowflake.format_scripts(scripts))
+        print(f"-- snowflake.setup dry run: {len(scripts)} rendered script(s), nothing executed")
+        return
+    settings = _run(mesh_snowflake.connection_settings_from_env)
+    count = _run(lambda: mesh_snowflake.execute(scripts, settings, echo=print))
+    print(
+        f"snowflake.setup done: {len(scripts)} script(s), {count} statement(s) as {settings.user}"
+    )
+
+
+def _read_interface(project: str, target: str, interface: str | None) -> dict[str, Any]:
+    if interface:
+        path = _path(interface)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read interface {interface}: {exc}") from exc
+    else:
+        from mesh.infra import expand_env
+        from mesh.registry import open_registry
+
+        layout = mesh_snowflake.load_layout(ROOT)
+        settings = layout.targets.get(target)
+        if settings is None:
+            raise ConfigError(f"target {target!r} is not in mesh.yml")
+        registry = open_registry(expand_env(settings.get("registry", "")), base_dir=ROOT)
+        entry = registry.read_latest(project, settings.get("env", target))
+        if entry is None:
+            raise ConfigError(
+                f"{project} has published no interface to target {target}: run "
+                f"`invoke publish --project {project} --target {target}` first"
+            )
+        try:
+            data = json.loads(entry.body)
+        except ValueError as exc:
+            raise ConfigError(f"the published interface of {project} is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError("the interface must be a JSON object")
+    return data
+
+
+@task(
+    name="grants",
+    help={
+        "project": "Producer whose published public models its consumers may read.",
+        "target": "mesh.yml target to read the interface from (default: prod).",
+        "interface": "Read the interface from this JSON file instead of the registry.",
+        "dry-run": "Print the GRANT statements instead of running them; needs no credentials.",
+    },
+)
+def snowflake_grants(
+    c: Context,
+    project: str,
+    target: str = "prod",
+    interface: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Grant consumers SELECT on exactly the producer's published public relations."""
+
+    def plan() -> tuple[list[str], list[str]]:
+        layout = mesh_snowflake.load_layout(ROOT)
+        producer = layout.projects.get(project)
+        if producer is None:
+            raise ConfigError(f"project {project!r} is not in mesh.yml")
+        roles = [p.role for p in layout.consumers_of(project)]
+        if not roles:
+            raise ConfigError(
+                f"no project lists {project} in its dependencies.yml: nothing to grant"
+            )
+        data = _read_interface(project, target, interface)
+        statements = mesh_snowflake.grants_for_interface(
+            data, roles, public_schema=producer.public_schema
+        )
+        return statements, roles
+
+    statements, roles = _run(plan)
+    if dry_run:
+        for statement in statements:
+            print(f"{statement};")
+        print(f"-- snowflake.grants dry run: {len(statements)} statement(s) for {', '.join(roles)}")
+        return
+    settings = _run(mesh_snowflake.connection_settings_from_env)
+    script = mesh_snowflake.statements_as_script(statements, f"{project} -> {', '.join(roles)}")
+    count = _run(lambda: mesh_snowflake.execute([script], settings))
+    print(f"snowflake.grants done: {count} statement(s) for {', '.join(roles)}")
+
+
+snowflake = Collection("snowflake")
+snowflake.add_task(snowflake_setup)
+snowflake.add_task(snowflake_grants)
+
+# Lets `invoke -c tasks_infra ...` run these tasks without the root tasks.py.
+ns = Collection(infra, snowflake)
