@@ -114,13 +114,48 @@ def build(
         print(f"state: stored {project}/{m.env} full manifest ({size} bytes)")
 
 
-@task(help={"project": "the producer to publish", "target": TARGET_HELP})
+@task(
+    help={
+        "project": "the producer to publish",
+        "target": TARGET_HELP,
+        "allow_breaking": "publish even if a breaking change hits registered consumers",
+        "reason": "why the breaking change is acceptable (recorded in the history entry)",
+    }
+)
 @_fails_cleanly
-def publish(c: Context, project: str, target: str | None = None) -> None:
+def publish(
+    c: Context,
+    project: str,
+    target: str | None = None,
+    allow_breaking: bool = False,
+    reason: str | None = None,
+) -> None:
     """Write-audit-publish a project's interface from its last build to the registry."""
-    from mesh.publish import publish_project
+    from mesh.cli import run_publish
 
-    print(publish_project(_mesh(target), project).summary())
+    print(run_publish(_mesh(target), project, allow_breaking, reason))
+
+
+@task(
+    help={
+        "project": "the producer whose working tree to check",
+        "target": TARGET_HELP,
+        "allow_breaking": "pass even if a breaking change hits registered consumers",
+        "reason": "why the breaking change is acceptable",
+    }
+)
+@_fails_cleanly
+def check(
+    c: Context,
+    project: str,
+    target: str | None = None,
+    allow_breaking: bool = False,
+    reason: str | None = None,
+) -> None:
+    """PR gate: would this change break a published contract that consumers use?"""
+    from mesh.cli import run_check
+
+    run_check(_mesh(target), project, allow_breaking, reason)
 
 
 @task(
@@ -147,6 +182,7 @@ def sync(c: Context, project: str, target: str | None = None, dry_run: bool = Fa
         "manifest": "validate this manifest.json file",
         "target": TARGET_HELP,
         "format": "text or json",
+        "record_usage": "store what each passing consumer uses upstream, for the contract gate (main)",
     }
 )
 @_fails_cleanly
@@ -157,11 +193,33 @@ def validate(
     manifest: str | None = None,
     target: str | None = None,
     format: str = "text",  # noqa: A002
+    record_usage: bool = False,
 ) -> None:
     """Check that consumers' cross-project edges resolve to published public models."""
     from mesh.cli import run_validate
 
-    run_validate(_mesh(target), project, all, manifest, format)
+    run_validate(_mesh(target), project, all, manifest, format, record_usage)
+
+
+@task(
+    help={
+        "format": "mermaid, json or html; default: all three into lineage/",
+        "output": "file to write (with --format) or folder (without); "
+        "default: mermaid/json to stdout, html to lineage/lineage.html",
+        "target": TARGET_HELP,
+    }
+)
+@_fails_cleanly
+def lineage(
+    c: Context,
+    format: str | None = None,  # noqa: A002
+    output: str | None = None,
+    target: str | None = None,
+) -> None:
+    """Draw the cross-project lineage (every project's nodes) as Mermaid, JSON or an HTML page."""
+    from mesh.graph import run_lineage
+
+    print(run_lineage(_mesh(target), format, output))
 
 
 @task(help={"project": "only this project's history", "target": TARGET_HELP})
@@ -206,11 +264,190 @@ def test(c: Context, k: str | None = None, args: str = "") -> None:
     c.run(f"{sys.executable} -m pytest{selection} {args}", pty=False)
 
 
+@task(
+    help={
+        "project": "the project to diff",
+        "from": "older history version (default: the one before --to)",
+        "to": "newer history version (default: latest)",
+        "target": TARGET_HELP,
+    }
+)
+@_fails_cleanly
+def registry_diff(
+    c: Context,
+    project: str,
+    from_: str | None = None,
+    to: str | None = None,
+    target: str | None = None,
+) -> None:
+    """Show the contract diff between two published versions (default: previous -> latest)."""
+    from mesh.report import registry_diff_lines
+
+    print("\n".join(registry_diff_lines(_mesh(target), project, from_, to)))
+
+
+@task(
+    help={
+        "project": "the project to roll back",
+        "to": "the history version to make latest again",
+        "reason": "why (recorded in the new history entry)",
+        "allow_breaking": "roll back even if consumers use what the rollback removes",
+        "target": TARGET_HELP,
+    }
+)
+@_fails_cleanly
+def registry_rollback(
+    c: Context,
+    project: str,
+    to: str,
+    reason: str | None = None,
+    allow_breaking: bool = False,
+    target: str | None = None,
+) -> None:
+    """Make an earlier version latest again, as a new recorded publish."""
+    from mesh.contracts import rollback_project
+
+    print(rollback_project(_mesh(target), project, to, reason, allow_breaking).summary())
+
+
+@task(help={"project": "the producer whose consumers to list", "target": TARGET_HELP})
+@_fails_cleanly
+def registry_consumers(c: Context, project: str, target: str | None = None) -> None:
+    """List which consumer projects, models and columns use each public model and version."""
+    from mesh.report import consumers_lines
+
+    print("\n".join(consumers_lines(_mesh(target), project)))
+
+
+@task(
+    help={
+        "project": "the project whose registry objects to check (in the target's env)",
+        "repair": "remove leftovers of interrupted writes (damaged entries are only reported)",
+        "target": TARGET_HELP,
+    }
+)
+@_fails_cleanly
+def registry_fsck(c: Context, project: str, repair: bool = False, target: str | None = None) -> None:
+    """Find (with --repair: remove) what interrupted publishes left in one project's registry."""
+    from mesh.retention import fsck_project
+
+    result = fsck_project(_mesh(target), project, repair)
+    print("\n".join(result.lines()))
+    if not result.ok:
+        raise result.error()
+
+
+@task(
+    help={
+        "project": "the project whose history to prune (in the target's env)",
+        "keep": "how many of the newest versions to keep (at least 1)",
+        "dry_run": "print what would be deleted, delete nothing",
+        "target": TARGET_HELP,
+    }
+)
+@_fails_cleanly
+def registry_prune(
+    c: Context, project: str, keep: int, dry_run: bool = False, target: str | None = None
+) -> None:
+    """Delete old history entries, never latest nor a version a consumer may be pinned to."""
+    from mesh.retention import prune_project
+
+    print("\n".join(prune_project(_mesh(target), project, keep, dry_run).lines()))
+
+
+@task(help={"args": "extra pytest arguments, e.g. -k crash"})
+def reliability(c: Context, args: str = "") -> None:
+    """Long races, crash injection, S3 faults and bad inputs; prints what was tried and lost."""
+    import tempfile
+
+    from tests.reliability import LONG_SUITES, summary_lines
+
+    with tempfile.TemporaryDirectory(prefix="mesh-reliability-") as tmp:
+        report = Path(tmp) / "report.jsonl"
+        env = {
+            "MESH_RELIABILITY": "long",
+            "MESH_RELIABILITY_REPORT": str(report),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DO_NOT_TRACK": "1",
+        }
+        suites = " ".join(LONG_SUITES)
+        run = c.run(f"{sys.executable} -m pytest -q {suites} {args}", env=env, warn=True, pty=False)
+        lines, clean = summary_lines(report)
+    print("\n".join(lines))
+    if run is None or run.exited != 0 or not clean:
+        raise Exit("error: reliability runs failed (see above)", code=1)
+
+
+@task(
+    help={
+        "models": "comma-separated upstream model counts, e.g. 1000,10000,50000",
+        "public_share": "share of the producer's models that are public (default 0.2)",
+        "repeat": "runs of each step; the table shows median (min-max)",
+        "output": "folder for results.json and scaling.png (default: bench/)",
+        "flows": "also time `invoke mesh` against the proof of concept's flow (--no-flows skips)",
+    }
+)
+@_fails_cleanly
+def bench(
+    c: Context,
+    models: str = "1000,10000",
+    public_share: float = 0.2,
+    repeat: int = 3,
+    output: str | None = None,
+    flows: bool = True,
+) -> None:
+    """Benchmark publish, sync, consumer parse and validate against upstream size (issue #6)."""
+    from mesh.bench.runner import BenchConfig, BenchError, run_bench
+
+    try:
+        counts = [int(m) for m in models.split(",") if m.strip()]
+    except ValueError as exc:
+        raise Exit(f"error: --models takes comma-separated integers, got {models!r}", code=2) from exc
+    if not counts or min(counts) < 20 or repeat < 1 or not 0 < public_share < 0.6:
+        raise BenchError("use --models of at least 20, --repeat >= 1 and 0 < --public-share < 0.6")
+    config = BenchConfig(counts, public_share, repeat, flows=flows)
+    if output:
+        config.output = Path(output).resolve()
+    run_bench(config)
+    print(f"bench: wrote {config.output / 'results.json'} and {config.output / 'scaling.png'}")
+
+
+@task
+@_fails_cleanly
+def emulate_up(c: Context) -> None:
+    """Start S3 (moto) and Snowflake (fakesnow) emulators on loopback for a prod rehearsal."""
+    from mesh.emulate import up as start_emulators
+
+    print("\n".join(start_emulators(ROOT).summary()))
+
+
+@task
+@_fails_cleanly
+def emulate_down(c: Context) -> None:
+    """Stop exactly the emulators `emulate.up` started and remove .mesh/emulate.env."""
+    from mesh.emulate import down as stop_emulators
+
+    print("\n".join(f"emulate: {line}" for line in stop_emulators(ROOT)))
+
+
+emulate = Collection("emulate")
+emulate.add_task(emulate_up, name="up")
+emulate.add_task(emulate_down, name="down")
+
 registry = Collection("registry")
 registry.add_task(registry_list, name="list")
 registry.add_task(registry_show, name="show")
+registry.add_task(registry_diff, name="diff")
+registry.add_task(registry_rollback, name="rollback")
+registry.add_task(registry_consumers, name="consumers")
+registry.add_task(registry_fsck, name="fsck")
+registry.add_task(registry_prune, name="prune")
 
-ns = Collection(mesh, up, down, build, publish, sync, validate, lint, test, registry)
+ns = Collection(
+    mesh, up, down, build, publish, check, sync, validate, lineage, lint, test, bench,
+    reliability, registry,
+    emulate,
+)
 
 try:
     from tasks_infra import infra, snowflake

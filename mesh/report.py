@@ -76,3 +76,56 @@ def registry_show_lines(mesh: Mesh, project: str, version: str | None) -> list[s
         dep = f", deprecated {node['deprecation_date']}" if node.get("deprecation_date") else ""
         lines.append(f"    {uid:45} {node.get('relation_name')}  ({cols} columns{dep})")
     return lines
+
+
+def registry_diff_lines(mesh: Mesh, project: str, from_version: str | None, to_version: str | None) -> list[str]:
+    """The contract diff between two history versions of a project."""
+    from mesh.contracts import diff_versions, plural
+
+    old, new, changes = diff_versions(mesh, project, from_version, to_version)
+    breaking = sum(c.breaking for c in changes)
+    lines = [f"{project}/{mesh.env} {old} -> {new}: {plural(len(changes), 'change')}, {breaking} breaking"]
+    lines += [f"  {change.line()}" for change in changes]
+    if not changes:
+        lines.append("  the interfaces are identical")
+    return lines
+
+
+def consumers_lines(mesh: Mesh, project: str) -> list[str]:
+    """Who uses each public model (and version) of `project`, as recorded by consumers' validation."""
+    from mesh.contracts import plural, short_id
+    from mesh.usage import ALL_COLUMNS, read_uses
+
+    registry, env = mesh.registry, mesh.env
+    entry = registry.read_latest(project, env)
+    nodes = {} if entry is None else load_interface(entry.body, f"{project}/{env} latest", project)["nodes"]
+    uses = read_uses(mesh, project)
+    by_node: dict[str, list[str]] = {}
+    for use in uses:
+        columns = "all columns (*)" if ALL_COLUMNS in use.columns else (", ".join(use.columns) or "(no column)")
+        by_node.setdefault(use.upstream_node, []).append(
+            f"    {use.consumer:16} {short_id(use.node):28} {use.via:6} "
+            f"{'pinned' if use.pinned else 'unpinned':8}  {columns}"
+        )
+    consumers = sorted({u.consumer for u in uses})
+    lines = [
+        f"consumers of {project}/{env} (latest {entry.version if entry else '-'}): "
+        f"{plural(len(consumers), 'project')} ({', '.join(consumers) or 'none on record'})"
+    ]
+    for uid in sorted(set(nodes) | set(by_node)):
+        node = nodes.get(uid)
+        notes = []
+        if node is None:
+            notes.append("not in latest")
+        else:
+            if node.get("version") is not None and str(node.get("version")) == str(node.get("latest_version")):
+                notes.append("latest version")
+            if node.get("deprecation_date"):
+                notes.append(f"deprecated {node['deprecation_date']}")
+        shown = short_id(uid) + (f"  ({', '.join(notes)})" if notes else "")
+        if uid in by_node:
+            lines.append(f"  {shown}: {plural(len(by_node[uid]), 'consumer model')}")
+            lines += by_node[uid]
+        else:
+            lines.append(f"  {shown}: no registered consumer")
+    return lines

@@ -1,0 +1,788 @@
+"""Contracts across projects: diff two interfaces, judge each change by the model's compatibility
+mode, and gate a change on the consumers it would break.
+
+Categories and wording follow dbt-core's `ModelNode.same_contract` (plus what only a registry sees:
+models, versions and access). Breaking under `backward`, the default:
+- `model_removed`     Contracted model 'model.p.m' was deleted or renamed (or disabled)
+- `access_changed`    a public model was made protected or private (it left the interface)
+- `version_removed`   one version of a versioned model was removed; the others stay
+- `contract_removed`  Contract enforcement was removed
+- `column_removed`    Column was removed
+- `data_type_changed` Column data_type changed (base type changed, or size/precision narrowed)
+- `constraint_removed` Enforced column level / model level constraint was removed (only constraint
+                      types the adapter enforces, and only while the old materialization enforced
+                      constraints: table or incremental, as dbt-core)
+- `materialization_changed` Materialization changed with enforced constraints (table -> view)
+Never breaking (reported as notices): `model_added`, `version_added`, `column_added` (under
+`backward`), `description_changed`, `contract_enforced`, `constraint_added`, `latest_version_changed`,
+`deprecation_changed`, `relation_changed`, `compatibility_changed`, a materialization change that
+drops no enforced constraint, and a widened size/precision (varchar(10) -> varchar(20)).
+
+Compatibility modes, per model version, from `meta.mesh.compatibility` (as in a Kafka schema
+registry; named in the API sense: "backward compatible" = existing consumers keep working):
+- `backward` (default): forbids removals and type changes: model/version removed or made
+  non-public, contract enforcement removed, column removed, data_type changed or narrowed, enforced
+  constraint removed, materialization change that drops enforced constraints. Columns may be added.
+- `forward`: forbids what a strict consumer (one that reads every column, `select *`) cannot read:
+  column added, data_type changed or widened; and, in every mode but `none`, removing the model, a
+  version, its public access or its enforced contract (without a contract no mode means anything).
+  Columns may be removed.
+- `full`: both: any change to a column's presence or type is breaking.
+- `none`: nothing is breaking; every change is still reported, as a notice.
+A change is judged under the mode of the published (old) node and the mode of the new one: breaking
+if either mode forbids it. So tightening a mode applies at once, and loosening it applies from the
+publish after the one that declares it (the first publish with `none` is still judged as before).
+Modes other than these four are refused (exit 2).
+
+Versions: `ref('p', 'm')` without a version follows `latest_version`; `ref('p', 'm', v=N)` (and a
+generated source table `m_vN`) is pinned. Each change names the audience it reaches: `all`
+consumers of that unique_id, only `pinned` ones, or only `unpinned` ones (when `latest_version`
+moves, or an unversioned model becomes versioned, the unpinned consumers of the old latest see the
+diff between the old latest and the new one). Removing a version is breaking for whoever still uses
+it; adding one is not, and consumers pinned to a version keep working when a new version ships.
+
+The gate (`invoke check`, `invoke publish`): compare the working tree's (check) or last build's
+(publish) interface with `latest`, then match breaking changes against the usage every consumer
+recorded (mesh.usage): a breaking change that hits a consumer's model and column fails with
+BreakingChangeError (exit 1) and a table of who is hit; a breaking change nobody consumes passes
+with a warning; `--allow-breaking --reason "..."` passes and records the reason in the published
+history entry's `metadata.mesh`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mesh.config import Mesh
+from mesh.errors import BreakingChangeError, ConfigError, ManifestError
+from mesh.manifest import Json, extract_interface, load_interface, load_manifest
+from mesh.usage import ALL_COLUMNS, Use
+
+Say = Callable[[str], None]
+
+# --- kinds ------------------------------------------------------------------------------------------
+
+MODEL_REMOVED = "model_removed"
+ACCESS_CHANGED = "access_changed"
+VERSION_REMOVED = "version_removed"
+CONTRACT_REMOVED = "contract_removed"
+COLUMN_REMOVED = "column_removed"
+DATA_TYPE_CHANGED = "data_type_changed"
+CONSTRAINT_REMOVED = "constraint_removed"
+MATERIALIZATION_CHANGED = "materialization_changed"
+COLUMN_ADDED = "column_added"
+MODEL_ADDED = "model_added"
+VERSION_ADDED = "version_added"
+DESCRIPTION_CHANGED = "description_changed"
+CONTRACT_ENFORCED = "contract_enforced"
+CONSTRAINT_ADDED = "constraint_added"
+LATEST_VERSION_CHANGED = "latest_version_changed"
+DEPRECATION_CHANGED = "deprecation_changed"
+RELATION_CHANGED = "relation_changed"
+COMPATIBILITY_CHANGED = "compatibility_changed"
+
+# What a change does to consumers, the unit compatibility modes forbid.
+_MODEL = "model"  # the model, a version, its access or its contract is gone
+_REMOVAL = "removal"  # a column or a guarantee on it is gone
+_CHANGE = "change"  # a column's base type changed
+_NARROWING = "narrowing"  # same base type, smaller size/precision
+_WIDENING = "widening"  # same base type, larger size/precision
+_ADDITION = "addition"  # a column appeared
+
+MODES = ("backward", "forward", "full", "none")
+DEFAULT_MODE = "backward"
+_FORBIDS: dict[str, frozenset[str]] = {
+    "backward": frozenset({_MODEL, _REMOVAL, _CHANGE, _NARROWING}),
+    "forward": frozenset({_MODEL, _ADDITION, _CHANGE, _WIDENING}),
+    "full": frozenset({_MODEL, _REMOVAL, _CHANGE, _NARROWING, _WIDENING, _ADDITION}),
+    "none": frozenset(),
+}
+# Constraint types each adapter enforces (dbt adapters' CONSTRAINT_SUPPORT); others: dbt's default.
+_ENFORCED_CONSTRAINTS: dict[str, frozenset[str]] = {
+    "duckdb": frozenset({"check", "not_null", "unique", "primary_key", "foreign_key"}),
+    "postgres": frozenset({"check", "not_null", "unique", "primary_key", "foreign_key"}),
+    "snowflake": frozenset({"not_null"}),
+    "bigquery": frozenset({"not_null"}),
+    "redshift": frozenset({"not_null"}),
+}
+_DEFAULT_ENFORCED = frozenset({"not_null", "foreign_key"})
+_CONSTRAINING_MATERIALIZATIONS = ("table", "incremental")
+
+HINT = (
+    "to ship a breaking change, keep the current version for its consumers: add a model version "
+    "(`versions:` with the change in the new one, `latest_version` left on the old one until "
+    "consumers pin `ref(..., v=N)` or migrate), set `deprecation_date` on the old version so "
+    "`invoke validate` warns its consumers, and remove it once `invoke registry.consumers` shows "
+    'nobody uses it; or override with --allow-breaking --reason "..."'
+)
+
+
+@dataclass(frozen=True)
+class ContractChange:
+    """One difference between two interfaces."""
+
+    kind: str
+    unique_id: str  # the published (old) unique_id consumers reference; the new one for additions
+    column: str | None
+    old: Any
+    new: Any
+    breaking: bool
+    message: str
+    mode: str = DEFAULT_MODE  # the compatibility mode(s) that judged it, "backward" or "full/none"
+    audience: str = "all"  # which consumers of unique_id it reaches: all, pinned or unpinned
+    effect: str | None = None  # what modes judge: model, removal, change, narrowing, widening, addition
+
+    @property
+    def model(self) -> str:
+        """`name` or `name.vN`: the unique_id without `model.<project>.`."""
+        return short_id(self.unique_id)
+
+    @property
+    def target(self) -> str:
+        return f"{self.model}.{self.column}" if self.column else self.model
+
+    def line(self) -> str:
+        flag = "BREAKING" if self.breaking else "change"
+        scope = "" if self.audience == "all" else f" [{self.audience} refs]"
+        return f"{flag:8}  {self.kind:23} {self.target}{scope}: {self.message} ({self.mode})"
+
+    def to_json(self) -> Json:
+        return {
+            "kind": self.kind,
+            "unique_id": self.unique_id,
+            "column": self.column,
+            "old": self.old,
+            "new": self.new,
+            "breaking": self.breaking,
+            "message": self.message,
+            "mode": self.mode,
+            "audience": self.audience,
+        }
+
+
+def plural(count: int, word: str) -> str:
+    """`1 change`, `2 changes`."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def short_id(unique_id: str) -> str:
+    """`model.p.name.v2` -> `name.v2`, `test.p.x` -> `test x`."""
+    parts = unique_id.split(".")
+    if parts[0] == "model" and len(parts) >= 3:
+        return ".".join(parts[2:])
+    if len(parts) >= 3:
+        return f"{parts[0]} {'.'.join(parts[2:])}"
+    return unique_id
+
+
+# --- modes and types -------------------------------------------------------------------------------
+
+
+def compatibility(node: Json) -> str:
+    """A node's compatibility mode from `meta.mesh.compatibility` (default backward)."""
+    meta = node.get("meta") or {}
+    mesh_meta = meta.get("mesh") if isinstance(meta, dict) else None
+    value = mesh_meta.get("compatibility") if isinstance(mesh_meta, dict) else None
+    if value is None:
+        return DEFAULT_MODE
+    if value not in MODES:
+        raise ManifestError(
+            f"{node.get('unique_id')}: meta.mesh.compatibility is {value!r}; use one of {', '.join(MODES)}"
+        )
+    return str(value)
+
+
+_TYPE_RE = re.compile(r"^(?P<base>[^(\[]+?)\s*(?:\((?P<args>[^)]*)\))?\s*(?P<array>\[\])?$")
+
+
+def _split_type(data_type: str) -> tuple[str, list[int] | None, str]:
+    text = " ".join(data_type.lower().split())
+    match = _TYPE_RE.match(text)
+    if not match:
+        return text, None, ""
+    args: list[int] | None = None
+    if match.group("args") is not None:
+        try:
+            args = [int(a) for a in match.group("args").split(",") if a.strip()]
+        except ValueError:
+            return text, None, ""
+    return match.group("base").strip(), args, match.group("array") or ""
+
+
+def type_change(old: str | None, new: str | None) -> str | None:
+    """None when equal, else `change`, `narrowing` or `widening` (size/precision only)."""
+    if (old or "").strip().lower().replace(" ", "") == (new or "").strip().lower().replace(" ", ""):
+        return None
+    if not old or not new:
+        return _CHANGE
+    old_base, old_args, old_arr = _split_type(old)
+    new_base, new_args, new_arr = _split_type(new)
+    if old_base != new_base or old_arr != new_arr:
+        return _CHANGE
+    if old_args is None or new_args is None:
+        # No size means unbounded (varchar): adding one narrows, dropping it widens.
+        return _NARROWING if old_args is None else _WIDENING
+    if old_base in ("decimal", "numeric", "number") and len(old_args) == len(new_args) == 2:
+        # Digits left of the point and right of it must both not shrink.
+        old_dims = [old_args[0] - old_args[1], old_args[1]]
+        new_dims = [new_args[0] - new_args[1], new_args[1]]
+    else:
+        old_dims, new_dims = old_args, new_args
+    if len(old_dims) != len(new_dims):
+        return _CHANGE
+    if all(n >= o for o, n in zip(old_dims, new_dims, strict=True)):
+        return _WIDENING
+    if all(n <= o for o, n in zip(old_dims, new_dims, strict=True)):
+        return _NARROWING
+    return _CHANGE
+
+
+# --- the diff --------------------------------------------------------------------------------------
+
+
+def _version(node: Json) -> str | None:
+    value = node.get("version")
+    return None if value is None or value == "" else str(value)
+
+
+def _latest_uid(nodes: Json, name: str) -> str | None:
+    """The unique_id an unpinned ref to `name` resolves to."""
+    for uid, node in nodes.items():
+        if node.get("name") != name:
+            continue
+        version = _version(node)
+        if version is None:
+            return uid
+        latest = node.get("latest_version")
+        if latest is None or str(latest) == version:
+            return uid
+    return None
+
+
+def _enforced(node: Json) -> bool:
+    return bool((node.get("contract") or {}).get("enforced") or ((node.get("config") or {}).get("contract") or {}).get("enforced"))
+
+
+def _materialized(node: Json) -> str | None:
+    value = (node.get("config") or {}).get("materialized")
+    return None if value is None else str(value)
+
+
+def _constraint_label(constraint: Json) -> str:
+    return str(constraint.get("name") or constraint.get("type"))
+
+
+class _Differ:
+    """Collects the changes between two interfaces."""
+
+    def __init__(self, adapter_type: str | None, manifest: Json | None) -> None:
+        self.enforced_types = _ENFORCED_CONSTRAINTS.get(adapter_type or "", _DEFAULT_ENFORCED)
+        self.manifest = manifest
+        self.changes: list[ContractChange] = []
+
+    def add(
+        self,
+        kind: str,
+        uid: str,
+        column: str | None,
+        old: Any,
+        new: Any,
+        message: str,
+        effect: str | None,
+        modes: tuple[str, ...],
+        audience: str = "all",
+    ) -> None:
+        breaking = effect is not None and any(effect in _FORBIDS[m] for m in modes)
+        label = "/".join(dict.fromkeys(modes))
+        self.changes.append(
+            ContractChange(kind, uid, column, old, new, breaking, message, label, audience, effect)
+        )
+
+    def removed(self, uid: str, node: Json, new_nodes: Json, audience: str) -> None:
+        modes = (compatibility(node),)
+        deprecated = f" (deprecated since {node['deprecation_date']})" if node.get("deprecation_date") else ""
+        if _version(node) is not None and _latest_uid(new_nodes, str(node.get("name"))) is not None:
+            self.add(
+                VERSION_REMOVED, uid, None, _version(node), None,
+                f"Version {_version(node)} of contracted model '{node.get('name')}' was removed{deprecated}",
+                _MODEL, modes, audience,
+            )
+            return
+        full = self.manifest or {}
+        current = (full.get("nodes") or {}).get(uid)
+        disabled = (full.get("disabled") or {}).get(uid)
+        if isinstance(current, dict):
+            access = current.get("access") or (current.get("config") or {}).get("access")
+            self.add(
+                ACCESS_CHANGED, uid, None, "public", access,
+                f"Model '{uid}' is no longer public (access: {access}): consumers cannot ref it{deprecated}",
+                _MODEL, modes, audience,
+            )
+        elif disabled:
+            self.add(MODEL_REMOVED, uid, None, "enabled", "disabled", f"Contracted model '{uid}' was disabled{deprecated}", _MODEL, modes, audience)
+        else:
+            self.add(MODEL_REMOVED, uid, None, uid, None, f"Contracted model '{uid}' was deleted or renamed{deprecated}", _MODEL, modes, audience)
+
+    def compare(self, uid: str, old: Json, new: Json, audience: str) -> None:
+        """Changes from `old` to `new`, reported on `uid` (the node consumers resolved)."""
+        modes = (compatibility(old), compatibility(new))
+        shown = f" (now {short_id(str(new['unique_id']))})" if new.get("unique_id") != uid else ""
+
+        def add(kind: str, column: str | None, o: Any, n: Any, message: str, effect: str | None) -> None:
+            self.add(kind, uid, column, o, n, message + shown, effect, modes, audience)
+
+        old_enforced, new_enforced = _enforced(old), _enforced(new)
+        if old_enforced and not new_enforced:
+            add(CONTRACT_REMOVED, None, True, False, "Contract enforcement was removed: previously this model had an enforced contract; it no longer enforces it", _MODEL)
+        elif new_enforced and not old_enforced:
+            add(CONTRACT_ENFORCED, None, False, True, "Contract is now enforced", None)
+        # dbt-core: column changes of a model whose contract was never enforced are no contract change.
+        judged = old_enforced or new_enforced
+        constraining = _materialized(old) in _CONSTRAINING_MATERIALIZATIONS
+        old_cols: Json = old.get("columns") or {}
+        new_cols: Json = new.get("columns") or {}
+        had_constraints = bool(old.get("constraints"))
+        for name, col in old_cols.items():
+            if col.get("constraints"):
+                had_constraints = True
+            if name not in new_cols:
+                add(COLUMN_REMOVED, name, col.get("data_type"), None, f"Column was removed: {name}", _REMOVAL if judged else None)
+                continue
+            other = new_cols[name]
+            change = type_change(col.get("data_type"), other.get("data_type"))
+            if change is not None:
+                add(
+                    DATA_TYPE_CHANGED, name, col.get("data_type"), other.get("data_type"),
+                    f"Column data_type changed: {name} ({col.get('data_type')} -> {other.get('data_type')}, {change})",
+                    change if judged else None,
+                )
+            old_cons = list(col.get("constraints") or [])
+            new_cons = list(other.get("constraints") or [])
+            for constraint in old_cons:
+                if constraint in new_cons:
+                    continue
+                enforced = constraining and constraint.get("type") in self.enforced_types
+                add(
+                    CONSTRAINT_REMOVED, name, constraint, None,
+                    f"{'Enforced c' if enforced else 'C'}olumn level constraint was removed: "
+                    f"'{_constraint_label(constraint)}' constraint on column {name}",
+                    _REMOVAL if enforced and judged else None,
+                )
+            for constraint in new_cons:
+                if constraint not in old_cons:
+                    add(CONSTRAINT_ADDED, name, None, constraint, f"Column level constraint was added: '{_constraint_label(constraint)}' constraint on column {name}", None)
+            if (col.get("description") or "") != (other.get("description") or ""):
+                add(DESCRIPTION_CHANGED, name, col.get("description"), other.get("description"), f"Description of column {name} changed", None)
+        for name, col in new_cols.items():
+            if name not in old_cols:
+                add(COLUMN_ADDED, name, None, col.get("data_type"), f"Column was added: {name} ({col.get('data_type')})", _ADDITION if judged else None)
+        old_model_cons = list(old.get("constraints") or [])
+        new_model_cons = list(new.get("constraints") or [])
+        for constraint in old_model_cons:
+            if constraint not in new_model_cons:
+                enforced = constraining and constraint.get("type") in self.enforced_types
+                add(
+                    CONSTRAINT_REMOVED, None, constraint, None,
+                    f"{'Enforced m' if enforced else 'M'}odel level constraint was removed: "
+                    f"'{_constraint_label(constraint)}' constraint on columns {constraint.get('columns') or []}",
+                    _REMOVAL if enforced and judged else None,
+                )
+        for constraint in new_model_cons:
+            if constraint not in old_model_cons:
+                add(CONSTRAINT_ADDED, None, None, constraint, f"Model level constraint was added: '{_constraint_label(constraint)}'", None)
+        old_mat, new_mat = _materialized(old), _materialized(new)
+        if old_mat != new_mat:
+            drops = (
+                old_enforced and constraining and new_mat not in _CONSTRAINING_MATERIALIZATIONS and had_constraints
+            )
+            add(
+                MATERIALIZATION_CHANGED, None, old_mat, new_mat,
+                f"Materialization changed{' with enforced constraints' if drops else ''}: {old_mat} -> {new_mat}",
+                _REMOVAL if drops else None,
+            )
+        if (old.get("description") or "") != (new.get("description") or ""):
+            add(DESCRIPTION_CHANGED, None, old.get("description"), new.get("description"), "Model description changed", None)
+        if old.get("deprecation_date") != new.get("deprecation_date"):
+            when = new.get("deprecation_date")
+            add(
+                DEPRECATION_CHANGED, None, old.get("deprecation_date"), when,
+                f"deprecation_date set to {when}: consumers are warned, then fail validation after it" if when else "deprecation_date removed",
+                None,
+            )
+        if (old.get("relation_name") or "") != (new.get("relation_name") or ""):
+            add(RELATION_CHANGED, None, old.get("relation_name"), new.get("relation_name"), f"Relation changed: {old.get('relation_name')} -> {new.get('relation_name')} (consumers pick it up on their next sync/build)", None)
+        if modes[0] != modes[1]:
+            add(COMPATIBILITY_CHANGED, None, modes[0], modes[1], f"Compatibility mode changed: {modes[0]} -> {modes[1]} (judged under both until published)", None)
+
+
+def diff_interfaces(
+    old: Json, new: Json, *, adapter_type: str | None = None, manifest: Json | None = None
+) -> list[ContractChange]:
+    """The changes from interface nodes `old` (published) to `new`; empty when they are equal.
+
+    `manifest`, the full new manifest if at hand, tells a removed model from one made non-public or
+    disabled. `adapter_type` decides which constraint types count as enforced.
+    """
+    differ = _Differ(adapter_type, manifest)
+    old_names = {str(n.get("name")) for n in old.values()}
+    new_names = {str(n.get("name")) for n in new.values()}
+    old_latest = {name: _latest_uid(old, name) for name in old_names}
+    new_latest = {name: _latest_uid(new, name) for name in new_names}
+    for uid in sorted(old):
+        node = old[uid]
+        name = str(node.get("name"))
+        was_latest = old_latest.get(name) == uid
+        moved = was_latest and name in new_latest and new_latest[name] not in (None, uid)
+        if uid in new:
+            # Unpinned consumers of a latest that moved see the new latest instead (below).
+            differ.compare(uid, node, new[uid], "pinned" if moved else "all")
+        elif _version(node) is None and name in new_names:
+            pass  # became versioned: its (unpinned) consumers follow latest_version, below
+        else:
+            differ.removed(uid, node, new, "pinned" if moved else "all")
+    for uid in sorted(new):
+        if uid in old:
+            continue
+        node = new[uid]
+        name = str(node.get("name"))
+        if name in old_names and _version(node) is not None:
+            differ.add(VERSION_ADDED, uid, None, None, _version(node), f"Version {_version(node)} of '{name}' was added", None, (compatibility(node),))
+        else:
+            differ.add(MODEL_ADDED, uid, None, None, uid, f"Model '{uid}' was added to the public interface", None, (compatibility(node),))
+    for name in sorted(old_names & new_names):
+        before, after = old_latest.get(name), new_latest.get(name)
+        if before is None or after is None or before == after:
+            continue
+        was = _version(old[before])
+        now = _version(new[after])
+        differ.add(
+            LATEST_VERSION_CHANGED, before, None, was, now,
+            f"unpinned refs to '{name}' now resolve to {'v' + now if now else 'the unversioned model'} "
+            f"(was {'v' + was if was else 'unversioned'})",
+            None, (compatibility(old[before]),), "unpinned",
+        )
+        differ.compare(before, old[before], new[after], "unpinned")
+    return sorted(differ.changes, key=lambda c: (c.unique_id, c.audience, c.kind, c.column or ""))
+
+
+# --- consumers hit ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A breaking change that reaches one consumer node."""
+
+    change: ContractChange
+    use: Use
+    column: str  # the column hit, "*" (every column) or "(model)"
+
+
+def hits_of(change: ContractChange, uses: Iterable[Use]) -> list[Hit]:
+    """The uses `change` reaches: same unique_id, right audience, and a column they read."""
+    hits = []
+    for use in uses:
+        if use.upstream_node != change.unique_id:
+            continue
+        if change.audience == "pinned" and not use.pinned:
+            continue
+        if change.audience == "unpinned" and use.pinned:
+            continue
+        if change.column is None:
+            hits.append(Hit(change, use, "(model)"))
+        elif change.effect == _ADDITION:
+            # An added column only reaches a consumer that reads every column.
+            if use.all_columns:
+                hits.append(Hit(change, use, ALL_COLUMNS))
+        elif use.uses_column(change.column):
+            hits.append(Hit(change, use, change.column if change.column.lower() in use.columns else ALL_COLUMNS))
+    return hits
+
+
+@dataclass
+class GateResult:
+    """What the contract gate found for one project."""
+
+    project: str
+    env: str
+    against: str | None  # the latest version compared with; None on first publish
+    changes: list[ContractChange] = field(default_factory=list)
+    uses: list[Use] = field(default_factory=list)
+    allowed: bool = False
+    reason: str | None = None
+
+    @property
+    def breaking(self) -> list[ContractChange]:
+        return [c for c in self.changes if c.breaking]
+
+    @property
+    def hits(self) -> list[Hit]:
+        return [hit for change in self.breaking for hit in hits_of(change, self.uses)]
+
+    @property
+    def unconsumed(self) -> list[ContractChange]:
+        """Breaking changes no registered consumer is hit by (they pass with a warning)."""
+        return [c for c in self.breaking if not hits_of(c, self.uses)]
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.hits) and not self.allowed
+
+    def table(self) -> list[str]:
+        rows = [
+            (hit.change.kind + " " + hit.change.model, hit.use.consumer, short_id(hit.use.node), hit.column)
+            for hit in self.hits
+        ]
+        header = ("change", "consumer project", "consumer model", "column")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        return ["  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in [header, *rows]]
+
+    def lines(self) -> list[str]:
+        if self.against is None:
+            return [f"check {self.project}/{self.env}: no published contract yet; nothing to compare"]
+        consumers = sorted({u.consumer for u in self.uses})
+        lines = [
+            f"check {self.project}/{self.env} against latest {self.against}: {plural(len(self.changes), 'change')}, "
+            f"{len(self.breaking)} breaking; consumers on record: {', '.join(consumers) or 'none'}"
+        ]
+        lines += [f"  {c.line()}" for c in self.changes]
+        if not self.changes:
+            lines.append("  the interface is unchanged")
+        if self.hits:
+            lines.append(f"breaking changes hit {plural(len({h.use.consumer for h in self.hits}), 'consumer project')}:")
+            lines += self.table()
+        for change in self.unconsumed:
+            lines.append(f"WARNING: breaking change {change.kind} {change.target} has no registered consumer; passing")
+        if self.hits:
+            if self.allowed:
+                lines.append(f"WARNING: breaking change allowed (--allow-breaking): {self.reason}")
+            else:
+                lines.append(f"hint: {HINT}")
+        return lines
+
+    def error(self) -> BreakingChangeError:
+        hits = self.hits
+        shown = "; ".join(
+            f"{h.change.kind} {h.change.target} used by {h.use.consumer} model {short_id(h.use.node)} (column {h.column})"
+            for h in hits[:3]
+        )
+        more = f" (and {len(hits) - 3} more)" if len(hits) > 3 else ""
+        projects = ", ".join(sorted({h.use.consumer for h in hits}))
+        return BreakingChangeError(
+            f"breaking change to {self.project}'s contract hits {projects}: {shown}{more}; ship it as a "
+            f'new model version (and set deprecation_date on the old one), or pass --allow-breaking --reason "..."'
+        )
+
+    def meta(self) -> Json:
+        """What a publish records in `metadata.mesh` about the gate."""
+        doc: Json = {}
+        if self.allowed and self.hits:
+            doc["reason"] = self.reason
+            doc["breaking_changes"] = [
+                {**c.to_json(), "consumers": sorted({f"{h.use.consumer}:{short_id(h.use.node)}" for h in hits_of(c, self.uses)})}
+                for c in self.breaking
+            ]
+        elif self.breaking:
+            doc["breaking_changes"] = [c.to_json() for c in self.breaking]
+        return doc
+
+
+def evaluate(
+    project: str,
+    env: str,
+    against: str | None,
+    changes: list[ContractChange],
+    uses: list[Use],
+    allow_breaking: bool = False,
+    reason: str | None = None,
+) -> GateResult:
+    """Match changes with the consumers' recorded uses of `project`."""
+    if allow_breaking and not (reason or "").strip():
+        raise ConfigError('--allow-breaking needs --reason "why this break is acceptable" (it is recorded)')
+    relevant = [u for u in uses if u.upstream == project]
+    return GateResult(project, env, against, changes, relevant, allow_breaking, (reason or "").strip() or None)
+
+
+# --- the mesh --------------------------------------------------------------------------------------
+
+
+def _adapter(doc: Json | None) -> str | None:
+    if doc is None:
+        return None
+    value = (doc.get("metadata") or {}).get("adapter_type")
+    return None if value is None else str(value)
+
+
+def check_project(
+    mesh: Mesh,
+    name: str,
+    allow_breaking: bool = False,
+    reason: str | None = None,
+    parse: bool = True,
+) -> GateResult:
+    """The PR gate: would the working tree of `name` break a consumer of its published contract?
+
+    Parses the project (`dbt parse` into `target/check/`, so the last build's artifacts stay for
+    publish), extracts its interface and compares it with `latest`. Does not raise on a breaking
+    change: callers print `lines()` and raise `error()` when `blocked`.
+    """
+    from mesh.dbt import run_dbt
+    from mesh.usage import read_uses
+
+    project = mesh.project(name)
+    if allow_breaking and not (reason or "").strip():
+        raise ConfigError('--allow-breaking needs --reason "why this break is acceptable" (it is recorded)')
+    check_dir = project.target_dir / "check"
+    if parse:
+        args = ["parse", "--target-path", str(check_dir)]
+        if project.upstreams:
+            from mesh.pipeline import needs_full_parse, sync_project
+
+            if needs_full_parse(sync_project(mesh, name)):
+                args.append("--no-partial-parse")
+        run_dbt(mesh, name, args)
+    manifest = load_manifest(check_dir / "manifest.json", project=name)
+    nodes, _groups = extract_interface(manifest)
+    entry = mesh.registry.read_latest(name, mesh.env)
+    if entry is None:
+        return GateResult(name, mesh.env, None)
+    latest = load_interface(entry.body, f"{name}/{mesh.env} latest", name)
+    changes = diff_interfaces(
+        latest["nodes"], nodes, adapter_type=_adapter(latest) or _adapter(manifest), manifest=manifest
+    )
+    return evaluate(name, mesh.env, entry.version, changes, read_uses(mesh, name), allow_breaking, reason)
+
+
+def publish_gate(
+    mesh: Mesh,
+    name: str,
+    allow_breaking: bool = False,
+    reason: str | None = None,
+    say: Say = print,
+    record: Json | None = None,
+) -> Callable[[Json | None, Json], None]:
+    """A `publish_project` check: refuse a breaking change that hits a registered consumer.
+
+    It runs before the first write and again after each lost compare-and-swap race. `record`, when
+    given (pass the same dict as `extra_meta`), receives what the gate decided, so the reason and
+    the breaking changes land in the history entry's `metadata.mesh`.
+    """
+    from mesh.usage import read_uses
+
+    if allow_breaking and not (reason or "").strip():
+        raise ConfigError('--allow-breaking needs --reason "why this break is acceptable" (it is recorded)')
+    manifest_path = mesh.project(name).target_dir / "manifest.json"
+
+    def check(latest: Json | None, nodes: Json) -> None:
+        if latest is None:
+            return
+        manifest = load_manifest(manifest_path, project=name)
+        changes = diff_interfaces(
+            latest["nodes"], nodes, adapter_type=_adapter(latest) or _adapter(manifest), manifest=manifest
+        )
+        version = str(latest["metadata"]["mesh"].get("version"))
+        result = evaluate(name, mesh.env, version, changes, read_uses(mesh, name), allow_breaking, reason)
+        if result.breaking:
+            for line in result.lines():
+                say(line)
+        if result.blocked:
+            raise result.error()
+        if record is not None:
+            record.clear()
+            record.update(result.meta())
+
+    return check
+
+
+# --- registry views: diff between versions, rollback ----------------------------------------------
+
+
+def _interface(mesh: Mesh, project: str, version: str) -> Json:
+    entry = mesh.registry.read_version(project, mesh.env, version)
+    return load_interface(entry.body, f"{project}/{mesh.env} {version}", project)
+
+
+def diff_versions(
+    mesh: Mesh, project: str, from_version: str | None = None, to_version: str | None = None
+) -> tuple[str, str, list[ContractChange]]:
+    """The contract diff between two history versions (default: the one before `to` -> latest)."""
+    from mesh.errors import NotFoundError
+
+    env = mesh.env
+    versions = mesh.registry.list_versions(project, env)
+    if to_version is None:
+        latest = mesh.registry.read_latest(project, env)
+        if latest is None:
+            raise NotFoundError(f"{project}/{env} has no latest in {mesh.registry.url}: publish it first")
+        to_version = latest.version
+    if from_version is None:
+        earlier = [v for v in versions if v < to_version]
+        if not earlier:
+            raise NotFoundError(
+                f"{project}/{env} has no version before {to_version}: nothing to diff; "
+                f"see `invoke registry.list --project {project}`"
+            )
+        from_version = earlier[-1]
+    old, new = _interface(mesh, project, from_version), _interface(mesh, project, to_version)
+    changes = diff_interfaces(old["nodes"], new["nodes"], adapter_type=_adapter(new) or _adapter(old))
+    return from_version, to_version, changes
+
+
+def rollback_project(
+    mesh: Mesh,
+    project: str,
+    to_version: str,
+    reason: str | None = None,
+    allow_breaking: bool = False,
+    say: Say = print,
+) -> Any:
+    """Make history version `to_version` latest again, as a new recorded publish.
+
+    The new history entry holds `to_version`'s nodes unchanged, with `metadata.mesh.rollback_of` and
+    `reason`. It deliberately skips publish's "older build" rule (its build is older by design); the
+    contract gate still runs against the current latest, since consumers may already use what the
+    rollback removes. Returns a PublishResult.
+    """
+    from datetime import UTC, datetime
+
+    from mesh.manifest import dump_json
+    from mesh.names import new_version
+    from mesh.publish import PublishResult, _publisher
+    from mesh.registry import commit_version
+    from mesh.usage import read_uses
+
+    registry, env = mesh.registry, mesh.env
+    target = _interface(mesh, project, to_version)
+    meta = target["metadata"]["mesh"]
+    sha = str(meta["content_sha256"])
+    latest = registry.read_latest(project, env)
+    nodes: Json = target["nodes"]
+    if latest is not None:
+        current = load_interface(latest.body, f"{project}/{env} latest", project)
+        if current["metadata"]["mesh"].get("content_sha256") == sha:
+            return PublishResult(project, env, "unchanged", latest.version, latest.version, len(nodes), registry.url)
+        changes = diff_interfaces(current["nodes"], nodes, adapter_type=_adapter(current))
+        result = evaluate(project, env, latest.version, changes, read_uses(mesh, project), allow_breaking, reason or "rollback")
+        for line in result.lines():
+            say(line)
+        if result.blocked:
+            raise result.error()
+    now = datetime.now(UTC)
+    version = new_version(sha, now)
+    kept = {k: v for k, v in meta.items() if k not in ("reason", "breaking_changes", "rollback_of")}
+    target["metadata"]["mesh"] = {
+        **kept,
+        "version": version,
+        "published_at": now.isoformat().replace("+00:00", "Z"),
+        "publisher": _publisher(),
+        "previous": latest.version if latest else None,
+        "rollback_of": to_version,
+        "reason": (reason or "").strip() or f"rollback to {to_version}",
+    }
+    # Deliberately no "is my build newer?" re-check: a rollback replaces whatever latest holds.
+    commit_version(registry, project, env, version, dump_json(target), lambda _current: True)
+    return PublishResult(
+        project, env, "published", version, latest.version if latest else None, len(nodes), registry.url
+    )

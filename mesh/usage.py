@@ -1,0 +1,423 @@
+"""Which upstream models and columns each consumer uses, read from its own built manifest.
+
+For every node of a consumer whose parents cross a project boundary, usage records the upstream
+public model it reads and the columns it selects from it:
+- dbt-loom parents `model.<upstream>.<name>[.v<N>]` are the upstream unique_id itself;
+- generated-source parents `source.<consumer>.<upstream>.<table>` map back to the upstream
+  unique_id through the `meta.mesh.unique_id` that sync wrote.
+Columns come from the node's `compiled_code` (present after a build), parsed with sqlglot in the
+dialect of `metadata.adapter_type`, with the upstream relations' published columns as schema: stars
+in CTEs and subqueries are expanded, projections nobody reads are pushed out, and what remains
+qualified by an upstream relation (in SELECT, WHERE, JOIN, GROUP BY, ...) is used. Where that is not
+possible the record is conservative: `"*"` (every column, present and future) is recorded when a
+`select *` over the upstream relation reaches the node's output, when the SQL cannot be parsed or
+qualified, when a column cannot be attributed to one relation, and for non-SQL nodes. A `"*"` makes
+every column change of that model count as hitting the consumer.
+
+The result is stored per consumer as its private registry object `usage` (see registry/base.py),
+written after each validation, and read by the contract gate (mesh.contracts) and
+`invoke registry.consumers`. Column names are compared lower-cased.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mesh.config import Mesh
+from mesh.errors import ManifestError
+from mesh.manifest import Json, dump_json, load_interface, load_manifest, parse_json
+
+USAGE_FORMAT = 1
+ALL_COLUMNS = "*"
+# Adapter types whose sqlglot dialect has the same name; anything else parses as generic SQL.
+_DIALECTS = frozenset(
+    {"duckdb", "snowflake", "postgres", "redshift", "bigquery", "databricks", "spark", "trino", "athena"}
+)
+_USED_BY = ("model", "snapshot", "test", "analysis", "seed")
+
+RelationKey = tuple[str, str, str]  # (database, schema, identifier), lower-cased
+
+
+@dataclass(frozen=True)
+class Use:
+    """One consumer node reading one upstream public model."""
+
+    consumer: str  # the consumer project
+    node: str  # the consumer node's unique_id
+    upstream: str
+    upstream_node: str  # the upstream model's unique_id (the version the reference resolved to)
+    via: str  # "ref" (dbt-loom) or "source" (generated sources)
+    pinned: bool  # the reference names a version (ref(..., v=N), source table `<name>_v<N>`)
+    columns: tuple[str, ...]  # sorted; ("*",) when every column counts
+
+    @property
+    def all_columns(self) -> bool:
+        return ALL_COLUMNS in self.columns
+
+    def uses_column(self, column: str) -> bool:
+        return self.all_columns or column.lower() in self.columns
+
+    def to_json(self) -> Json:
+        doc = asdict(self)
+        doc["columns"] = list(self.columns)
+        return doc
+
+
+# --- column extraction ---------------------------------------------------------------------------
+
+
+def dialect_of(adapter_type: str | None) -> str | None:
+    """The sqlglot dialect for a dbt adapter type (None: generic SQL)."""
+    return adapter_type if adapter_type in _DIALECTS else None
+
+
+def _key(database: Any, schema: Any, identifier: Any) -> RelationKey:
+    return (str(database or "").lower(), str(schema or "").lower(), str(identifier or "").lower())
+
+
+def _table_key(table: Any) -> RelationKey:
+    return _key(table.catalog, table.db, table.name)
+
+
+def _branches(scope: Any) -> list[Any]:
+    """The branches of a UNION / INTERSECT / EXCEPT scope (the attribute's name varies by sqlglot)."""
+    return list(getattr(scope, "set_operation_scopes", None) or getattr(scope, "union_scopes", None) or [])
+
+
+def _star_reaches(scope: Any, targets: set[RelationKey], seen: set[int]) -> set[RelationKey]:
+    """Upstream relations whose every column flows to this scope's output through a star."""
+    from sqlglot import exp
+
+    if id(scope) in seen:
+        return set()
+    seen.add(id(scope))
+    found: set[RelationKey] = set()
+    for branch in _branches(scope):
+        found |= _star_reaches(branch, targets, seen)
+    if not isinstance(scope.expression, exp.Select):
+        return found
+    for projection in scope.expression.selects:
+        if isinstance(projection, exp.Star):
+            names = list(scope.selected_sources)
+        elif isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star):
+            names = [projection.table]
+        else:
+            continue
+        for name in names:
+            source = scope.sources.get(name)
+            if isinstance(source, exp.Table):
+                if _table_key(source) in targets:
+                    found.add(_table_key(source))
+            elif source is not None:
+                found |= _star_reaches(source, targets, seen)
+    return found
+
+
+def _source_of(scope: Any, name: str) -> Any:
+    """The source an alias names in `scope` or, for a correlated subquery, an enclosing scope."""
+    while scope is not None:
+        if name in scope.sources:
+            return scope.sources[name]
+        scope = scope.parent
+    return None
+
+
+def _projection_of(node: Any, select: Any) -> Any:
+    """The projection of `select` that `node` sits in, or None (WHERE, JOIN, GROUP BY, ...)."""
+    child = node
+    while child is not None and child.parent is not select:
+        child = child.parent
+    if child is not None and child.arg_key == "expressions":
+        return child
+    return None
+
+
+def _collect_demanded(root: Any, mentioned: set[RelationKey], used: dict[RelationKey, set[str]]) -> None:
+    """Walk scopes from the query's output inwards, passing down which output columns of each CTE
+    or derived table are read (`None`: all of them), and collect what is read of each upstream
+    relation: the columns in demanded projections and in every other clause."""
+    from sqlglot import exp
+
+    demand: dict[int, set[str] | None] = {id(root): None}
+
+    def want(scope: Any, names: set[str] | None) -> None:
+        current = demand.get(id(scope), set())
+        if current is None or names is None:
+            demand[id(scope)] = None
+        else:
+            demand[id(scope)] = current | names
+
+    def read(scope: Any, source: Any, names: set[str] | None) -> None:
+        if isinstance(source, exp.Table):
+            key = _table_key(source)
+            if key in mentioned:
+                used[key] |= {ALL_COLUMNS} if names is None else names
+        elif source is not None and hasattr(source, "expression"):
+            want(source, names)
+
+    for scope in reversed(list(root.traverse())):
+        wanted = demand.get(id(scope), set())
+        for branch in _branches(scope):
+            want(branch, None)  # union branches match by position: keep every projection
+        for sub in scope.subquery_scopes:
+            want(sub, None)
+        select = scope.expression
+        if not isinstance(select, exp.Select):
+            continue
+        demanded = {
+            id(p)
+            for p in select.selects
+            if wanted is None
+            or p.alias_or_name.lower() in wanted
+            or (wanted and (isinstance(p, exp.Star) or isinstance(p.this, exp.Star)))
+        }
+        for column in scope.columns:
+            projection = _projection_of(column, select)
+            if projection is not None and id(projection) not in demanded:
+                continue
+            if column.table:
+                read(scope, _source_of(scope, column.table), {column.name.lower()})
+            else:
+                # Not attributable to one relation: any source may provide it.
+                for name in scope.selected_sources:
+                    source = scope.sources.get(name)
+                    read(scope, source, None if isinstance(source, exp.Table) else {column.name.lower()})
+        for projection in select.selects:
+            if id(projection) not in demanded:
+                continue
+            if isinstance(projection, exp.Star):
+                names = list(scope.selected_sources)
+            elif isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star):
+                names = [projection.table]
+            else:
+                continue
+            for name in names:
+                # A star passes the demanded names (or everything) through to its sources.
+                read(scope, scope.sources.get(name), None if wanted is None else set(wanted))
+
+
+def columns_used(
+    sql: str, dialect: str | None, relations: dict[RelationKey, list[str] | None]
+) -> dict[RelationKey, set[str]]:
+    """Columns `sql` reads from each relation in `relations` (known columns, or None if unknown).
+
+    A relation maps to {"*"} when its use cannot be narrowed to named columns; relations the SQL
+    does not mention are absent.
+    """
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+    from sqlglot.optimizer.qualify import qualify
+    from sqlglot.optimizer.scope import build_scope
+
+    targets = set(relations)
+    everything = {key: {ALL_COLUMNS} for key in relations}
+    try:
+        tree = sqlglot.parse_one(sql, dialect=dialect)
+    except (SqlglotError, ValueError):
+        return everything
+    if tree is None:
+        return everything
+    mentioned = {_table_key(t) for t in tree.find_all(exp.Table)} & targets
+    if not mentioned:
+        return {}
+    used: dict[RelationKey, set[str]] = {key: set() for key in mentioned}
+    try:
+        root = build_scope(tree.copy())
+        if root is not None:
+            for key in _star_reaches(root, targets, set()):
+                used[key].add(ALL_COLUMNS)
+        schema: dict[str, Any] = {}
+        for (database, schema_name, identifier), columns in relations.items():
+            if columns:
+                schema.setdefault(database, {}).setdefault(schema_name, {})[identifier] = {
+                    c.lower(): "unknown" for c in columns
+                }
+        qualified = qualify(
+            tree,
+            schema=schema or None,
+            dialect=dialect,
+            validate_qualify_columns=False,
+            quote_identifiers=False,
+            identify=False,
+        )
+        scope = build_scope(qualified)
+        if scope is not None:
+            _collect_demanded(scope, mentioned, used)
+    except (SqlglotError, ValueError, KeyError, AttributeError, RecursionError):
+        return {key: {ALL_COLUMNS} for key in mentioned}
+    return {key: ({ALL_COLUMNS} if ALL_COLUMNS in cols else cols) for key, cols in used.items()}
+
+
+# --- usage of one consumer manifest ---------------------------------------------------------------
+
+
+def _upstream_target(
+    parent: str, manifest: Json, project: str, upstreams: Iterable[str]
+) -> tuple[str, str, str, Json] | None:
+    """(upstream, upstream unique_id, via, node-or-source) for a parent crossing into an upstream."""
+    parts = parent.split(".")
+    names = set(upstreams)
+    if parts[0] == "model" and len(parts) >= 3 and parts[1] != project and parts[1] in names:
+        return parts[1], parent, "ref", (manifest.get("nodes") or {}).get(parent) or {}
+    if parts[0] == "source" and len(parts) >= 4 and parts[1] == project and parts[2] in names:
+        source = (manifest.get("sources") or {}).get(parent) or {}
+        mesh_meta = (source.get("meta") or {}).get("mesh") or {}
+        uid = mesh_meta.get("unique_id")
+        if not isinstance(uid, str) or not uid:
+            return None  # not generated by sync: lineage validation reports it
+        return parts[2], uid, "source", source
+    return None
+
+
+def _pinned(node: Json, via: str, target: Json, upstream_node: str) -> bool:
+    if via == "source":
+        version = ((target.get("meta") or {}).get("mesh") or {}).get("version")
+        return version is not None and str(target.get("name", "")).endswith(f"_v{version}")
+    parts = upstream_node.split(".")
+    if len(parts) < 4:
+        return False  # an unversioned model: every ref is unpinned
+    for ref in node.get("refs") or []:
+        if (
+            isinstance(ref, dict)
+            and ref.get("package") == parts[1]
+            and ref.get("name") == parts[2]
+            and ref.get("version") is not None
+        ):
+            return True
+    return False
+
+
+def compute_usage(manifest: Json, upstreams: Iterable[str], interfaces: dict[str, Json]) -> list[Use]:
+    """Every use of an upstream public model by the nodes of a consumer manifest.
+
+    `interfaces` maps upstream project -> its published interface nodes (the columns to resolve).
+    """
+    project = manifest["metadata"]["project_name"]
+    dialect = dialect_of(manifest["metadata"].get("adapter_type"))
+    upstream_names = list(upstreams)
+    published: dict[str, Json] = {}
+    for nodes in interfaces.values():
+        published.update(nodes)
+    uses: list[Use] = []
+    for node_id, node in sorted((manifest.get("nodes") or {}).items()):
+        kind, _, rest = node_id.partition(".")
+        if kind not in _USED_BY or rest.split(".")[0] != project:
+            continue  # dbt-loom injects the upstream's own nodes: their edges are not ours
+        parents = (node.get("depends_on") or {}).get("nodes") or []
+        targets: list[tuple[str, str, str, bool, RelationKey, list[str] | None]] = []
+        for parent in parents:
+            found = _upstream_target(parent, manifest, project, upstream_names)
+            if found is None:
+                continue
+            upstream, uid, via, target = found
+            if via == "source":
+                key = _key(target.get("database"), target.get("schema"), target.get("identifier") or target.get("name"))
+                cols = list(target.get("columns") or {}) or None
+            else:
+                key = _key(target.get("database"), target.get("schema"), target.get("alias") or target.get("name"))
+                cols = None
+            known = published.get(uid)
+            if known is not None:
+                cols = list(known.get("columns") or {}) or cols
+                if via == "ref" and not any(key):
+                    key = _key(known.get("database"), known.get("schema"), known.get("alias"))
+            targets.append((upstream, uid, via, _pinned(node, via, target, uid), key, cols))
+        if not targets:
+            continue
+        code = node.get("compiled_code")
+        if isinstance(code, str) and code.strip() and node.get("language", "sql") == "sql":
+            relations = {key: cols for *_, key, cols in targets}
+            found_cols = columns_used(code, dialect, relations)
+        else:
+            found_cols = {}
+        for upstream, uid, via, pinned, key, _cols in targets:
+            if isinstance(code, str) and code.strip() and node.get("language", "sql") == "sql":
+                # A parent the SQL never names (e.g. only in a macro's side query) uses nothing.
+                columns = found_cols.get(key, set())
+            else:
+                columns = {ALL_COLUMNS}
+            uses.append(Use(project, node_id, upstream, uid, via, pinned, tuple(sorted(columns))))
+    return uses
+
+
+def usage_document(manifest: Json, uses: list[Use], env: str) -> Json:
+    """The private `usage` object of a consumer."""
+    meta = manifest["metadata"]
+    return {
+        "metadata": {
+            "format": USAGE_FORMAT,
+            "project_name": meta.get("project_name"),
+            "env": env,
+            "recorded_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "manifest_generated_at": meta.get("generated_at"),
+            "invocation_id": meta.get("invocation_id"),
+            "adapter_type": meta.get("adapter_type"),
+        },
+        "uses": [use.to_json() for use in uses],
+    }
+
+
+def parse_usage(body: bytes, what: str) -> list[Use]:
+    """Read a usage object back; raises ManifestError when it is not one."""
+    doc = parse_json(body, what)
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict) or meta.get("format") != USAGE_FORMAT or not isinstance(doc.get("uses"), list):
+        raise ManifestError(f"{what} is not a usage record of format {USAGE_FORMAT}: re-run `invoke validate`")
+    uses = []
+    for item in doc["uses"]:
+        try:
+            uses.append(
+                Use(
+                    consumer=str(item["consumer"]),
+                    node=str(item["node"]),
+                    upstream=str(item["upstream"]),
+                    upstream_node=str(item["upstream_node"]),
+                    via=str(item["via"]),
+                    pinned=bool(item["pinned"]),
+                    columns=tuple(str(c) for c in item["columns"]),
+                )
+            )
+        except (KeyError, TypeError) as exc:
+            raise ManifestError(f"{what} has a malformed use entry {item!r}") from exc
+    return uses
+
+
+# --- the mesh -------------------------------------------------------------------------------------
+
+
+def _latest_nodes(mesh: Mesh, upstream: str) -> Json:
+    env = mesh.upstream_env(upstream)
+    entry = mesh.registry.read_latest(upstream, env)
+    if entry is None:
+        return {}
+    nodes: Json = load_interface(entry.body, f"{upstream}/{env} latest", upstream)["nodes"]
+    return nodes
+
+
+def record_usage(mesh: Mesh, consumer: str, manifest_path: Path | None = None) -> list[Use]:
+    """Compute a consumer's usage from its built manifest and store it in the registry."""
+    project = mesh.project(consumer)
+    path = manifest_path or project.target_dir / "manifest.json"
+    manifest = load_manifest(path, project=consumer)
+    interfaces = {up: _latest_nodes(mesh, up) for up in project.upstreams}
+    uses = compute_usage(manifest, project.upstreams, interfaces)
+    mesh.registry.write_private(consumer, mesh.env, "usage", dump_json(usage_document(manifest, uses, mesh.env)))
+    return uses
+
+
+def read_uses(mesh: Mesh, upstream: str | None = None) -> list[Use]:
+    """Every recorded use in the target's env (of `upstream` only, if given), across the mesh."""
+    uses: list[Use] = []
+    for name in mesh.config.projects:
+        body = mesh.registry.read_private(name, mesh.env, "usage")
+        if body is None:
+            continue
+        for use in parse_usage(body, f"{name}/{mesh.env} usage"):
+            if upstream is None or use.upstream == upstream:
+                uses.append(use)
+    return sorted(uses, key=lambda u: (u.upstream_node, u.consumer, u.node))
