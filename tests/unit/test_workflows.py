@@ -151,7 +151,8 @@ def test_consumer_workflows_sync_build_and_validate(project: str) -> None:
     order = [
         f".venv/bin/invoke sync --project {project} --target prod",
         f"--project {project} --target prod",
-        f".venv/bin/invoke validate --project {project} --target prod",
+        ".venv/bin/invoke validate",
+        "--record-usage",
     ]
     for command in order:
         assert command in runs, command
