@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from mesh.config import read_upstreams, read_yaml
 from mesh.errors import CheckFailedError, ConfigError, CredentialsError, ManifestError
 from mesh.names import check_name
 
@@ -168,34 +169,6 @@ DEFAULT_LAYOUT = MeshLayout(
 )
 
 
-def _read_yaml(path: Path) -> Any:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    try:
-        return YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
-    except (OSError, YAMLError) as exc:
-        raise ConfigError(f"cannot read {path.name}: {exc}") from exc
-
-
-def _upstreams(project_dir: Path) -> tuple[str, ...]:
-    """Producers listed under `projects:` in the project's dependencies.yml (dbt's own format)."""
-    deps_file = project_dir / "dependencies.yml"
-    if not deps_file.is_file():
-        return ()
-    data = _read_yaml(deps_file) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{deps_file.parent.name}/dependencies.yml must be a mapping")
-    entries = data.get("projects") or []
-    if not isinstance(entries, list):
-        raise ConfigError(f"{deps_file.parent.name}/dependencies.yml: `projects` must be a list")
-    names = []
-    for entry in entries:
-        name = entry.get("name") if isinstance(entry, dict) else None
-        names.append(check_name("upstream project", name))
-    return tuple(sorted(set(names)))
-
-
 def load_layout(root: Path, mesh_file: str = "mesh.yml") -> MeshLayout:
     """Read mesh.yml (and each project's dependencies.yml) under `root`.
 
@@ -204,7 +177,7 @@ def load_layout(root: Path, mesh_file: str = "mesh.yml") -> MeshLayout:
     path = root / mesh_file
     if not path.is_file():
         raise ConfigError(f"{mesh_file} not found in the repository root: create it (see README)")
-    data = _read_yaml(path)
+    data = read_yaml(path, mesh_file)
     if not isinstance(data, dict):
         raise ConfigError(f"{mesh_file} must be a mapping")
     raw_projects = data.get("projects")
@@ -234,7 +207,7 @@ def load_layout(root: Path, mesh_file: str = "mesh.yml") -> MeshLayout:
             public_schema=(
                 check_identifier(f"{name} public_schema", public_schema) if public_schema else None
             ),
-            upstreams=_upstreams(project_dir),
+            upstreams=tuple(sorted(read_upstreams(project_dir))),
             service_user=(
                 check_identifier(f"{name} service_user", sf["service_user"])
                 if sf.get("service_user")
