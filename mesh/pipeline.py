@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mesh.config import Mesh
 from mesh.contracts import publish_gate
-from mesh.dbt import DbtRun, run_dbt
+from mesh.dbt import DbtRun, check_target_env, run_dbt
 from mesh.errors import ConfigError, LineageError
 from mesh.lineage import Report, consumers, validate_projects
 from mesh.manifest import load_manifest, public_node_ids
@@ -46,6 +46,7 @@ def build_project(
 ) -> DbtRun:
     """`dbt build` one project; consumers sync first. `defer` reads unchanged parents from state."""
     project = mesh.project(name)
+    check_target_env(mesh)  # before sync touches the registry
     if project.upstreams:
         plan = sync_project(mesh, name)
         say(f"sync {name}: {len(plan.changes)} file changes; upstreams " + ", ".join(f"{k}@{v}" for k, v in plan.upstream_versions.items()))
@@ -100,6 +101,7 @@ class MeshRun:
 def run_mesh(mesh: Mesh, say: Say = print) -> MeshRun:
     """Build, test and publish every project in dependency order, then validate all lineage."""
     started = time.monotonic()
+    check_target_env(mesh)
     result = MeshRun()
     order = mesh.build_order()
     steps = len(order) + 1

@@ -14,7 +14,7 @@ aggregated as (
         sum(case when not is_refund then amount else 0 end) as gross_amount,
         -sum(case when is_refund then amount else 0 end) as refunded_amount,
         sum(amount) as net_amount,
-        bool_or(is_refund) as has_refund
+        {{ dbt.bool_or('is_refund') }} as has_refund
 
     from payments
 
