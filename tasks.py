@@ -322,7 +322,8 @@ def registry_consumers(c: Context, project: str, target: str | None = None) -> N
 @task(
     help={
         "project": "the project whose registry objects to check (in the target's env)",
-        "repair": "remove leftovers of interrupted writes (damaged entries are only reported)",
+        "repair": "remove leftovers of interrupted writes (when no publish is running; damaged "
+        "entries are only reported)",
         "target": TARGET_HELP,
     }
 )
@@ -347,12 +348,14 @@ def registry_fsck(c: Context, project: str, repair: bool = False, target: str | 
 )
 @_fails_cleanly
 def registry_prune(
-    c: Context, project: str, keep: int, dry_run: bool = False, target: str | None = None
+    c: Context, project: str, keep: str, dry_run: bool = False, target: str | None = None
 ) -> None:
     """Delete old history entries, never latest nor a version a consumer may be pinned to."""
     from mesh.retention import prune_project
 
-    print("\n".join(prune_project(_mesh(target), project, keep, dry_run).lines()))
+    if not keep.strip().isdigit():
+        raise Exit(f"error: --keep takes a whole number of versions, got {keep!r}", code=2)
+    print("\n".join(prune_project(_mesh(target), project, int(keep), dry_run).lines()))
 
 
 @task(help={"args": "extra pytest arguments, e.g. -k crash"})

@@ -16,25 +16,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mesh.config import Mesh, Project
-from mesh.errors import PublishRefusedError
+from mesh.errors import ManifestError, PublishRefusedError, RegistryError
+from mesh.failpoints import failpoint
 from mesh.manifest import (
     INTERFACE_FORMAT,
     Json,
     build_interface,
     check_run_results,
     content_sha256,
-    dump_json,
+    dump_interface,
     extract_interface,
     load_interface,
     load_manifest,
+    paused_gc,
     public_node_ids,
 )
 from mesh.names import new_version
-from mesh.registry import Entry, commit_version
+from mesh.registry import Entry, Registry, commit_version
 
 # A check run against the interface `latest` holds (None on first publish) before it is replaced;
 # it raises to refuse. Contract gates plug in here.
 LatestCheck = Callable[[Json | None, Json], None]
+# Keys of `metadata.mesh` that differ between two attempts to publish the same build.
+_PER_ATTEMPT = frozenset({"version", "published_at"})
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,34 @@ def _built_at(doc: Json) -> str:
     return str(doc["metadata"].get("generated_at") or "")
 
 
+def interrupted_publish(
+    registry: Registry, project: str, env: str, latest: Entry | None, mesh_meta: Json
+) -> Entry | None:
+    """The history entry of this very build, on top of this very `latest`, that an interrupted
+    publish wrote but never made `latest` (killed between the two writes), or None.
+
+    Rerunning the publish then finishes that commit instead of writing a second entry with the
+    same content. Only an entry identical but for its version id and publish time qualifies.
+    """
+    suffix = f"-{str(mesh_meta['content_sha256'])[:8]}"
+    floor = latest.version if latest else ""
+    mine = {k: v for k, v in mesh_meta.items() if k not in _PER_ATTEMPT}
+    for version in reversed(registry.list_versions(project, env)):
+        if version <= floor:
+            break
+        if not version.endswith(suffix):
+            continue
+        try:
+            entry = registry.read_version(project, env, version)
+            doc = load_interface(entry.body, f"{project}/{env} {version}", project)
+        except (RegistryError, ManifestError):
+            continue  # damaged: fsck reports it; never finish a commit with it
+        theirs = {k: v for k, v in doc["metadata"]["mesh"].items() if k not in _PER_ATTEMPT}
+        if theirs == mine:
+            return entry
+    return None
+
+
 def prepare(mesh: Mesh, project_name: str) -> tuple[Json, Json, Json, str]:
     """Audit the project's last build; return (manifest, nodes, groups, content sha)."""
     project = mesh.project(project_name)
@@ -104,10 +136,11 @@ def prepare(mesh: Mesh, project_name: str) -> tuple[Json, Json, Json, str]:
             "`access: public` (with an enforced contract) and rebuild"
         )
     check_run_results(project.target_dir / "run_results.json", manifest, ids)
-    nodes, groups = extract_interface(manifest)
+    nodes, groups = extract_interface(manifest, ids)
     return manifest, nodes, groups, content_sha256(nodes, groups)
 
 
+@paused_gc()  # the full manifest is millions of objects: see paused_gc
 def publish_project(
     mesh: Mesh,
     project_name: str,
@@ -156,7 +189,7 @@ def publish_project(
         "public_models": len(nodes),
         **(extra_meta or {}),
     }
-    body = dump_json(build_interface(manifest, nodes, groups, mesh_meta))
+    body = dump_interface(build_interface(manifest, nodes, groups, mesh_meta))
     superseded_by: list[str] = []
 
     def should_replace(current: Entry | None) -> bool:
@@ -171,12 +204,19 @@ def publish_project(
             check(doc, nodes)
         return True
 
-    replaced = commit_version(registry, project_name, env, version, body, should_replace)
+    failpoint("publish.audited")
+    resumed = interrupted_publish(registry, project_name, env, latest, mesh_meta)
+    if resumed is not None:
+        version, body = resumed.version, resumed.body
+    replaced = commit_version(
+        registry, project_name, env, version, body, should_replace, create=resumed is None
+    )
     status = "published" if replaced else "superseded"
     previous = superseded_by[-1] if superseded_by else mesh_meta["previous"]
     return PublishResult(project_name, env, status, version, previous, len(nodes), registry.url)
 
 
+@paused_gc()
 def save_state(mesh: Mesh, project_name: str) -> int:
     """Store the project's full manifest as its private state (for its own `--defer`); bytes."""
     project = mesh.project(project_name)

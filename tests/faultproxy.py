@@ -5,7 +5,8 @@ checks) only shows when the network misbehaves, which moto never does. This prox
 request to the upstream server and, when a rule matches, instead: answers an error status
 without forwarding (`status`), closes the connection before forwarding (`drop`), forwards and then
 closes without answering (`drop_response`: the write landed but the client never hears so), waits
-before forwarding (`delay`), or flips a byte of the answer (`corrupt`).
+before forwarding (`delay`), flips a byte of the answer (`corrupt`), or announces the whole answer
+and sends only its first half before closing the connection (`truncate`).
 
 It also makes moto's conditional writes atomic: moto checks If-Match / If-None-Match and then
 writes, in two steps, on a threaded server; real S3 does both atomically. The proxy forwards
@@ -25,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-Action = Literal["status", "drop", "drop_response", "delay", "corrupt"]
+Action = Literal["status", "drop", "drop_response", "delay", "corrupt", "truncate"]
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -121,6 +122,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if fault is not None and fault.action == "truncate" and self.command != "HEAD":
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         if self.command != "HEAD":
             self.wfile.write(data)
 

@@ -47,14 +47,17 @@ def commit_version(
     body: bytes,
     should_replace: Callable[[Entry | None], bool],
     attempts: int = CAS_ATTEMPTS,
+    create: bool = True,
 ) -> bool:
     """Write `version` to history, then make it `latest` by compare-and-swap.
 
     `should_replace(current_latest)` re-runs the caller's checks against whatever `latest` holds at
     each attempt (e.g. "is my build newer?"); when it says no, the version stays in history only and
-    this returns False. Returns True once `latest` holds `version`.
+    this returns False. Returns True once `latest` holds `version`. `create=False` finishes a commit
+    whose history entry is written already (an interrupted publish being rerun).
     """
-    registry.create_version(project, env, version, body)
+    if create:
+        registry.create_version(project, env, version, body)
     for _ in range(attempts):
         current = registry.read_latest(project, env)
         if not should_replace(current):

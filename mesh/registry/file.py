@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mesh.errors import ChecksumError, ConflictError, NotFoundError, RegistryError
+from mesh.failpoints import failpoint
 from mesh.names import NAME_RE, VERSION_RE, check_name, check_version, sha256_hex
 from mesh.registry.base import MANIFEST, PRIVATE_OBJECTS, Entry
 
@@ -152,8 +153,10 @@ class FileRegistry:
         tmp.mkdir()
         try:
             _write_file(tmp / f"{MANIFEST}.sha256", sha256_hex(body).encode("ascii"))
+            failpoint("registry.history.partial")
             _write_file(tmp / MANIFEST, body)
             _fsync_dir(tmp)
+            failpoint("registry.history.uncommitted")
             try:
                 os.rename(tmp, history / version)
             except OSError as exc:
@@ -164,6 +167,7 @@ class FileRegistry:
                     ) from exc
                 raise RegistryError(f"cannot commit {history / version}: {exc}") from exc
             _fsync_dir(history)
+            failpoint("registry.history.committed")
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -188,8 +192,10 @@ class FileRegistry:
                 )
             tmp = env_dir / f".latest-{secrets.token_hex(4)}"
             os.symlink(f"history/{version}", tmp)
+            failpoint("registry.latest.prepared")
             os.replace(tmp, link)
             _fsync_dir(env_dir)
+            failpoint("registry.latest.swapped")
         return version
 
     def _private_path(self, project: str, env: str, name: str) -> Path:

@@ -53,6 +53,7 @@ from mesh.errors import (
     NotFoundError,
     RegistryError,
 )
+from mesh.failpoints import failpoint
 from mesh.names import NAME_RE, RESERVED, VERSION_RE, check_name, check_version, sha256_hex
 from mesh.registry.base import MANIFEST, PRIVATE_OBJECTS, Entry
 
@@ -254,18 +255,35 @@ class S3Registry:
     # --- low-level object access ----------------------------------------------------------------
 
     def _get(self, key: str, action: str) -> tuple[bytes, dict[str, Any]] | None:
-        """Body and response of `key` with its checksum verified, or None if it does not exist."""
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
-            body = response["Body"].read()
-        except ClientError as exc:
-            if _error_code(exc) in _MISSING_KEY_CODES:
-                return None
-            self._fail(exc, action, key)
-        except (BotoCoreError, HTTPClientError) as exc:
-            self._fail(exc, action, key)
-        self._verify(key, body, response.get("Metadata", {}))
-        return body, dict(response)
+        """Body and response of `key` with its checksum verified, or None if it does not exist.
+
+        botocore retries a request until an answer's headers arrive; a body that then arrives cut
+        short or damaged is fetched again here, within the same MESH_S3_MAX_ATTEMPTS.
+        """
+        client = self.client  # sets self._max_attempts
+        failure: MeshError | None = None
+        for _attempt in range(self._max_attempts):
+            try:
+                response = client.get_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+            except ClientError as exc:
+                if _error_code(exc) in _MISSING_KEY_CODES:
+                    return None
+                self._fail(exc, action, key)
+            except (BotoCoreError, HTTPClientError) as exc:
+                self._fail(exc, action, key)
+            try:
+                body = response["Body"].read()
+                self._verify(key, body, response.get("Metadata", {}))
+                return body, dict(response)
+            except ChecksumError as exc:
+                failure = exc
+            except (BotoCoreError, HTTPClientError) as exc:
+                try:
+                    self._fail(exc, action, key)
+                except MeshError as error:
+                    failure = error
+        assert failure is not None
+        raise failure
 
     def _verify(self, key: str, body: bytes, metadata: dict[str, str]) -> None:
         expected = metadata.get("sha256", "")
@@ -374,6 +392,7 @@ class S3Registry:
         key = self._history_key(project, env, version)
         try:
             self._put(key, body, {}, IfNoneMatch="*")
+            failpoint("registry.history.committed")
         except ClientError as exc:
             if _error_code(exc) not in _PRECONDITION_CODES:
                 self._fail(exc, "write", key)
@@ -407,8 +426,11 @@ class S3Registry:
                 f"the history entry {self._where(history_key)}"
             )
         condition = {"IfMatch": expected_token} if expected_token else {"IfNoneMatch": "*"}
+        failpoint("registry.latest.prepared")
         try:
-            return self._put(key, body, {"version": version}, **condition)
+            etag = self._put(key, body, {"version": version}, **condition)
+            failpoint("registry.latest.swapped")
+            return etag
         except ClientError as exc:
             code = _error_code(exc)
             # If-Match on a key that vanished is a 404: `latest` moved too (it was deleted).
