@@ -509,7 +509,7 @@ def connection_settings_from_env(
         if not env.get(name, "").strip():
             raise SnowflakeSettingsError(
                 f"{name} is not set: export it before running Snowflake tasks "
-                "(see docs/infrastructure.md, 'Key pairs')"
+                "(see README.md, Infrastructure, 'Key pairs')"
             )
     key_path = Path(env["SNOWFLAKE_PRIVATE_KEY_PATH"]).expanduser()
     if not key_path.is_file():
