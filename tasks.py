@@ -52,15 +52,15 @@ def mesh(c: Context, target: str | None = None) -> None:
     print("\n".join(result.summary()))
 
 
-@task(help={"target": TARGET_HELP})
+@task(help={"target": TARGET_HELP, "yes": "prod: apply Terraform without asking (CI)"})
 @_fails_cleanly
-def up(c: Context, target: str | None = None) -> None:
+def up(c: Context, target: str | None = None, yes: bool = False) -> None:
     """From a clean state to a validated mesh (prod: infrastructure and Snowflake set-up first)."""
     m = _mesh(target)
     if m.target_name == "prod":
         from tasks_infra import prod_up
 
-        prod_up(c, m)
+        prod_up(c, m, yes)
     else:
         from mesh.pipeline import clean_local
 

@@ -16,6 +16,7 @@ from invoke import Collection, Context, Exit, task
 
 from mesh import infra as mesh_infra
 from mesh import snowflake as mesh_snowflake
+from mesh.config import Mesh
 from mesh.errors import ConfigError, MeshError
 
 ROOT = Path(__file__).resolve().parent
@@ -134,6 +135,21 @@ def infra_destroy(
         raise Exit("infra.destroy not confirmed: nothing destroyed (pass --yes to skip asking)", 2)
     _terraform("destroy", stack, target, auto_approve=True)
     print(f"infra.destroy done for target {target} in {stack}")
+
+
+def prod_up(c: Context, mesh: Mesh, yes: bool = False) -> None:
+    """`invoke up --target prod` before the mesh runs: show the plan, apply it, set up Snowflake."""
+    print(f"up [1/3] infra.plan for target {mesh.target_name}")
+    infra_plan(c, target=mesh.target_name)
+    print("up [2/3] infra.apply")
+    infra_apply(c, target=mesh.target_name, yes=yes)
+    print("up [3/3] snowflake.setup")
+    snowflake_setup(c)
+
+
+def prod_down(c: Context, mesh: Mesh, yes: bool = False) -> None:
+    """`invoke down --target prod`: terraform destroy, only after confirmation (or --yes)."""
+    infra_destroy(c, target=mesh.target_name, yes=yes)
 
 
 infra = Collection("infra")
