@@ -14,7 +14,7 @@ from mesh.contracts import publish_gate
 from mesh.dbt import DbtRun, check_target_env, run_dbt
 from mesh.errors import ConfigError, LineageError
 from mesh.lineage import Report, consumers, validate_projects
-from mesh.manifest import load_manifest, public_node_ids
+from mesh.manifest import load_manifest, public_node_ids, reused_manifests
 from mesh.publish import PublishResult, publish_project, save_state
 from mesh.sync import GENERATED_PREFIX, SyncPlan, _is_generated, apply_plan, model_paths, plan_sync
 from mesh.usage import record_usage
@@ -108,11 +108,12 @@ def run_mesh(mesh: Mesh, say: Say = print) -> MeshRun:
     for index, name in enumerate(order, 1):
         say(f"[{index}/{steps}] build {name}")
         result.builds.append(build_project(mesh, name, say=say))
-        if has_public_models(mesh, name):
-            pub = publish_project(mesh, name, checks=(publish_gate(mesh, name, say=say),))
-            say(f"[{index}/{steps}] publish {pub.summary()}")
-            result.publishes.append(pub)
-        save_state(mesh, name)
+        with reused_manifests():  # the manifest is parsed once, not by every step below
+            if has_public_models(mesh, name):
+                pub = publish_project(mesh, name, checks=(publish_gate(mesh, name, say=say),))
+                say(f"[{index}/{steps}] publish {pub.summary()}")
+                result.publishes.append(pub)
+            save_state(mesh, name)
     say(f"[{steps}/{steps}] validate lineage of {', '.join(consumers(mesh)) or 'no consumer'}")
     result.reports = validate_projects(mesh, consumers(mesh))
     for report in result.reports:

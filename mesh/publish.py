@@ -30,6 +30,7 @@ from mesh.manifest import (
     load_manifest,
     paused_gc,
     public_node_ids,
+    read_interface,
 )
 from mesh.names import new_version
 from mesh.registry import Entry, Registry, commit_version
@@ -152,10 +153,22 @@ def publish_project(
     registry, env = mesh.registry, mesh.env
     built_at = _built_at(manifest)
 
+    parsed: dict[tuple[str, str], Json] = {}
+
     def current_doc(entry: Entry | None) -> Json | None:
+        # Parsed once per object (the audit reads latest again before each swap); without checks
+        # only its metadata is used, so its nodes are verified one at a time, not all kept.
         if entry is None:
             return None
-        return load_interface(entry.body, f"{project_name}/{env} latest", project_name)
+        key = (entry.version, entry.token)
+        if key not in parsed:
+            what = f"{project_name}/{env} latest"
+            parsed[key] = (
+                load_interface(entry.body, what, project_name)
+                if checks
+                else read_interface(entry.body, what, project_name, lazy=True).doc
+            )
+        return parsed[key]
 
     latest = registry.read_latest(project_name, env)
     latest_doc = current_doc(latest)
