@@ -452,12 +452,9 @@ ns = Collection(
     emulate,
 )
 
-try:
-    from tasks_infra import infra, snowflake
+from tasks_infra import infra, snowflake  # noqa: E402
 
-    ns.add_collection(infra)
-    ns.add_collection(snowflake)
-except ImportError:  # pragma: no cover - infra tasks are optional for library users
-    pass
+ns.add_collection(infra)
+ns.add_collection(snowflake)
 
 __all__ = ["LineageError", "ns"]
