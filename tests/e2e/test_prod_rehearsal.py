@@ -158,6 +158,7 @@ def task_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A template copy with the repo's tasks.py: invoke's ROOT is this folder."""
     root = copy_template(tmp_path_factory.mktemp("tasks") / "mesh")
     shutil.copy2(REPO / "tasks.py", root / "tasks.py")
+    shutil.copy2(REPO / "tasks_infra.py", root / "tasks_infra.py")
     return root
 
 

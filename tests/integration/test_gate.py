@@ -67,6 +67,7 @@ def ship_orders_as_versions(root: Path, latest: int) -> None:
 def test_check_fails_through_invoke_when_a_consumed_column_is_dropped(workspace: Path) -> None:
     drop_column(workspace, ORDERS / "public_orders.yml", "payment_count", ORDERS / "public_orders.sql")
     shutil.copy2(REPO / "tasks.py", workspace / "tasks.py")  # tasks.py finds mesh.yml beside itself
+    shutil.copy2(REPO / "tasks_infra.py", workspace / "tasks_infra.py")
     env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
     out = subprocess.run(
         [str(BIN / "invoke"), "check", "--project", "dbt_up"],

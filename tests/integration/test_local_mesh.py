@@ -159,6 +159,7 @@ def test_defer_builds_only_modified_models(workspace: Path) -> None:
 
 def test_invoke_surface_exit_codes(workspace: Path) -> None:
     shutil.copy2(REPO / "tasks.py", workspace / "tasks.py")
+    shutil.copy2(REPO / "tasks_infra.py", workspace / "tasks_infra.py")
     invoke = [str(BIN / "invoke"), "-r", str(workspace)]
     bad = subprocess.run([*invoke, "publish", "--project", "nope"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "unknown project 'nope'" in bad.stderr
