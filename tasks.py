@@ -217,7 +217,7 @@ def lineage(
     target: str | None = None,
 ) -> None:
     """Draw the cross-project lineage (every project's nodes) as Mermaid, JSON or an HTML page."""
-    from mesh.graph import run_lineage
+    from mesh.lineage import run_lineage
 
     print(run_lineage(_mesh(target), format, output))
 

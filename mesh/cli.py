@@ -32,7 +32,7 @@ def run_validate(
     With `record_usage`, store what each passing consumer uses upstream (the contract gate reads
     it). Main-branch CI records; pull requests do not, and their registry role cannot write.
     """
-    from mesh.lineage import consumers, validate_manifest, validate_projects
+    from mesh.validate import consumers, validate_manifest, validate_projects
     from mesh.report import validate_output
 
     if fmt not in ("text", "json"):

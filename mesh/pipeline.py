@@ -13,7 +13,7 @@ from mesh.config import Mesh
 from mesh.contracts import publish_gate
 from mesh.dbt import DbtRun, check_target_env, run_dbt
 from mesh.errors import ConfigError, LineageError
-from mesh.lineage import Report, consumers, validate_projects
+from mesh.validate import Report, consumers, validate_projects
 from mesh.manifest import load_manifest, public_node_ids, reused_manifests
 from mesh.publish import PublishResult, publish_project, save_state
 from mesh.sync import GENERATED_PREFIX, SyncPlan, _is_generated, apply_plan, model_paths, plan_sync
@@ -125,7 +125,7 @@ def run_mesh(mesh: Mesh, say: Say = print) -> MeshRun:
         for report in failing:
             say(report.text())
         raise LineageError(f"lineage validation failed for {', '.join(r.project for r in failing)}")
-    from mesh.graph import OUTPUT_DIR, load_graph, write_lineage
+    from mesh.lineage import OUTPUT_DIR, load_graph, write_lineage
 
     graph = load_graph(mesh)
     write_lineage(graph, mesh.root / OUTPUT_DIR)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from mesh.config import Mesh
-from mesh.lineage import Report
+from mesh.validate import Report
 from mesh.manifest import load_interface
 from mesh.sync import SyncPlan
 

@@ -103,7 +103,7 @@ def _work(args: argparse.Namespace) -> Callable[[], dict[str, Any]]:
 
         return parse
     if args.step == "validate":
-        from mesh.lineage import validate_manifest
+        from mesh.validate import validate_manifest
 
         manifest = mesh.project(args.project).target_dir / "manifest.json"
 

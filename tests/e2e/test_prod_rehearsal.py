@@ -30,7 +30,7 @@ import pytest
 from mesh import emulate
 from mesh.config import Mesh, load_mesh
 from mesh.dbt import run_dbt
-from mesh.lineage import validate_projects
+from mesh.validate import validate_projects
 from mesh.pipeline import MeshRun, build_project, run_mesh
 from tests.conftest import REPO, copy_template
 from tests.servers import AWS_ENV_TO_CLEAR, bucket_snapshot, raw_client, start_moto_server

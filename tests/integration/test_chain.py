@@ -9,7 +9,7 @@ import pytest
 
 from mesh.config import load_mesh
 from mesh.contracts import check_project
-from mesh.lineage import validate_projects
+from mesh.validate import validate_projects
 from mesh.pipeline import MeshRun, run_mesh
 from mesh.report import consumers_lines
 from tests.conftest import REPO

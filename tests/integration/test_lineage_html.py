@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from mesh.config import load_mesh
-from mesh.graph import Graph, load_graph, write_lineage
-from mesh.lineage import consumers, validate_projects
+from mesh.lineage import Graph, load_graph, write_lineage
+from mesh.validate import consumers, validate_projects
 
 pytestmark = pytest.mark.slow
 

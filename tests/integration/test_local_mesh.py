@@ -14,7 +14,7 @@ import pytest
 from mesh.config import load_mesh
 from mesh.dbt import run_dbt
 from mesh.errors import BuildFailedError, SyncError
-from mesh.lineage import validate_projects
+from mesh.validate import validate_projects
 from mesh.manifest import load_manifest, public_node_ids
 from mesh.pipeline import build_project, clean_local, run_mesh
 from tests.conftest import REPO

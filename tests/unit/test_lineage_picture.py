@@ -13,7 +13,7 @@ import pytest
 
 from mesh.config import Mesh, load_mesh
 from mesh.errors import ConfigError
-from mesh.graph import (
+from mesh.lineage import (
     MERMAID_MAX_EDGES,
     NODE_H,
     NODE_W,

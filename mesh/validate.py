@@ -1,0 +1,247 @@
+"""Validate cross-project lineage: each upstream edge of a consumer must resolve to a published model.
+
+A consumer's `parent_map` must show every upstream dependency, and each one must resolve to a public
+model in the interface its upstream currently publishes (the env the target binds):
+- dbt-loom consumers: parents `model.<upstream>.<name>[.v<N>]`;
+- source consumers: parents `source.<consumer>.<upstream>.<table>`, mapped back to the upstream
+  model through the `meta.mesh.unique_id` that sync wrote, and checked to still point at that
+  model's relation.
+Findings are errors (broken, non-public, missing, stale) or warnings (deprecated version, synced to an
+older interface). Errors make validate exit 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mesh.config import Mesh
+from mesh.manifest import Json, load_interface, load_manifest
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem with a cross-project edge."""
+
+    severity: str  # "error" or "warning"
+    kind: str  # broken | non_public | missing | stale | undeclared | deprecated | behind
+    consumer: str
+    node: str
+    upstream_node: str
+    message: str
+
+
+@dataclass
+class Edge:
+    """A resolved cross-project edge: consumer node -> upstream public model."""
+
+    consumer: str
+    node: str
+    via: str  # "ref" or "source"
+    parent: str  # the parent id as it appears in the consumer's parent_map
+    upstream: str
+    upstream_node: str
+
+
+@dataclass
+class Report:
+    """The result of validating one consumer manifest."""
+
+    project: str
+    manifest: str
+    edges: list[Edge] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    upstream_versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == "error" for f in self.findings)
+
+    def to_json(self) -> Json:
+        return {
+            "project": self.project,
+            "manifest": self.manifest,
+            "ok": self.ok,
+            "upstream_versions": self.upstream_versions,
+            "edges": [asdict(e) for e in self.edges],
+            "findings": [asdict(f) for f in self.findings],
+        }
+
+    def text(self) -> str:
+        lines = [
+            f"{self.project}: {len(self.edges)} cross-project edges, "
+            f"{sum(f.severity == 'error' for f in self.findings)} errors, "
+            f"{sum(f.severity == 'warning' for f in self.findings)} warnings"
+            + (f" (upstreams: {', '.join(f'{k}@{v}' for k, v in sorted(self.upstream_versions.items()))})" if self.upstream_versions else "")
+        ]
+        for f in self.findings:
+            lines.append(f"  {f.severity.upper():7} {f.kind:11} {f.node}: {f.message}")
+        return "\n".join(lines)
+
+
+_CONSUMER_NODE_TYPES = frozenset(
+    {"model", "snapshot", "seed", "test", "exposure", "metric", "semantic_model", "saved_query", "analysis"}
+)
+
+
+def _upstream_of_parent(parent: str, project: str) -> tuple[str, str] | None:
+    """(via, upstream) if `parent` crosses a project boundary, else None."""
+    parts = parent.split(".")
+    if parts[0] == "model" and len(parts) >= 3 and parts[1] != project:
+        return "ref", parts[1]
+    if parts[0] == "source" and len(parts) >= 4 and parts[1] == project:
+        return "source", parts[2]
+    return None
+
+
+def _relation(node: Json) -> str:
+    return ".".join(str(node.get(k) or "").lower() for k in ("database", "schema", "alias"))
+
+
+def _source_relation(source: Json) -> str:
+    ident = source.get("identifier") or source.get("name")
+    return ".".join(str(v or "").lower() for v in (source.get("database"), source.get("schema"), ident))
+
+
+def validate_manifest(
+    mesh: Mesh, manifest_path: Path, project_name: str | None = None, today: datetime | None = None
+) -> Report:
+    """Validate one consumer manifest; raises MeshError only for bad input (exit 2)."""
+    manifest = load_manifest(manifest_path, project=project_name)
+    name = manifest["metadata"]["project_name"]
+    project = mesh.project(name)
+    report = Report(name, str(manifest_path))
+    declared = set(project.upstreams)
+    interfaces: dict[str, Json | None] = {}
+
+    def interface(upstream: str) -> Json | None:
+        if upstream not in interfaces:
+            env = mesh.upstream_env(upstream)
+            entry = mesh.registry.read_latest(upstream, env)
+            interfaces[upstream] = (
+                None if entry is None else load_interface(entry.body, f"{upstream}/{env} latest", upstream)
+            )
+            if entry is not None:
+                report.upstream_versions[upstream] = entry.version
+        return interfaces[upstream]
+
+    sources: Json = manifest.get("sources") or {}
+    parent_map: Json = manifest.get("parent_map") or {}
+    now = (today or datetime.now(UTC)).date()
+    touched: set[str] = set()
+    for node_id in sorted(parent_map):
+        kind, _, rest = node_id.partition(".")
+        # Only the consumer's own nodes: dbt-loom injects upstream models into its manifest too.
+        if kind not in _CONSUMER_NODE_TYPES or rest.partition(".")[0] != name:
+            continue
+        for parent in parent_map[node_id]:
+            crossing = _upstream_of_parent(parent, name)
+            if crossing is None:
+                continue
+            via, upstream = crossing
+            touched.add(upstream)
+
+            def add(
+                kind: str, message: str, upstream_node: str, severity: str = "error", node: str = node_id
+            ) -> None:
+                report.findings.append(Finding(severity, kind, name, node, upstream_node, message))
+
+            if upstream not in declared:
+                if via == "source" and upstream not in mesh.config.projects:
+                    continue  # an ordinary dbt source, not a mesh upstream
+                add("undeclared", f"depends on {upstream}, which {name}/dependencies.yml does not declare", parent)
+                continue
+            target_id = parent
+            if via == "source":
+                source = sources.get(parent) or {}
+                target_id = ((source.get("meta") or {}).get("mesh") or {}).get("unique_id") or ""
+                if not target_id:
+                    add("stale", f"source {parent} was not generated by sync: run `invoke sync --project {name}`", parent)
+                    continue
+            upstream_doc = interface(upstream)
+            if upstream_doc is None:
+                add("missing", f"{upstream} has not published to {mesh.upstream_env(upstream)} in {mesh.registry.url}", target_id)
+                continue
+            published = upstream_doc["nodes"].get(target_id)
+            if published is None:
+                add(
+                    "broken",
+                    f"{target_id} is not a public model of {upstream} at "
+                    f"{report.upstream_versions.get(upstream)} (removed, renamed or not public)",
+                    target_id,
+                )
+                continue
+            if via == "source" and _source_relation(sources[parent]) != _relation(published):
+                add(
+                    "stale",
+                    f"source {parent} points at {_source_relation(sources[parent])} but {target_id} is "
+                    f"published at {_relation(published)}: run `invoke sync --project {name}`",
+                    target_id,
+                )
+                continue
+            report.edges.append(Edge(name, node_id, via, parent, upstream, target_id))
+            deprecation = published.get("deprecation_date")
+            if deprecation and node_id.startswith("model."):
+                _deprecation_finding(deprecation, now, target_id, add, name, node_id, upstream_doc["nodes"])
+    for upstream in project.upstreams:
+        if upstream not in touched:
+            report.findings.append(
+                Finding(
+                    "error",
+                    "missing",
+                    name,
+                    "(project)",
+                    upstream,
+                    f"{name} declares {upstream} in dependencies.yml but its manifest has no edge to "
+                    f"it: is the manifest stale? run `invoke build --project {name}`",
+                )
+            )
+    return report
+
+
+def _deprecation_finding(
+    deprecation: Any, today: Any, target_id: str, add: Any, consumer: str, node_id: str, nodes: Json
+) -> None:
+    """Warn on a ref to a deprecated version; fail once its deprecation_date has passed. The message
+    names who must migrate (consumer project and model) and to what (the latest version)."""
+    try:
+        when = datetime.fromisoformat(str(deprecation).replace("Z", "+00:00")).date()
+    except ValueError:
+        return
+    published = nodes.get(target_id) or {}
+    latest = published.get("latest_version")
+    successor = next(
+        (
+            uid
+            for uid, n in nodes.items()
+            if n.get("name") == published.get("name")
+            and latest is not None
+            and str(n.get("version")) == str(latest)
+            and uid != target_id
+        ),
+        None,
+    )
+    to = f"ref the latest version ({successor})" if successor else "stop using it (ask its owners what replaces it)"
+    model = ".".join(node_id.split(".")[2:]) or node_id
+    who = f"{consumer} must migrate {node_id.split('.')[0]} {model}"
+    if when < today:
+        add("deprecated", f"{target_id} was deprecated on {when}, past its deprecation_date: {who}: {to}", target_id)
+    else:
+        add("deprecated", f"{target_id} is deprecated from {when}: {who} before then: {to}", target_id, "warning")
+
+
+def validate_projects(mesh: Mesh, names: list[str]) -> list[Report]:
+    """Validate each named consumer's `target/manifest.json`."""
+    reports = []
+    for name in names:
+        project = mesh.project(name)
+        reports.append(validate_manifest(mesh, project.target_dir / "manifest.json", name))
+    return reports
+
+
+def consumers(mesh: Mesh) -> list[str]:
+    """Every project that declares an upstream."""
+    return [n for n in mesh.build_order() if mesh.project(n).upstreams]
+
