@@ -32,8 +32,8 @@ def run_validate(
     With `record_usage`, store what each passing consumer uses upstream (the contract gate reads
     it). Main-branch CI records; pull requests do not, and their registry role cannot write.
     """
-    from mesh.validate import consumers, validate_manifest, validate_projects
     from mesh.report import validate_output
+    from mesh.validate import consumers, validate_manifest, validate_projects
 
     if fmt not in ("text", "json"):
         raise ConfigError(f"unknown format {fmt!r}: use text or json")

@@ -13,11 +13,11 @@ from mesh.config import Mesh
 from mesh.contracts import publish_gate
 from mesh.dbt import DbtRun, check_target_env, run_dbt
 from mesh.errors import ConfigError, LineageError
-from mesh.validate import Report, consumers, validate_projects
 from mesh.manifest import load_manifest, public_node_ids, reused_manifests
 from mesh.publish import PublishResult, publish_project, save_state
 from mesh.sync import GENERATED_PREFIX, SyncPlan, _is_generated, apply_plan, model_paths, plan_sync
 from mesh.usage import record_usage
+from mesh.validate import Report, consumers, validate_projects
 
 Say = Callable[[str], None]
 

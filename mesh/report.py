@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 
 from mesh.config import Mesh
-from mesh.validate import Report
 from mesh.manifest import load_interface
 from mesh.sync import SyncPlan
+from mesh.validate import Report
 
 
 def plan_lines(mesh: Mesh, plan: SyncPlan, dry_run: bool) -> list[str]:

@@ -30,8 +30,8 @@ import pytest
 from mesh import emulate
 from mesh.config import Mesh, load_mesh
 from mesh.dbt import run_dbt
-from mesh.validate import validate_projects
 from mesh.pipeline import MeshRun, build_project, run_mesh
+from mesh.validate import validate_projects
 from tests.conftest import REPO, copy_template
 from tests.servers import AWS_ENV_TO_CLEAR, bucket_snapshot, raw_client, start_moto_server
 

@@ -9,9 +9,9 @@ import pytest
 
 from mesh.config import load_mesh
 from mesh.contracts import check_project
-from mesh.validate import validate_projects
 from mesh.pipeline import MeshRun, run_mesh
 from mesh.report import consumers_lines
+from mesh.validate import validate_projects
 from tests.conftest import REPO
 
 CHAIN = REPO / "examples" / "chain"

@@ -19,11 +19,11 @@ from mesh.cli import run_publish
 from mesh.config import load_mesh
 from mesh.contracts import check_project, diff_versions, rollback_project
 from mesh.errors import BreakingChangeError
-from mesh.validate import validate_manifest
 from mesh.manifest import load_interface
 from mesh.pipeline import build_project, run_mesh
 from mesh.report import consumers_lines
 from mesh.usage import read_uses
+from mesh.validate import validate_manifest
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent

@@ -14,9 +14,9 @@ import pytest
 from mesh.config import load_mesh
 from mesh.dbt import run_dbt
 from mesh.errors import BuildFailedError, SyncError
-from mesh.validate import validate_projects
 from mesh.manifest import load_manifest, public_node_ids
 from mesh.pipeline import build_project, clean_local, run_mesh
+from mesh.validate import validate_projects
 from tests.conftest import REPO
 from tests.unit.test_publish_sync import snapshot
 

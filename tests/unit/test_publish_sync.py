@@ -12,9 +12,9 @@ from ruamel.yaml import YAML
 
 from mesh.config import Mesh, load_mesh
 from mesh.errors import ManifestError, NotFoundError, PublishRefusedError, SyncError
-from mesh.validate import validate_manifest
 from mesh.pipeline import sync_project
 from mesh.publish import publish_project
+from mesh.validate import validate_manifest
 from tests import factories
 
 MESH_YML = """
