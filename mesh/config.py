@@ -43,6 +43,15 @@ class ProjectConfig(BaseModel):
         "synced",
         description="dbt-loom reads the verified copy sync fetched, or the registry object itself",
     )
+    profiles_dir: str | None = Field(
+        None,
+        description="The project's own dbt profiles folder, relative to mesh.yml "
+        "(default: the mesh's profiles/)",
+    )
+    require_contracts: bool | None = Field(
+        None, description="Refuse to publish a public node without an enforced contract "
+        "(default: the mesh-wide setting)"
+    )
 
 
 class TargetConfig(BaseModel):
@@ -55,6 +64,11 @@ class TargetConfig(BaseModel):
     dbt_target: str | None = None
     upstream_env: str | dict[str, str] | None = Field(
         None, description="The env consumers read upstreams from: one name, or one per upstream"
+    )
+    wap: bool = Field(
+        True,
+        description="Build and test into an audit copy and swap it in only when everything "
+        "passed (write-audit-publish for the data)",
     )
 
     @field_validator("env")
@@ -72,6 +86,9 @@ class MeshConfig(BaseModel):
     projects: dict[str, ProjectConfig]
     targets: dict[str, TargetConfig]
     default_target: str = "local"
+    require_contracts: bool = Field(
+        False, description="Refuse to publish a public node without an enforced contract"
+    )
     snowflake: dict[str, Any] | None = None
 
     @field_validator("projects")
@@ -202,6 +219,17 @@ class Mesh:
     @property
     def profiles_dir(self) -> Path:
         return self.root / "profiles"
+
+    def requires_contracts(self, name: str) -> bool:
+        """Whether `name` may publish only public nodes with enforced contracts (mesh.yml: per
+        project, else mesh-wide)."""
+        own = self.config.projects[name].require_contracts
+        return self.config.require_contracts if own is None else own
+
+    def profiles_dir_of(self, name: str) -> Path:
+        """The dbt profiles folder a project runs with: its own (`profiles_dir:`), else the mesh's."""
+        own = self.config.projects[name].profiles_dir
+        return (self.root / own).resolve() if own else self.profiles_dir
 
     def upstream_env(self, upstream: str) -> str:
         """The env of `upstream` this target's consumers read (prod -> prod, dev -> as configured)."""

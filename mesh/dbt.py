@@ -104,7 +104,7 @@ def run_dbt(mesh: Mesh, project_name: str, args: list[str], raise_on_failure: bo
         "--project-dir",
         str(project.dir),
         "--profiles-dir",
-        str(mesh.profiles_dir),
+        str(mesh.profiles_dir_of(project_name)),
         "--target",
         mesh.dbt_target,
     ]

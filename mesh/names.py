@@ -15,7 +15,9 @@ from mesh.errors import InvalidNameError
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}", re.ASCII)
 VERSION_RE = re.compile(r"\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{8}", re.ASCII)
 # Names the registry layout uses for its own folders and files.
-RESERVED = frozenset({"latest", "history", "state", "usage", "lock", "tmp"})
+RESERVED = frozenset(
+    {"latest", "history", "state", "usage", "freshness", "fingerprint", "lock", "tmp"}
+)
 
 
 def check_name(kind: str, value: object) -> str:

@@ -6,6 +6,8 @@ Layout (DESIGN.md), relative to the registry root:
     {project}/{env}/history/{version}/manifest.json  immutable, one per publish
     {project}/{env}/state/manifest.json              the project's own full manifest (private)
     {project}/{env}/usage/manifest.json              what the project consumes upstream
+    {project}/{env}/freshness/manifest.json          when each public node's data was last built
+    {project}/{env}/fingerprint/manifest.json        inputs of the project's last passing build
 
 Guarantees every backend gives (tests/unit/test_registry_contract.py runs the same suite on each):
 - history objects are create-only: writing an existing version raises, never overwrites;
@@ -21,7 +23,9 @@ from typing import Protocol, runtime_checkable
 
 MANIFEST = "manifest.json"
 # Private objects a project keeps next to its interface, by short name.
-PRIVATE_OBJECTS = {"state": f"state/{MANIFEST}", "usage": f"usage/{MANIFEST}"}
+PRIVATE_OBJECTS = {
+    name: f"{name}/{MANIFEST}" for name in ("state", "usage", "freshness", "fingerprint")
+}
 
 
 @dataclass(frozen=True)
