@@ -54,6 +54,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mesh.config import Mesh
@@ -621,12 +622,14 @@ def check_project(
     allow_breaking: bool = False,
     reason: str | None = None,
     parse: bool = True,
+    manifest_path: Path | None = None,
 ) -> GateResult:
     """The PR gate: would the working tree of `name` break a consumer of its published contract?
 
     Parses the project (`dbt parse` into `target/check/`, so the last build's artifacts stay for
     publish), extracts its interface and compares it with `latest`. Does not raise on a breaking
-    change: callers print `lines()` and raise `error()` when `blocked`.
+    change: callers print `lines()` and raise `error()` when `blocked`. `manifest_path`: a parse
+    the caller made already (with `parse=False`).
     """
     from mesh.dbt import run_dbt
     from mesh.usage import read_uses
@@ -638,12 +641,11 @@ def check_project(
     if parse:
         args = ["parse", "--target-path", str(check_dir)]
         if project.upstreams:
-            from mesh.pipeline import needs_full_parse, sync_project
+            from mesh.pipeline import sync_project
 
-            if needs_full_parse(sync_project(mesh, name)):
-                args.append("--no-partial-parse")
+            sync_project(mesh, name)  # a change invalidates dbt's partial parsing
         run_dbt(mesh, name, args)
-    manifest = load_manifest(check_dir / "manifest.json", project=name)
+    manifest = load_manifest(manifest_path or check_dir / "manifest.json", project=name)
     nodes, _groups = extract_interface(manifest)
     entry = mesh.registry.read_latest(name, mesh.env)
     if entry is None:

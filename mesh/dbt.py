@@ -3,44 +3,134 @@
 In-process saves the 2-3 s interpreter and import start-up of every `dbt` CLI call. dbt keeps global
 state, so invocations are serialised; the working directory is the project's for the duration of a
 call, because dbt-loom resolves its config and file paths relative to it, as it does for a user
-running `dbt` in the project folder.
+running `dbt` in the project folder. The orchestration (mesh/scheduler.py) runs each project in a
+worker process of its own, so projects never share dbt's global state.
+
+Inside `dbt_log(path)`, dbt's console output goes to that file (no colours) instead of the terminal,
+and a failure is reported as one line naming the node, its file and dbt's own first error line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mesh.config import Mesh
-from mesh.errors import BuildFailedError, ConfigError
+from mesh.errors import BuildFailedError, ConfigError, Interrupted
 
 _LOCK = threading.Lock()
 # dbt's anonymous usage tracking would try to reach the internet on every call.
 BASE_ENV = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
 PROD_REQUIRED_ENV = ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_PRIVATE_KEY_PATH")
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# Statuses of a node in dbt's results that mean it did not pass.
+FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+_GENERIC_LINES = re.compile(
+    r"^(Encountered an error:|Runtime Error|Database Error|Compilation Error|Parsing Error"
+    r"|Failure in test|Completed with \d+ errors?)\s*$",
+    re.IGNORECASE,
+)
+
+# Where dbt's console output goes (None: dbt's own default, the terminal), and who hears progress.
+_LOG: ContextVar[tuple[TextIO, Path] | None] = ContextVar("mesh_dbt_log", default=None)
+Progress = Callable[[str, dict[str, Any]], None]
+_PROGRESS: ContextVar[Progress | None] = ContextVar("mesh_dbt_progress", default=None)
+# Extra environment of every dbt call in a block (an audit build's MESH_BUILD_DIR, for one).
+_EXTRA_ENV: ContextVar[dict[str, str]] = ContextVar("mesh_dbt_env", default={})  # noqa: B039
+
+
+@contextlib.contextmanager
+def dbt_environment(values: dict[str, str]) -> Iterator[None]:
+    """Within the block, every `run_dbt` also gets `values` in its environment."""
+    token = _EXTRA_ENV.set({**_EXTRA_ENV.get(), **values})
+    try:
+        yield
+    finally:
+        _EXTRA_ENV.reset(token)
+
+
+@dataclass
+class NodeFailure:
+    """One node that failed in a dbt run: what, where, and dbt's first error line."""
+
+    unique_id: str
+    path: str
+    status: str
+    message: str
+
+    def line(self) -> str:
+        where = f" ({self.path})" if self.path else ""
+        return f"{self.unique_id}{where}: {self.message}"
 
 
 @dataclass
 class DbtRun:
-    """Outcome of one dbt invocation."""
+    """Outcome of one dbt invocation (picklable: it crosses from a worker process)."""
 
     project: str
     command: str
     success: bool
     statuses: Counter[str] = field(default_factory=Counter)
+    stats: dict[str, int] = field(default_factory=dict)  # dbt's own "Done. PASS=…" numbers
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    failures: list[NodeFailure] = field(default_factory=list)
+    executed: list[str] = field(default_factory=list)  # unique_ids dbt ran, in order
+    log: str | None = None
     result: Any = None
 
+    def counts(self) -> str:
+        """dbt's own summary numbers (`PASS=57 WARN=0 ERROR=0 SKIP=0 TOTAL=57`)."""
+        if self.stats:
+            keys = ("pass", "warn", "error", "skip", "total")
+            return " ".join(f"{k.upper()}={self.stats.get(k, 0)}" for k in keys)
+        return ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "no nodes run"
+
     def summary(self) -> str:
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "no nodes run"
-        return f"dbt {self.command} {self.project}: {counts}"
+        return f"dbt {self.command} {self.project}: {self.counts()}"
+
+    def cause(self) -> str:
+        """One line: the first failing node with dbt's message, or dbt's own error."""
+        if self.failures:
+            more = len(self.failures) - 1
+            extra = f" (and {more} more failing node{'s' if more != 1 else ''})" if more else ""
+            return self.failures[0].line() + extra
+        first = next((e for e in self.errors if clean_message(e)), "")
+        return clean_message(first) or "dbt reported a failure without a message"
+
+    def error(self) -> BuildFailedError:
+        where = f"; full log: {self.log}" if self.log else ""
+        return BuildFailedError(f"dbt {self.command} failed for {self.project}: {self.cause()}{where}")
+
+
+def clean_message(text: str, limit: int = 400) -> str:
+    """dbt's message as one plain line: no ANSI codes, generic header lines dropped, joined."""
+    lines = [ANSI_RE.sub("", line).strip() for line in str(text).splitlines()]
+    lines = [line for line in lines if line and not _GENERIC_LINES.match(line)]
+    message = " ".join(" ".join(lines).split())
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+@contextlib.contextmanager
+def dbt_log(path: Path, progress: Progress | None = None) -> Iterator[TextIO]:
+    """Within the block, dbt's console output of every `run_dbt` goes to `path` (appended)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8", buffering=1) as stream:
+        log_token = _LOG.set((stream, path))
+        progress_token = _PROGRESS.set(progress)
+        try:
+            yield stream
+        finally:
+            _LOG.reset(log_token)
+            _PROGRESS.reset(progress_token)
 
 
 @contextlib.contextmanager
@@ -60,12 +150,33 @@ def _environment(values: dict[str, str], cwd: Path) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def dbt_env(mesh: Mesh, project_dir: Path) -> dict[str, str]:
-    """Environment a dbt call of the mesh runs with."""
+LOOM_CONFIG = "dbt_loom.config.yml"
+
+
+def dbt_env(mesh: Mesh, project_name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment a dbt call of the mesh runs with.
+
+    dbt-loom is a plugin every dbt call in this environment loads: only a consumer that reads its
+    upstreams through dbt-loom is pointed at the config sync generated; every other project at a
+    file that does not exist, so a hand-written `dbt_loom.config.yml` in a producer is never read.
+    """
+    project = mesh.project(project_name)
     env = dict(BASE_ENV)
     env["MESH_WAREHOUSE_DIR"] = str(mesh.warehouse_dir)
-    env["DBT_LOOM_CONFIG"] = str(project_dir / "dbt_loom.config.yml")
+    if project.upstreams and project.config.upstreams_via == "loom":
+        env["DBT_LOOM_CONFIG"] = str(project.dir / LOOM_CONFIG)
+    else:
+        env["DBT_LOOM_CONFIG"] = str(project.mesh_dir / "dbt_loom.unused.yml")
+    env.update(extra or {})
     return env
+
+
+def stray_loom_config(mesh: Mesh, project_name: str) -> Path | None:
+    """A `dbt_loom.config.yml` in a project that does not read upstreams through dbt-loom."""
+    project = mesh.project(project_name)
+    path = project.dir / LOOM_CONFIG
+    uses_loom = bool(project.upstreams) and project.config.upstreams_via == "loom"
+    return path if path.exists() and not uses_loom else None
 
 
 def check_target_env(mesh: Mesh) -> None:
@@ -83,21 +194,66 @@ def check_target_env(mesh: Mesh) -> None:
         raise ConfigError(f"SNOWFLAKE_PRIVATE_KEY_PATH points at {key}, which is not a file")
 
 
-def run_dbt(mesh: Mesh, project_name: str, args: list[str], raise_on_failure: bool = True) -> DbtRun:
-    """Run `dbt <args>` for a project of the mesh; raise BuildFailedError when dbt fails."""
+def _status(value: Any) -> str:
+    return str(getattr(value, "value", value)).lower()
+
+
+def _failures(result: Any) -> list[NodeFailure]:
+    failures = []
+    for item in getattr(result, "results", None) or []:
+        status = _status(getattr(item, "status", ""))
+        if status not in FAILED_STATUSES:
+            continue
+        node = getattr(item, "node", None)
+        failures.append(
+            NodeFailure(
+                unique_id=str(getattr(node, "unique_id", "") or "?"),
+                path=str(getattr(node, "original_file_path", "") or ""),
+                status=status,
+                message=clean_message(getattr(item, "message", None) or status),
+            )
+        )
+    return failures
+
+
+def run_dbt(
+    mesh: Mesh,
+    project_name: str,
+    args: list[str],
+    raise_on_failure: bool = True,
+    env: dict[str, str] | None = None,
+) -> DbtRun:
+    """Run `dbt <args>` for a project of the mesh; raise BuildFailedError when dbt fails.
+
+    `env`: extra environment for this call (e.g. MESH_BUILD_DIR for an audit build). A Ctrl-C (or
+    the SIGTERM a worker turns into one) during dbt raises Interrupted: never reported as a failed
+    build, never swallowed.
+    """
     from dbt.cli.main import dbtRunner
 
     project = mesh.project(project_name)
     check_target_env(mesh)
     mesh.warehouse_dir.mkdir(parents=True, exist_ok=True)
     run = DbtRun(project_name, args[0], success=False)
+    log = _LOG.get()
+    progress = _PROGRESS.get()
 
     def on_event(event: Any) -> None:
-        level = event.info.level
-        if level == "warn":
-            run.warnings.append(event.info.msg)
-        elif level == "error":
-            run.errors.append(event.info.msg)
+        info = event.info
+        if info.level == "warn":
+            run.warnings.append(clean_message(info.msg))
+        elif info.level == "error":
+            run.errors.append(info.msg)
+        if info.name == "StatsLine":
+            run.stats = {k: int(v) for k, v in dict(event.data.stats).items()}
+        elif progress is not None and info.name in ("LogStartLine", "NodeFinished"):
+            data = event.data
+            payload: dict[str, Any] = {"unique_id": data.node_info.unique_id}
+            if info.name == "LogStartLine":
+                payload["total"] = int(data.total)
+            else:
+                payload["status"] = _status(data.run_result.status)
+            progress(info.name, payload)
 
     full = [
         *args,
@@ -108,19 +264,35 @@ def run_dbt(mesh: Mesh, project_name: str, args: list[str], raise_on_failure: bo
         "--target",
         mesh.dbt_target,
     ]
-    with _LOCK, _environment(dbt_env(mesh, project.dir), project.dir):
-        outcome = dbtRunner(callbacks=[on_event]).invoke(full)
+    if log is not None:
+        full.append("--no-use-colors")
+        log[0].write(f"\n=== dbt {' '.join(args)} ({project_name}, target {mesh.dbt_target})\n")
+        run.log = str(log[1])
+    from dbt_common.events.functions import capture_stdout_logs, stop_capture_stdout_logs
+
+    extra = {**_EXTRA_ENV.get(), **(env or {})}
+    with _LOCK, _environment(dbt_env(mesh, project_name, extra), project.dir):
+        if log is not None:
+            capture_stdout_logs(log[0])
+        try:
+            outcome = dbtRunner(callbacks=[on_event]).invoke(full)
+        finally:
+            if log is not None:
+                stop_capture_stdout_logs()
+    if isinstance(outcome.exception, KeyboardInterrupt):
+        raise Interrupted(f"dbt {args[0]}", project_name)
     run.success = bool(outcome.success)
-    run.result = outcome.result
-    for item in getattr(outcome.result, "results", None) or []:
-        run.statuses[str(getattr(item, "status", "unknown"))] += 1
+    result = outcome.result
+    run.result = result
+    for item in getattr(result, "results", None) or []:
+        run.statuses[_status(getattr(item, "status", "unknown"))] += 1
+        node = getattr(item, "node", None)
+        if node is not None and getattr(node, "unique_id", None):
+            run.executed.append(str(node.unique_id))
+    run.failures = _failures(result)
     if outcome.exception is not None:
         run.success = False
         run.errors.append(str(outcome.exception))
     if raise_on_failure and not run.success:
-        first = next((e for e in run.errors if e.strip()), "see the dbt output above")
-        cause = " ".join(first.replace("Encountered an error:", "").split())
-        if len(cause) > 400:
-            cause = cause[:400] + "…"
-        raise BuildFailedError(f"dbt {args[0]} failed for {project_name}: {cause}")
+        raise run.error()
     return run

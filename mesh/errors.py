@@ -82,3 +82,20 @@ class BreakingChangeError(CheckFailedError):
 
 class SyncError(CheckFailedError):
     """A consumer references upstream nodes that its upstream does not publish."""
+
+
+# --- exit code 130 / 143: stopped by a signal ------------------------------------------------------
+
+
+class Interrupted(MeshError):
+    """Ctrl-C (SIGINT, exit 130) or SIGTERM (exit 143) stopped a step; nothing is half-written."""
+
+    exit_code = 130
+
+    def __init__(self, step: str, project: str | None = None, signum: int = 2) -> None:
+        self.step = step
+        self.project = project
+        self.signum = signum
+        self.exit_code = 128 + signum
+        where = f" ({project})" if project else ""
+        super().__init__(f"interrupted during {step}{where}")

@@ -6,6 +6,10 @@ the steps whose interruption the registry must survive (tests/unit/test_crash.py
 name and checks `latest`, `list_versions`, fsck and a rerun afterwards). SIGKILL, not an exception:
 no `finally`, no `atexit`, no flush, exactly like a killed CI runner or an out-of-memory kill.
 
+`MESH_FAILPOINT=<name>:pause` pauses there instead: the process writes the file named by
+MESH_FAILPOINT_MARKER and waits until it is interrupted (a signal), so a test can interrupt a run at
+an exact point (tests/integration/test_interrupt.py).
+
 Never set MESH_FAILPOINT outside tests.
 """
 
@@ -13,8 +17,12 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+from pathlib import Path
 
 ENV = "MESH_FAILPOINT"
+MARKER_ENV = "MESH_FAILPOINT_MARKER"
+_STOP = threading.Event()
 
 # Every failpoint the library defines, in the order a publish reaches them.
 NAMES = (
@@ -24,10 +32,27 @@ NAMES = (
     "registry.history.committed",  # history entry committed, `latest` not touched
     "registry.latest.prepared",  # folder: new link made beside `latest`; S3: before the PUT
     "registry.latest.swapped",  # `latest` moved, the publisher never hears of it
+    # Points of a mesh run a test interrupts (with `:pause`):
+    "mesh.planned",  # the run has its plan; no dbt has started
+    "dbt.node_finished",  # inside dbt: a node of the build just finished
 )
 
 
 def failpoint(name: str) -> None:
-    """SIGKILL this process if MESH_FAILPOINT names this point (test-only)."""
-    if os.environ.get(ENV) == name:
+    """SIGKILL this process if MESH_FAILPOINT names this point; pause it with `<name>:pause`."""
+    wanted = os.environ.get(ENV)
+    if wanted is None:
+        return
+    if wanted == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    elif wanted == f"{name}:pause":
+        marker = os.environ.get(MARKER_ENV)
+        if marker:
+            Path(marker).write_text(f"{name} {os.getpid()}\n")
+        while not _STOP.wait(0.05):  # a signal handler that returns sets _STOP (stop_pauses);
+            pass  # one that raises (KeyboardInterrupt) ends the wait by itself
+
+
+def stop_pauses() -> None:
+    """End every pause of this process (called by the signal handler of a mesh run)."""
+    _STOP.set()

@@ -1,40 +1,58 @@
-"""The steps the task surface and the `mesh` console script share: build, sync, publish, validate,
-the whole mesh, and tearing the local stack down."""
+"""The runs the task surface and the `mesh` console script share: the whole mesh, one project's build,
+a sync, and tearing the local stack down. The work itself is in mesh/scheduler.py (which project
+runs when, in which process) and mesh/steps.py (what happens to one project)."""
 
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mesh import errors
 from mesh.config import Mesh
-from mesh.contracts import publish_gate
-from mesh.dbt import DbtRun, check_target_env, run_dbt
-from mesh.errors import ConfigError, LineageError
-from mesh.manifest import load_manifest, public_node_ids, reused_manifests
-from mesh.publish import PublishResult, publish_project, save_state
-from mesh.sync import GENERATED_PREFIX, SyncPlan, _is_generated, apply_plan, model_paths, plan_sync
-from mesh.usage import record_usage
-from mesh.validate import Report, consumers, validate_projects
+from mesh.dbt import DbtRun, check_target_env
+from mesh.errors import MeshError
+from mesh.progress import make_display
+from mesh.scheduler import Run, run_projects, shown
+from mesh.steps import BuildOptions, ProjectOutcome
+from mesh.sync import (
+    GENERATED_PREFIX,
+    SyncPlan,
+    _is_generated,
+    apply_plan,
+    invalidate_partial_parse,
+    model_paths,
+    plan_sync,
+)
 
 Say = Callable[[str], None]
 
 
 def sync_project(mesh: Mesh, name: str, dry_run: bool = False) -> SyncPlan:
-    """Plan a consumer's generated files and, unless `dry_run`, write them."""
+    """Plan a consumer's generated files and, unless `dry_run`, write them (any change to them
+    invalidates dbt's partial parsing of the project, so no test is silently left disabled)."""
     plan = plan_sync(mesh, name)
     if not dry_run:
         apply_plan(plan)
+        if plan.changes:
+            invalidate_partial_parse(mesh.project(name))
     return plan
 
 
-def needs_full_parse(plan: SyncPlan) -> bool:
-    """Whether sync changed a generated sources file: dbt's partial parsing then drops one of the
-    same-named `sources:` entries (one per upstream database/schema) and the build fails with
-    "depends on a source ... which was not found"; a full parse reads the file correctly."""
-    return any(c.path.suffix == ".yml" and c.path.name.startswith(GENERATED_PREFIX) for c in plan.changes)
+def _raise_for(outcome: ProjectOutcome) -> None:
+    """Raise in this process what failed in the worker: same class, message and exit code."""
+    if outcome.status in ("built", "skipped"):
+        return
+    if outcome.status == "interrupted":
+        raise errors.Interrupted(outcome.step or "build", outcome.project)
+    kind = getattr(errors, outcome.error_type or "", None)
+    message = outcome.error or f"{outcome.project} did not build"
+    if isinstance(kind, type) and issubclass(kind, MeshError):
+        raise kind(message)
+    failure = errors.BuildFailedError(message)
+    failure.exit_code = outcome.exit_code or 1
+    raise failure
 
 
 def build_project(
@@ -42,102 +60,148 @@ def build_project(
     name: str,
     select: str | None = None,
     defer: bool = False,
-    say: Say = print,
+    say: Say | None = print,
+    full_refresh: bool = False,
+    save_state: bool = False,
+    allow_breaking: bool = False,
+    reason: str | None = None,
 ) -> DbtRun:
-    """`dbt build` one project; consumers sync first. `defer` reads unchanged parents from state."""
+    """`dbt build` one project in a worker: consumers sync first, producers pass the contract gate
+    first, the build goes through the audit location. `defer` reads unchanged parents from the
+    project's last published state; `save_state` (main branch) stores state, usage and fingerprint."""
+    check_target_env(mesh)
     project = mesh.project(name)
-    check_target_env(mesh)  # before sync touches the registry
-    if project.upstreams:
-        plan = sync_project(mesh, name)
-        say(f"sync {name}: {len(plan.changes)} file changes; upstreams " + ", ".join(f"{k}@{v}" for k, v in plan.upstream_versions.items()))
-    args = ["build"]
-    if project.upstreams and needs_full_parse(plan):
-        args.append("--no-partial-parse")
-    if select:
-        args += ["--select", select]
     if defer:
-        state = project.mesh_dir / "state"
-        if not (state / "manifest.json").is_file():
-            if not project.upstreams:
-                plan = sync_project(mesh, name)
-            if not (state / "manifest.json").is_file():
-                raise ConfigError(
-                    f"no published state of {name}/{mesh.env} to defer to: run `invoke mesh` "
-                    f"(or `invoke build --project {name} --save-state` on main) first"
-                )
-        args += ["--defer", "--state", str(state), "--favor-state"]
-    return run_dbt(mesh, name, args)
-
-
-def has_public_models(mesh: Mesh, name: str) -> bool:
-    path = mesh.project(name).target_dir / "manifest.json"
-    return bool(public_node_ids(load_manifest(path, project=name)))
+        plan = sync_project(mesh, name)
+        del plan
+        if not (project.mesh_dir / "state" / "manifest.json").is_file():
+            raise errors.ConfigError(
+                f"no published state of {name}/{mesh.env} to defer to: run `invoke mesh` "
+                f"(or `invoke build --project {name} --save-state` on main) first"
+            )
+    options = BuildOptions(
+        select=select,
+        defer=defer,
+        full_refresh=full_refresh,
+        publish=False,
+        save_state=save_state,
+        validate=False,
+        record_usage=save_state,
+        record_fingerprint=save_state,
+        allow_breaking=allow_breaking,
+        reason=reason,
+    )
+    display = make_display(say)
+    try:
+        run = run_projects(mesh, [name], options, display, jobs=1, skip_unchanged=False)
+    finally:
+        display.close()
+    outcome = run.outcomes[name]
+    _raise_for(outcome)
+    assert outcome.build is not None
+    return outcome.build
 
 
 @dataclass
 class MeshRun:
     """What `invoke mesh` did, for its closing summary."""
 
-    builds: list[DbtRun] = field(default_factory=list)
-    publishes: list[PublishResult] = field(default_factory=list)
-    reports: list[Report] = field(default_factory=list)
+    target: str = "local"
+    outcomes: list[ProjectOutcome] = field(default_factory=list)
     seconds: float = 0.0
     lineage: str = ""  # where the lineage picture was written
 
+    @property
+    def builds(self) -> list[DbtRun]:
+        return [o.build for o in self.outcomes if o.status == "built" and o.build is not None]
+
+    @property
+    def publishes(self) -> list[object]:
+        return [o.publish for o in self.outcomes if o.publish is not None]
+
+    @property
+    def reports(self) -> list[object]:
+        return [o.report for o in self.outcomes if o.report is not None]
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
     def summary(self) -> list[str]:
-        lines = [f"mesh ({self.seconds:.1f}s):"]
-        for run in self.builds:
-            lines.append(f"  built  {run.project:15} {', '.join(f'{n} {s}' for s, n in sorted(run.statuses.items()))}")
-        for pub in self.publishes:
-            lines.append(f"  publish {pub.project:14} {pub.status} {pub.version} ({pub.public_models} public models)")
-        edges = sum(len(r.edges) for r in self.reports)
-        errors = sum(not r.ok for r in self.reports)
-        lines.append(f"  lineage {edges} cross-project edges validated in {len(self.reports)} consumers, {errors} failing")
+        head = (
+            f"mesh {self.target} ({self.seconds:.1f}s): {self.count('built')} built, "
+            f"{self.count('skipped')} skipped, {self.count('failed')} failed, "
+            f"{self.count('blocked')} blocked"
+        )
+        lines = [head]
+        width = max((len(o.project) for o in self.outcomes), default=8) + 2
+        for o in self.outcomes:
+            if o.status == "built":
+                parts = [o.build.counts() if o.build else "built"]
+                if o.publish is not None:
+                    parts.append(
+                        f"published {o.publish.version}" if o.publish.status == "published"
+                        else f"interface unchanged ({o.publish.version})"
+                    )
+                if o.report is not None:
+                    parts.append(f"{len(o.report.edges)} cross-project edges ok")
+                detail = "; ".join(parts)
+            elif o.status == "skipped":
+                detail = f"unchanged since {(o.since or '').replace('T', ' ')[:19]} UTC"
+            else:
+                detail = o.error or ""
+            lines.append(f"  {o.project:{width}} {o.status:8} {detail}")
         if self.lineage:
-            lines.append(f"  picture {self.lineage}")
+            lines.append(f"  {'lineage':{width}} {self.lineage}")
         return lines
 
 
-def run_mesh(mesh: Mesh, say: Say = print) -> MeshRun:
-    """Build, test and publish every project in dependency order, then validate all lineage."""
-    started = time.monotonic()
+def run_mesh(
+    mesh: Mesh,
+    say: Say | None = print,
+    jobs: int | None = None,
+    full: bool = False,
+    full_refresh: bool = False,
+) -> MeshRun:
+    """Build, test and publish every project in dependency order (in parallel where the graph
+    allows, skipping projects whose inputs did not change unless `full`), then draw the lineage."""
     check_target_env(mesh)
-    result = MeshRun()
-    order = mesh.build_order()
-    steps = len(order) + 1
-    for index, name in enumerate(order, 1):
-        say(f"[{index}/{steps}] build {name}")
-        result.builds.append(build_project(mesh, name, say=say))
-        with reused_manifests():  # the manifest is parsed once, not by every step below
-            if has_public_models(mesh, name):
-                pub = publish_project(mesh, name, checks=(publish_gate(mesh, name, say=say),))
-                say(f"[{index}/{steps}] publish {pub.summary()}")
-                result.publishes.append(pub)
-            save_state(mesh, name)
-    say(f"[{steps}/{steps}] validate lineage of {', '.join(consumers(mesh)) or 'no consumer'}")
-    result.reports = validate_projects(mesh, consumers(mesh))
-    for report in result.reports:
-        if report.ok:  # what each consumer reads upstream, for the contract gate
-            record_usage(mesh, report.project)
-    result.seconds = time.monotonic() - started
-    failing = [r for r in result.reports if not r.ok]
-    if failing:
-        for report in failing:
-            say(report.text())
-        raise LineageError(f"lineage validation failed for {', '.join(r.project for r in failing)}")
+    display = make_display(say)
+    names = mesh.build_order()
+    options = BuildOptions(full_refresh=full_refresh)
+    result = MeshRun(target=mesh.target_name)
+    try:
+        run: Run = run_projects(mesh, names, options, display, jobs=jobs, skip_unchanged=not full)
+    finally:
+        display.close()
+    result.outcomes = [run.outcomes[n] for n in names if n in run.outcomes]
+    result.seconds = run.seconds
+    failed = [o for o in result.outcomes if o.status in ("failed", "interrupted")]
+    if failed:
+        blocked = [o.project for o in result.outcomes if o.status == "blocked"]
+        first = failed[0]
+        tail = f" ({', '.join(blocked)} blocked)" if blocked else ""
+        if len(failed) > 1:
+            tail = f" (and {len(failed) - 1} more failing project{'s' if len(failed) > 2 else ''}){tail}"
+        try:
+            _raise_for(first)
+        except MeshError as exc:
+            exc.args = (f"{exc}{tail}",)
+            raise
     from mesh.lineage import OUTPUT_DIR, load_graph, write_lineage
 
     graph = load_graph(mesh)
-    write_lineage(graph, mesh.root / OUTPUT_DIR)
+    folder = mesh.root / OUTPUT_DIR
+    write_lineage(graph, folder)
     result.lineage = (
-        f"{OUTPUT_DIR}/lineage.html (also .json, .mmd): "
+        f"{shown(folder / 'lineage.html')} (also .json, .mmd): "
         f"{len(graph.projects)} projects, {len(graph.nodes)} nodes"
     )
     return result
 
 
-def clean_local(mesh: Mesh) -> list[Path]:
-    """Remove the local warehouse, the local registry, dbt targets and generated files; nothing else."""
+def clean_local(mesh: Mesh, keep_registry: bool = False) -> list[Path]:
+    """Remove the local warehouse, the local registry (unless `keep_registry`), dbt targets, logs
+    and generated files; nothing else."""
     removed: list[Path] = []
 
     def remove(path: Path) -> None:
@@ -148,20 +212,23 @@ def clean_local(mesh: Mesh) -> list[Path]:
             path.unlink()
             removed.append(path)
 
-    remove(mesh.warehouse_dir)
-    remove(mesh.root / "lineage")
+    for path in local_state(mesh, include_registry=not keep_registry):
+        remove(path)
+    return removed
+
+
+def local_state(mesh: Mesh, include_registry: bool = True) -> list[Path]:
+    """What `clean_local` would remove (existing paths only)."""
     from mesh.registry.file import FileRegistry
 
-    if isinstance(mesh.registry, FileRegistry) and mesh.registry.root.is_relative_to(mesh.root):
-        remove(mesh.registry.root)
+    found = [mesh.warehouse_dir, mesh.root / "lineage", mesh.root / "logs"]
+    if include_registry and isinstance(mesh.registry, FileRegistry) and mesh.registry.root.is_relative_to(mesh.root):
+        found.append(mesh.registry.root)
     for name in mesh.config.projects:
         project = mesh.project(name)
-        for folder in ("target", "logs", ".mesh"):
-            remove(project.dir / folder)
-        for path in (project.dir / model_paths(project)[0]).glob(f"{GENERATED_PREFIX}*.yml"):
-            if _is_generated(path):
-                remove(path)
+        found += [project.dir / folder for folder in ("target", "logs", ".mesh")]
+        found += [p for p in (project.dir / model_paths(project)[0]).glob(f"{GENERATED_PREFIX}*.yml") if _is_generated(p)]
         loom = project.dir / "dbt_loom.config.yml"
         if loom.exists() and _is_generated(loom):
-            remove(loom)
-    return removed
+            found.append(loom)
+    return [p for p in found if p.exists() or p.is_symlink()]

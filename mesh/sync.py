@@ -15,6 +15,7 @@ relation identifier must be a plain identifier.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -136,6 +137,131 @@ def scan_references(project: Project, upstream: str) -> list[Reference]:
     return found
 
 
+_UNQUALIFIED_REF_RE = re.compile(
+    r"""\bref\s*\(\s*(['"])(?P<name>\w+)\1\s*"""
+    r"""(?:,\s*(?:v|version)\s*=\s*(?P<q>['"]?)(?P<ver>[\w.]+)(?P=q)\s*)?\)"""
+)
+_JINJA_COMMENT_RE = re.compile(r"\{#.*?#\}", re.DOTALL)
+_SNAPSHOT_BLOCK_RE = re.compile(r"\{%-?\s*snapshot\s+(\w+)")
+_YAML_NAME_RE = re.compile(r"^\s*-\s*name:\s*['\"]?(\w+)", re.MULTILINE)
+
+
+def _paths(spec: Json, key: str, default: str) -> list[str]:
+    value = spec.get(key) if isinstance(spec, dict) else None
+    return [str(p) for p in value] if isinstance(value, list) and value else [default]
+
+
+def node_names(folder: Path) -> set[str]:
+    """Names a dbt project (or an installed package) in `folder` defines that `ref()` can reach:
+    model files, seeds, snapshots, and models or snapshots declared in YAML (versions included)."""
+    spec = read_yaml(folder / "dbt_project.yml", "dbt_project.yml") if (folder / "dbt_project.yml").is_file() else {}
+    spec = spec if isinstance(spec, dict) else {}
+    names: set[str] = set()
+    roots = {
+        "model": _paths(spec, "model-paths", "models"),
+        "seed": _paths(spec, "seed-paths", "seeds"),
+        "snapshot": _paths(spec, "snapshot-paths", "snapshots"),
+    }
+    for kind, folders in roots.items():
+        for sub in folders:
+            base = folder / sub
+            if not base.is_dir():
+                continue
+            for path in base.rglob("*"):
+                if not path.is_file() or path.name.startswith(GENERATED_PREFIX):
+                    continue
+                if (kind == "seed" and path.suffix == ".csv") or (kind == "model" and path.suffix in (".sql", ".py")):
+                    names.add(path.stem)
+                if path.suffix == ".sql" and kind in ("model", "snapshot"):
+                    with contextlib.suppress(OSError, UnicodeDecodeError):
+                        names.update(_SNAPSHOT_BLOCK_RE.findall(path.read_text(encoding="utf-8")))
+                if path.suffix in (".yml", ".yaml") and kind in ("model", "snapshot", "seed"):
+                    with contextlib.suppress(OSError, UnicodeDecodeError):
+                        names.update(_YAML_NAME_RE.findall(path.read_text(encoding="utf-8")))
+    return names
+
+
+def own_node_names(project: Project) -> set[str]:
+    """What an unqualified `ref('x')` of the project resolves to before looking upstream: its own
+    nodes and those of its installed packages (dbt's resolution order)."""
+    names = node_names(project.dir)
+    packages = project.dir / "dbt_packages"
+    if packages.is_dir():
+        for package in packages.iterdir():
+            if package.is_dir():
+                names |= node_names(package)
+    return names
+
+
+def scan_unqualified_refs(project: Project) -> list[Reference]:
+    """Every literal `ref('x')` / `ref('x', v=N)` (no package) in the project's models, macros,
+    tests, snapshots and YAML (`relationships` tests' `to: ref('x')` included)."""
+    found: list[Reference] = []
+    for path in _project_files(project):
+        if path.suffix == ".md":
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "ref" not in text:
+            continue
+        for m in _UNQUALIFIED_REF_RE.finditer(_JINJA_COMMENT_RE.sub("", text)):
+            found.append(Reference("ref", m.group("name"), m.group("ver"), path))
+    return found
+
+
+def resolve_unqualified(
+    project: Project, interfaces: dict[str, Json], via: str
+) -> dict[str, list[Reference]]:
+    """Unqualified refs that name no node of the project itself, resolved among its upstreams'
+    public nodes: {upstream: references}. A ref that resolves nowhere, or to two upstreams, stops
+    sync with one line naming the file, the name and the upstreams searched."""
+    own = own_node_names(project)
+    resolved: dict[str, list[Reference]] = {}
+    for ref in scan_unqualified_refs(project):
+        if ref.name in own:
+            continue
+        hits = [
+            upstream
+            for upstream, nodes in interfaces.items()
+            if any(node.get("name") == ref.name for node in nodes.values())
+        ]
+        rel = ref.file.relative_to(project.dir)
+        searched = ", ".join(sorted(interfaces)) or "none declared"
+        if not hits:
+            raise SyncError(
+                f"{project.name}/{rel}: ref('{ref.name}') resolves nowhere: {project.name} defines "
+                f"no node {ref.name!r} and no upstream publishes one (searched: {searched}); fix the "
+                "name, or set `sync_scope: all` in mesh.yml if refs are built at run time"
+            )
+        if len(hits) > 1:
+            raise SyncError(
+                f"{project.name}/{rel}: ref('{ref.name}') is ambiguous: {' and '.join(hits)} both "
+                f"publish {ref.name!r}; qualify it: ref('{hits[0]}', '{ref.name}')"
+            )
+        if via == "sources":
+            raise SyncError(
+                f"{project.name}/{rel}: ref('{ref.name}') names {hits[0]}'s public {ref.name!r}, which "
+                f"{project.name} reads through generated sources: write source('{hits[0]}', "
+                f"'{ref.name}'), or set `upstreams_via: loom` for {project.name} in mesh.yml"
+            )
+        resolved.setdefault(hits[0], []).append(ref)
+    return resolved
+
+
+def invalidate_partial_parse(project: Project) -> list[Path]:
+    """Remove dbt's partial-parse state of the project (every target path under target/): what
+    sync writes (sources, the interface dbt-loom reads, the lock) is not all tracked by dbt's
+    partial parsing, and a stale one silently disables tests that depend on upstream nodes."""
+    removed = []
+    if project.target_dir.is_dir():
+        for path in project.target_dir.rglob("partial_parse.msgpack"):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def model_paths(project: Project) -> list[str]:
     data = read_yaml(project.dir / "dbt_project.yml", "dbt_project.yml") or {}
     paths = data.get("model-paths") if isinstance(data, dict) else None
@@ -185,7 +311,11 @@ def resolve(
 
 
 def select_nodes(
-    project: Project, upstream: str, interface: Json, version: str
+    project: Project,
+    upstream: str,
+    interface: Json,
+    version: str,
+    unqualified: list[Reference] | None = None,
 ) -> tuple[Json, list[str]]:
     """The interface nodes this consumer needs, and notes; raises SyncError on unknown references."""
     nodes: Json = interface["nodes"]
@@ -194,7 +324,7 @@ def select_nodes(
     selected: Json = {}
     problems: list[str] = []
     tables: dict[str, str] | None = None
-    for ref in scan_references(project, upstream):
+    for ref in [*scan_references(project, upstream), *(unqualified or [])]:
         if ref.kind == "source" and tables is None:
             tables = source_tables(nodes)  # once, not once per reference
         uid = resolve(ref, nodes, upstream, tables)
@@ -346,14 +476,16 @@ def _registry_reference(mesh: Mesh, upstream: str, env: str) -> str:
     return str(registry.latest_path(upstream, env))
 
 
-def plan_sync(mesh: Mesh, project_name: str) -> SyncPlan:
-    """Work out every file sync would write for `project_name`; writes nothing."""
+def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPlan:
+    """Work out every file sync would write for `project_name`; writes nothing. `with_state`:
+    also fetch the project's own last published state (only `--defer` reads it)."""
     project = mesh.project(project_name)
     plan = SyncPlan(project_name)
     models_dir = project.dir / model_paths(project)[0]
     lock: Json = {"project": project_name, "target": mesh.target_name, "upstreams": {}}
     loom_refs: dict[str, str] = {}
     wanted: set[Path] = set()
+    fetched = {}
     for upstream in project.upstreams:
         env = mesh.upstream_env(upstream)
         entry = mesh.registry.read_latest(upstream, env)
@@ -363,9 +495,16 @@ def plan_sync(mesh: Mesh, project_name: str) -> SyncPlan:
                 f"run `invoke publish --project {upstream}` first"
             )
         # Lazy: memory stays that of the fetched bytes; `interface["nodes"]` holds summaries.
-        read = read_interface(entry.body, f"{upstream}/{env} latest", upstream, lazy=True)
+        fetched[upstream] = (env, entry, read_interface(entry.body, f"{upstream}/{env} latest", upstream, lazy=True))
+    unqualified: dict[str, list[Reference]] = {}
+    if project.config.sync_scope == "referenced" and fetched:
+        interfaces = {up: read.doc["nodes"] for up, (_env, _entry, read) in fetched.items()}
+        unqualified = resolve_unqualified(project, interfaces, project.config.upstreams_via)
+    for upstream, (env, entry, read) in fetched.items():
         interface = read.doc
-        selected, notes = select_nodes(project, upstream, interface, entry.version)
+        selected, notes = select_nodes(
+            project, upstream, interface, entry.version, unqualified.get(upstream)
+        )
         selected = {uid: read.node(uid) for uid in selected}
         plan.notes.extend(notes)
         plan.upstream_versions[upstream] = entry.version
@@ -401,9 +540,11 @@ def plan_sync(mesh: Mesh, project_name: str) -> SyncPlan:
     lock_path = project.mesh_dir / LOCK_FILE
     wanted.add(lock_path)
     plan.add(lock_path, dump_json(lock), "upstream versions this project is synced to")
-    state = mesh.registry.read_private(project_name, mesh.env, "state")
+    state = mesh.registry.read_private(project_name, mesh.env, "state") if with_state else None
     state_path = project.mesh_dir / "state" / "manifest.json"
-    if state is not None:
+    if not with_state:
+        wanted.add(state_path)  # left as it is
+    elif state is not None:
         wanted.add(state_path)
         plan.add(state_path, state, f"own last published state ({mesh.env}) for --defer")
     else:

@@ -1,0 +1,195 @@
+"""Write-audit-publish for the data: build and test into an audit copy, swap it in only when it passed.
+
+A failing model or test must never reach a consumer, and a consumer must never see a half-built set
+of relations. So a project's build writes into an **audit location** and the relations consumers
+read change all at once, only after every model and test passed and the contract gate agreed:
+
+- DuckDB (local): the project's whole database file. The build writes
+  `warehouse/.audit/<project>/<file>.duckdb`, a copy of the current file (incremental models and
+  snapshots keep their history) with the same name, so the database name — and every relation the
+  interface publishes — is unchanged. Promotion is `rename(2)` of the audit file over the live one:
+  atomic; a consumer that has the old file open keeps reading the old, complete inode. A failed
+  build leaves the live file byte-identical and keeps the audit copy for inspection until the next
+  build.
+- Snowflake (prod): see mesh/snowflake_wap.py.
+
+The profile decides where a project's own file lives; the audit build only sets MESH_BUILD_DIR,
+which the mesh's profiles read (`{{ env_var('MESH_BUILD_DIR', env_var('MESH_WAREHOUSE_DIR', …)) }}`).
+A profile that does not read it cannot be redirected: its build runs in place, with one warning.
+`targets.<t>.wap: false` in mesh.yml turns the audit copy off (builds then write in place).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from mesh.config import Mesh, read_yaml
+from mesh.errors import ConfigError
+
+AUDIT_DIR = ".audit"
+BUILD_DIR_VAR = "MESH_BUILD_DIR"
+
+
+class AuditBuild(Protocol):
+    """Where a build writes until it passed, and how it becomes visible."""
+
+    @property
+    def description(self) -> str:
+        """Where the audit build is, for humans."""
+        ...
+
+    def env(self) -> dict[str, str]:
+        """Extra environment for every dbt call of the audit build."""
+        ...
+
+    def prepare(self) -> None:
+        """Create the audit location (a copy of what is live)."""
+        ...
+
+    def promote(self) -> None:
+        """Make the audit build visible to readers, atomically."""
+        ...
+
+    def discard(self) -> None:
+        """Give up the audit build; what readers see stays as it was."""
+        ...
+
+
+def render_profile_value(value: str, env: dict[str, str] | None = None) -> str:
+    """Render a profile string the way dbt does for `env_var()` (jinja2, which dbt ships)."""
+    import jinja2
+
+    environ = dict(os.environ if env is None else env)
+
+    def env_var(name: str, default: str | None = None) -> str:
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"profile needs environment variable {name}, which is not set")
+
+    try:
+        return jinja2.Environment().from_string(value).render(env_var=env_var)
+    except jinja2.TemplateError as exc:
+        raise ConfigError(f"cannot render profile value {value!r}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ProfileOutput:
+    """The output of a project's dbt profile for the mesh's target."""
+
+    profile: str
+    output: dict[str, Any]
+    profiles_file: Path
+
+    @property
+    def type(self) -> str:
+        return str(self.output.get("type") or "")
+
+
+def profile_output(mesh: Mesh, name: str) -> ProfileOutput:
+    """Read the project's profile (dbt_project.yml `profile:`) and its output for the target."""
+    project = mesh.project(name)
+    spec = read_yaml(project.dir / "dbt_project.yml", "dbt_project.yml") or {}
+    profile = spec.get("profile") if isinstance(spec, dict) else None
+    if not isinstance(profile, str) or not profile:
+        raise ConfigError(f"{name}/dbt_project.yml has no `profile:`")
+    path = mesh.profiles_dir_of(name) / "profiles.yml"
+    profiles = read_yaml(path, "profiles.yml") or {}
+    entry = profiles.get(profile) if isinstance(profiles, dict) else None
+    outputs = entry.get("outputs") if isinstance(entry, dict) else None
+    output = outputs.get(mesh.dbt_target) if isinstance(outputs, dict) else None
+    if not isinstance(output, dict):
+        raise ConfigError(
+            f"{path} has no output {mesh.dbt_target!r} in profile {profile!r} (used by {name}): "
+            "add it, or run `invoke project.add` to generate it"
+        )
+    return ProfileOutput(profile, output, path)
+
+
+@dataclass
+class DuckDBAudit:
+    """The project's DuckDB file, built as a copy beside it and renamed into place."""
+
+    live: Path
+    audit_dir: Path
+
+    @property
+    def audit(self) -> Path:
+        return self.audit_dir / self.live.name
+
+    @property
+    def description(self) -> str:
+        return f"audit copy {self.audit}"
+
+    def env(self) -> dict[str, str]:
+        return {BUILD_DIR_VAR: str(self.audit_dir)}
+
+    def prepare(self) -> None:
+        if self.audit_dir.exists():
+            shutil.rmtree(self.audit_dir)
+        self.audit_dir.mkdir(parents=True)
+        if self.live.exists():
+            _checkpoint(self.live)  # fold a leftover write-ahead log in: copy one whole file
+            shutil.copy2(self.live, self.audit)
+
+    def promote(self) -> None:
+        if not self.audit.exists():
+            raise ConfigError(f"the audit build wrote no {self.audit}: nothing to promote")
+        _checkpoint(self.audit)
+        _fsync(self.audit)
+        os.replace(self.audit, self.live)
+        _fsync(self.live.parent)
+        shutil.rmtree(self.audit_dir, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Keep the failed audit copy for inspection; the next build replaces it."""
+
+
+def _checkpoint(path: Path) -> None:
+    wal = path.with_name(path.name + ".wal")
+    if not wal.exists():
+        return
+    import duckdb
+
+    with contextlib.closing(duckdb.connect(str(path))) as connection:
+        connection.execute("CHECKPOINT")
+
+
+def _fsync(path: Path) -> None:
+    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def audit_build(mesh: Mesh, name: str, say: Any = None) -> AuditBuild | None:
+    """The audit location of `name`'s build on this target, or None to build in place."""
+    if not mesh.target.wap:
+        return None
+    out = profile_output(mesh, name)
+    if out.type == "duckdb":
+        raw = str(out.output.get("path") or "")
+        if BUILD_DIR_VAR not in raw:
+            if say is not None:
+                say(
+                    f"warning: {name}'s profile {out.profile!r} writes {raw or ':memory:'} without "
+                    f"{BUILD_DIR_VAR}: it builds in place (no audit copy)"
+                )
+            return None
+        env = {k: v for k, v in os.environ.items() if k != BUILD_DIR_VAR}
+        env.setdefault("MESH_WAREHOUSE_DIR", str(mesh.warehouse_dir))
+        live = Path(render_profile_value(raw, env))
+        if not live.is_absolute():
+            live = (mesh.project(name).dir / live).resolve()
+        return DuckDBAudit(live, mesh.warehouse_dir / AUDIT_DIR / name)
+    if out.type == "snowflake":
+        return None  # the Snowflake audit build is wired in by the orchestration when available
+    return None
