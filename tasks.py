@@ -34,6 +34,8 @@ def _fails_cleanly(func: F) -> F:
             return func(*args, **kwargs)
         except MeshError as exc:
             raise Exit(f"error: {exc}", code=exc.exit_code) from exc
+        except KeyboardInterrupt as exc:  # outside a mesh run's own handling: still never exit 0
+            raise Exit("error: interrupted", code=130) from exc
 
     return wrapper  # type: ignore[return-value]
 
@@ -42,17 +44,48 @@ def _mesh(target: str | None) -> Mesh:
     return load_mesh(ROOT, target)
 
 
-@task(help={"target": TARGET_HELP})
+JOBS_HELP = "projects built at once (default: the number of cores)"
+VERBOSE_HELP = "stream dbt's log (always written to logs/<project>.log)"
+
+
+@task(
+    help={
+        "target": TARGET_HELP,
+        "jobs": JOBS_HELP,
+        "full": "build every project, even those whose inputs did not change",
+        "full_refresh": "pass --full-refresh to dbt (rebuild incremental models from scratch)",
+        "verbose": VERBOSE_HELP,
+    }
+)
 @_fails_cleanly
-def mesh(c: Context, target: str | None = None) -> None:
-    """Build, test and publish the producer, sync and build the consumers, validate lineage."""
+def mesh(
+    c: Context,
+    target: str | None = None,
+    jobs: int | None = None,
+    full: bool = False,
+    full_refresh: bool = False,
+    verbose: bool = False,
+) -> None:
+    """Build, test and publish every project by the dependency graph, validate, draw the lineage."""
     from mesh.pipeline import run_mesh
 
-    result = run_mesh(_mesh(target))
+    result = run_mesh(
+        _mesh(target), say=None, jobs=jobs, full=full or full_refresh, full_refresh=full_refresh,
+        verbose=verbose,
+    )
     print("\n".join(result.summary()))
 
 
-@task(help={"target": TARGET_HELP, "yes": "prod: apply Terraform without asking (CI)"})
+def _confirm(question: str, refusal: str) -> None:
+    """Ask on a terminal; without one, refuse (exit 2) with the flag that skips the question."""
+    if not sys.stdin.isatty():
+        raise Exit(refusal, code=2)
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise Exit("nothing removed", code=1)
+
+
+@task(help={"target": TARGET_HELP, "yes": "remove existing local state (or apply Terraform in prod) without asking"})
 @_fails_cleanly
 def up(c: Context, target: str | None = None, yes: bool = False) -> None:
     """From a clean state to a validated mesh (prod: infrastructure and Snowflake set-up first)."""
@@ -62,8 +95,17 @@ def up(c: Context, target: str | None = None, yes: bool = False) -> None:
 
         prod_up(c, m, yes)
     else:
-        from mesh.pipeline import clean_local
+        from mesh.pipeline import clean_local, describe_local_state
 
+        existing = describe_local_state(m)
+        if existing and not yes:
+            print("invoke up starts from a clean state; it would remove:")
+            print("\n".join(f"  {line}" for line in existing))
+            _confirm(
+                "remove them?",
+                "error: invoke up would remove the local warehouse and the registry's history "
+                "(listed above): run `invoke up --yes` to confirm, or `invoke mesh` to keep them",
+            )
         clean_local(m)
     mesh(c, target=m.target_name)
 
@@ -81,7 +123,7 @@ def down(c: Context, target: str | None = None, yes: bool = False) -> None:
     from mesh.pipeline import clean_local
 
     removed = clean_local(m)
-    print(f"down: removed {len(removed)} paths" + "".join(f"\n  {p.relative_to(ROOT)}" for p in removed))
+    print(f"down: removed {len(removed)} path{'s' if len(removed) != 1 else ''}" + "".join(f"\n  {p.relative_to(ROOT)}" for p in removed))
 
 
 @task(
@@ -90,7 +132,11 @@ def down(c: Context, target: str | None = None, yes: bool = False) -> None:
         "target": TARGET_HELP,
         "select": "dbt node selection, e.g. state:modified+",
         "defer": "defer unchanged parents to this project's last published state",
-        "save_state": "store the full manifest as this project's state after a passing build (main)",
+        "save_state": "after a passing build, store its state, usage and fingerprint (main branch)",
+        "full_refresh": "pass --full-refresh to dbt (rebuild incremental models from scratch)",
+        "allow_breaking": "build even if the contract gate finds a breaking change consumers use",
+        "reason": "why the breaking change is acceptable (with --allow-breaking)",
+        "verbose": VERBOSE_HELP,
     }
 )
 @_fails_cleanly
@@ -101,17 +147,22 @@ def build(
     select: str | None = None,
     defer: bool = False,
     save_state: bool = False,
+    full_refresh: bool = False,
+    allow_breaking: bool = False,
+    reason: str | None = None,
+    verbose: bool = False,
 ) -> None:
-    """Build and test one project (consumers sync with their upstreams first)."""
+    """Build and test one project (consumers sync first; producers pass the contract gate first)."""
     from mesh.pipeline import build_project
-    from mesh.publish import save_state as store_state
 
     m = _mesh(target)
-    run = build_project(m, project, select=select, defer=defer)
+    run = build_project(
+        m, project, select=select, defer=defer, say=None, full_refresh=full_refresh,
+        save_state=save_state, allow_breaking=allow_breaking, reason=reason, verbose=verbose,
+    )
     print(run.summary())
     if save_state:
-        size = store_state(m, project)
-        print(f"state: stored {project}/{m.env} full manifest ({size} bytes)")
+        print(f"state: stored {project}/{m.env} (full manifest, usage, fingerprint)")
 
 
 @task(

@@ -32,7 +32,9 @@ NAMES = (
     "registry.history.committed",  # history entry committed, `latest` not touched
     "registry.latest.prepared",  # folder: new link made beside `latest`; S3: before the PUT
     "registry.latest.swapped",  # `latest` moved, the publisher never hears of it
-    # Points of a mesh run a test interrupts (with `:pause`):
+)
+# Points of a mesh run a test interrupts (with `:pause`), besides "publish.audited".
+RUN_POINTS = (
     "mesh.planned",  # the run has its plan; no dbt has started
     "dbt.node_finished",  # inside dbt: a node of the build just finished
 )

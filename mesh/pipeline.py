@@ -65,6 +65,7 @@ def build_project(
     save_state: bool = False,
     allow_breaking: bool = False,
     reason: str | None = None,
+    verbose: bool = False,
 ) -> DbtRun:
     """`dbt build` one project in a worker: consumers sync first, producers pass the contract gate
     first, the build goes through the audit location. `defer` reads unchanged parents from the
@@ -93,7 +94,7 @@ def build_project(
     )
     display = make_display(say)
     try:
-        run = run_projects(mesh, [name], options, display, jobs=1, skip_unchanged=False)
+        run = run_projects(mesh, [name], options, display, jobs=1, verbose=verbose)
     finally:
         display.close()
     outcome = run.outcomes[name]
@@ -161,6 +162,7 @@ def run_mesh(
     jobs: int | None = None,
     full: bool = False,
     full_refresh: bool = False,
+    verbose: bool = False,
 ) -> MeshRun:
     """Build, test and publish every project in dependency order (in parallel where the graph
     allows, skipping projects whose inputs did not change unless `full`), then draw the lineage."""
@@ -170,7 +172,9 @@ def run_mesh(
     options = BuildOptions(full_refresh=full_refresh)
     result = MeshRun(target=mesh.target_name)
     try:
-        run: Run = run_projects(mesh, names, options, display, jobs=jobs, skip_unchanged=not full)
+        run: Run = run_projects(
+            mesh, names, options, display, jobs=jobs, skip_unchanged=not full, verbose=verbose
+        )
     finally:
         display.close()
     result.outcomes = [run.outcomes[n] for n in names if n in run.outcomes]
@@ -232,3 +236,22 @@ def local_state(mesh: Mesh, include_registry: bool = True) -> list[Path]:
         if loom.exists() and _is_generated(loom):
             found.append(loom)
     return [p for p in found if p.exists() or p.is_symlink()]
+
+
+def describe_local_state(mesh: Mesh) -> list[str]:
+    """What `clean_local` would remove, one line each, the registry's history counted."""
+    from mesh.registry.file import FileRegistry
+
+    lines = []
+    for path in local_state(mesh):
+        shown_path = shown(path, mesh.root)
+        if isinstance(mesh.registry, FileRegistry) and path == mesh.registry.root:
+            pairs = mesh.registry.list_published()
+            versions = sum(len(mesh.registry.list_versions(p, e)) for p, e in pairs)
+            lines.append(
+                f"{shown_path}/ (the registry: {versions} published version{'s' if versions != 1 else ''} "
+                f"of {len(pairs)} project/env pair{'s' if len(pairs) != 1 else ''})"
+            )
+        else:
+            lines.append(f"{shown_path}{'/' if path.is_dir() else ''}")
+    return lines

@@ -76,6 +76,7 @@ def shown(path: Path, base: Path | None = None) -> str:
 
 
 def _raise_interrupt(signum: int, _frame: Any) -> None:
+    stop_pauses()  # a test's pause in a dbt thread must not hold the worker
     raise KeyboardInterrupt
 
 
@@ -121,7 +122,9 @@ def worker_main(spec: WorkerSpec, channel: Any) -> None:
     except KeyboardInterrupt:
         outcome = ProjectOutcome(name, "interrupted", error=f"interrupted ({name})", exit_code=130)
     except MeshError as exc:
-        outcome = ProjectOutcome(name, "failed", error=str(exc), exit_code=exc.exit_code)
+        outcome = ProjectOutcome(
+            name, "failed", error=str(exc), exit_code=exc.exit_code, error_type=type(exc).__name__
+        )
     except Exception as exc:  # a bug: the trace goes to the log, one line to the user
         traceback.print_exc()
         outcome = ProjectOutcome(
@@ -242,8 +245,10 @@ def run_projects(
     display: PlainDisplay | RichDisplay,
     jobs: int | None = None,
     skip_unchanged: bool = False,
+    verbose: bool = False,
 ) -> Run:
-    """Run `names` (in dependency order, in parallel where the graph allows)."""
+    """Run `names` (in dependency order, in parallel where the graph allows). `verbose` streams
+    each project's dbt log, its lines prefixed with the project's name."""
     order = [n for n in mesh.build_order() if n in names]
     deps = {n: [u for u in mesh.project(n).upstreams if u in names] for n in order}
     jobs = max(1, jobs or os.cpu_count() or 1)
@@ -253,8 +258,11 @@ def run_projects(
     running: dict[str, _Running] = {}
     labels = {n: f"[{i}/{len(order)}] {n} ({mesh.target_name})" for i, n in enumerate(order, 1)}
     channel: Any = None
+    tail = _LogTail(display) if verbose else None
 
     def finish(outcome: ProjectOutcome) -> None:
+        if tail is not None:
+            tail.flush(outcome.project, final=True)
         run.outcomes[outcome.project] = outcome
         if isinstance(display, RichDisplay):
             display.finish(outcome.project)
@@ -267,7 +275,12 @@ def run_projects(
         try:
             skipped = _prepare(mesh, name, options, skip_unchanged, display, labels[name])
         except MeshError as exc:
-            finish(ProjectOutcome(name, "failed", error=str(exc), exit_code=exc.exit_code, step="sync"))
+            finish(
+                ProjectOutcome(
+                    name, "failed", error=str(exc), exit_code=exc.exit_code, step="sync",
+                    error_type=type(exc).__name__,
+                )
+            )
             return
         if skipped is not None:
             finish(skipped)
@@ -283,6 +296,8 @@ def run_projects(
         process = ctx.Process(target=worker_main, args=(spec, channel), name=f"mesh-{name}")
         process.start()
         running[name] = _Running(process, time.monotonic())
+        if tail is not None:
+            tail.follow(name, log)
 
     signals = _Signals()
     with signals.installed():
@@ -302,12 +317,43 @@ def run_projects(
             if running:
                 _drain(channel, running, display, finish, timeout=_POLL_S)
                 _reap(running, finish)
+                if tail is not None:
+                    for name in running:
+                        tail.flush(name)
         if signals.signum is not None:
             _stop_workers(running, channel, display, finish)
             run.seconds = time.monotonic() - started
             raise _interrupted(mesh, order, run, signals.signum)
     run.seconds = time.monotonic() - started
     return run
+
+
+class _LogTail:
+    """`--verbose`: the new lines of each running project's log, prefixed with its name."""
+
+    def __init__(self, display: Any) -> None:
+        self.display = display
+        self.files: dict[str, tuple[Path, int]] = {}
+
+    def follow(self, name: str, path: Path) -> None:
+        self.files[name] = (path, 0)
+
+    def flush(self, name: str, final: bool = False) -> None:
+        if name not in self.files:
+            return
+        path, offset = self.files[name]
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+        except OSError:
+            return
+        end = len(data) if final else data.rfind(b"\n") + 1
+        for line in data[:end].decode("utf-8", "replace").splitlines():
+            self.display.line(f"{name} | {line}")
+        self.files[name] = (path, offset + end)
+        if final:
+            del self.files[name]
 
 
 def _drain(channel: Any, running: dict[str, _Running], display: Any, finish: Any, timeout: float) -> None:

@@ -162,6 +162,7 @@ def run_project(mesh: Mesh, name: str, options: BuildOptions, step: Step) -> Pro
         _run(mesh, name, options, step, outcome)
     except Interrupted as exc:
         outcome.status, outcome.error, outcome.exit_code = "interrupted", str(exc), exc.exit_code
+        outcome.step = exc.step
     except KeyboardInterrupt:
         outcome.status, outcome.exit_code = "interrupted", 130
         outcome.error = f"interrupted during {outcome.step or 'start-up'} ({name})"

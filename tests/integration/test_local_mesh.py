@@ -151,7 +151,7 @@ def test_defer_builds_only_modified_models(workspace: Path) -> None:
     model.write_text(model.read_text() + "\n-- a change\n")
     mesh = load_mesh(workspace, "local")
     run = build_project(mesh, "dbt_down", select="state:modified+", defer=True, say=lambda _m: None)
-    built = {r.node.unique_id for r in run.result.results}
+    built = set(run.executed)
     assert "model.dbt_down.monthly_revenue" in built
     assert not any(uid.startswith("model.") and uid != "model.dbt_down.monthly_revenue" for uid in built)
     assert any(uid.startswith("test.") for uid in built)
