@@ -62,6 +62,8 @@ class ProjectOutcome:
     project: str
     status: str  # built | skipped | failed | blocked | interrupted
     seconds: float = 0.0
+    started_at: float = 0.0  # wall clock (time.time()), comparable across processes
+    finished_at: float = 0.0
     build: DbtRun | None = None
     publish: Any = None  # PublishResult
     report: Any = None  # validate.Report
@@ -157,7 +159,7 @@ def run_project(mesh: Mesh, name: str, options: BuildOptions, step: Step) -> Pro
     """Build, test, swap, publish and validate one project; never raises: a failure or an interrupt
     is the outcome's status, with the step it happened in and one line saying why."""
     started = time.monotonic()
-    outcome = ProjectOutcome(name, "built")
+    outcome = ProjectOutcome(name, "built", started_at=time.time())
     try:
         _run(mesh, name, options, step, outcome)
     except Interrupted as exc:
@@ -171,6 +173,7 @@ def run_project(mesh: Mesh, name: str, options: BuildOptions, step: Step) -> Pro
         outcome.error_type = type(exc).__name__
     finally:
         outcome.seconds = time.monotonic() - started
+        outcome.finished_at = time.time()
     return outcome
 
 
