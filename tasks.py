@@ -20,6 +20,9 @@ sys.path.insert(0, str(ROOT))
 
 from mesh.config import Mesh, load_mesh  # noqa: E402
 from mesh.errors import LineageError, MeshError  # noqa: E402
+from mesh.taskrunner import install as exit_2_on_usage_errors  # noqa: E402
+
+exit_2_on_usage_errors()  # invoke's own usage errors: exit 2, one line, "did you mean" (taskrunner.py)
 
 F = TypeVar("F", bound=Callable[..., Any])
 TARGET_HELP = "local (DuckDB + registry folder) or prod (Snowflake + S3); default: MESH_TARGET or local"
