@@ -429,6 +429,17 @@ def emulate_up(c: Context) -> None:
 
 @task
 @_fails_cleanly
+def emulate_run(c: Context) -> None:
+    """Run one command with the emulators' environment: invoke emulate.run -- invoke mesh --target prod"""
+    from mesh.emulate import remainder_argv, run_with_env
+
+    code = run_with_env(ROOT, remainder_argv(sys.argv, c.remainder))
+    if code:
+        raise Exit(code=code)
+
+
+@task
+@_fails_cleanly
 def emulate_down(c: Context) -> None:
     """Stop exactly the emulators `emulate.up` started and remove .mesh/emulate.env."""
     from mesh.emulate import down as stop_emulators
@@ -438,6 +449,7 @@ def emulate_down(c: Context) -> None:
 
 emulate = Collection("emulate")
 emulate.add_task(emulate_up, name="up")
+emulate.add_task(emulate_run, name="run")
 emulate.add_task(emulate_down, name="down")
 
 registry = Collection("registry")
