@@ -4,8 +4,9 @@ invoke's `Program.run` prints a `ParseError` (unknown task, unknown flag, missin
 1, which the mesh reserves for "the checked thing failed". tasks.py calls `install()` while invoke
 imports it, which is before invoke parses the task part of the command line (`Program.run` calls
 `parse_collection`, which imports tasks.py, then `parse_tasks`). `install()` wraps
-`Program.parse_tasks` and `Program.parse_cleanup` (which handles `--help <task>`): a `ParseError`
-leaving them becomes `invoke.Exit(<one line>, code=2)`, which `Program.run` prints and exits with.
+`Program.parse_tasks` and `Program.parse_cleanup` (which handles `--help <task>` and `--list
+<collection>`): a `ParseError` leaving them, or invoke's own exit for an unknown collection, becomes
+`invoke.Exit(<one line>, code=2)`, which `Program.run` prints and exits with.
 
 One more check runs after a parse that invoke accepted: a task argument without a default is a
 positional argument to invoke, so given "invoke build --projet x" invoke takes "--projet" as the
@@ -31,6 +32,7 @@ _MARK = "_mesh_usage_errors"
 _NEEDS_VALUE_RE = re.compile(r"^Flag <Argument: ([^ >]+).*needed value")
 _TAKES_NO_VALUE_RE = re.compile(r"^Flag <Argument: ([^ >]+).*doesn't take any value")
 _UNKNOWN_RE = re.compile(r"^No idea what '(.*)' is!$")
+_NO_COLLECTION_RE = re.compile(r"^Sub-collection '(.+)' not found!$")
 _MISSING_POSITIONAL_RE = re.compile(r"^'(.+)' did not receive required positional arguments: (.+)$")
 
 
@@ -151,12 +153,27 @@ def usage_problem(collection: Collection, argv: list[str]) -> str | None:
     return check_parsed(tasks[1:], initial)
 
 
+def collection_names(collection: Collection, prefix: str = "") -> list[str]:
+    """Every sub-collection's dotted name (what `invoke --list <name>` takes)."""
+    names: list[str] = []
+    for name, sub in collection.collections.items():
+        names += [prefix + name, *collection_names(sub, f"{prefix}{name}.")]
+    return names
+
+
 def _wrapped(method: Callable[[Program], None]) -> Callable[[Program], None]:
     def run(self: Program) -> None:
         try:
             method(self)
         except ParseError as exc:
             raise Exit(f"error: {explain(exc, self.collection, self.initial_context)}", code=2) from exc
+        except Exit as exc:  # `invoke --list regstry`: invoke says so and exits 1
+            match = _NO_COLLECTION_RE.match(exc.message or "")
+            if not match:
+                raise
+            name = match.group(1)
+            hint = _suggest(name, collection_names(self.collection))
+            raise Exit(f"error: unknown collection {name!r}{hint} (invoke --list shows every task)", code=2) from exc
         if method.__name__ == "parse_tasks":
             problem = check_parsed(self.tasks, self.initial_context)
             if problem is not None:

@@ -41,6 +41,7 @@ INVOKE_CASES = [
     (["lineage", "--formt", "json"], "error: invoke lineage: unknown flag --formt; did you mean '--format'?"),
     (["bench", "--no-flow"], "error: invoke bench: unknown flag --no-flow; did you mean '--no-flows'?"),
     (["--lst"], "error: invoke: unknown flag --lst; did you mean '--list'?"),
+    (["--list", "regstry"], "error: unknown collection 'regstry'; did you mean 'registry'?"),
     (["build", "--project"], "error: invoke build: --project needs a value (see invoke --help build)"),
     (["build"], "error: invoke build: give --project VALUE (see invoke --help build)"),
     (["registry.rollback", "--project", "p"], "error: invoke registry.rollback: give --to VALUE"),
@@ -66,6 +67,8 @@ def test_usage_problem_parses_like_the_binary() -> None:
     from tasks import ns
 
     for args, message in INVOKE_CASES:
+        if "--list" in args:
+            continue  # decided after parsing, when invoke lists
         problem = taskrunner.usage_problem(ns, args)
         assert problem is not None and message.removeprefix("error: ").startswith(problem[:40]), (args, problem)
     for good in (["mesh", "--target", "prod"], ["build", "dbt_up"], ["-c", "tasks_infra", "infra.lint"],
