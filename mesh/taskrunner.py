@@ -32,6 +32,7 @@ _MARK = "_mesh_usage_errors"
 _NEEDS_VALUE_RE = re.compile(r"^Flag <Argument: ([^ >]+).*needed value")
 _TAKES_NO_VALUE_RE = re.compile(r"^Flag <Argument: ([^ >]+).*doesn't take any value")
 _UNKNOWN_RE = re.compile(r"^No idea what '(.*)' is!$")
+_FLAG_LIKE_RE = re.compile(r"^--?[A-Za-z]")
 _NO_COLLECTION_RE = re.compile(r"^Sub-collection '(.+)' not found!$")
 _MISSING_POSITIONAL_RE = re.compile(r"^'(.+)' did not receive required positional arguments: (.+)$")
 
@@ -96,14 +97,12 @@ def flag_taken_as_value(context: ParserContext) -> str | None:
     """The value invoke gave a positional argument, when it is really a (misspelt) flag."""
     for argument in context.positional_args:
         value = argument.value
-        if isinstance(value, str) and value.startswith("-") and len(value) > 1:
+        if isinstance(value, str) and _FLAG_LIKE_RE.match(value):  # not `-1`
             return value
     return None
 
 
-def explain(
-    error: ParseError, collection: Collection, initial: ParserContext
-) -> str:
+def explain(error: ParseError, collection: Collection, initial: ParserContext) -> str:
     """One line, without the `error: ` prefix, for an invoke parse error."""
     context = error.context if isinstance(error.context, ParserContext) else None
     message = str(error)
