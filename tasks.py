@@ -20,6 +20,9 @@ sys.path.insert(0, str(ROOT))
 
 from mesh.config import Mesh, load_mesh  # noqa: E402
 from mesh.errors import LineageError, MeshError  # noqa: E402
+from mesh.taskrunner import install as exit_2_on_usage_errors  # noqa: E402
+
+exit_2_on_usage_errors()  # invoke's own usage errors: exit 2, one line, "did you mean" (taskrunner.py)
 
 F = TypeVar("F", bound=Callable[..., Any])
 TARGET_HELP = "local (DuckDB + registry folder) or prod (Snowflake + S3); default: MESH_TARGET or local"
@@ -477,6 +480,17 @@ def emulate_up(c: Context) -> None:
 
 @task
 @_fails_cleanly
+def emulate_run(c: Context) -> None:
+    """Run one command with the emulators' environment: invoke emulate.run -- invoke mesh --target prod"""
+    from mesh.emulate import remainder_argv, run_with_env
+
+    code = run_with_env(ROOT, remainder_argv(sys.argv, c.remainder))
+    if code:
+        raise Exit(code=code)
+
+
+@task
+@_fails_cleanly
 def emulate_down(c: Context) -> None:
     """Stop exactly the emulators `emulate.up` started and remove .mesh/emulate.env."""
     from mesh.emulate import down as stop_emulators
@@ -486,6 +500,7 @@ def emulate_down(c: Context) -> None:
 
 emulate = Collection("emulate")
 emulate.add_task(emulate_up, name="up")
+emulate.add_task(emulate_run, name="run")
 emulate.add_task(emulate_down, name="down")
 
 registry = Collection("registry")

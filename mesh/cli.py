@@ -5,18 +5,23 @@
     mesh [--root DIR] [--target T] validate [--project P | --all | --manifest PATH] [--format json]
     mesh [--root DIR] [--target T] check --project P [--allow-breaking --reason TEXT]
     mesh [--root DIR] [--target T] publish --project P [--allow-breaking --reason TEXT]
+    mesh --version
 
-Exit codes: 0 success, 1 the checked thing failed, 2 bad usage or bad input.
+Exit codes: 0 success, 1 the checked thing failed, 2 bad usage or bad input (one line on stderr,
+with the closest command or option when one is misspelt).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 from pathlib import Path
+from typing import NoReturn
 
 from mesh.config import Mesh, load_mesh
 from mesh.errors import ConfigError, LineageError, MeshError
+from mesh.suggest import did_you_mean
 
 
 def run_validate(
@@ -77,8 +82,36 @@ def run_publish(mesh: Mesh, project: str, allow_breaking: bool, reason: str | No
     return publish_project(mesh, project, checks=(gate,), extra_meta=record).summary()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mesh", description="dbt mesh on dbt-core")
+class UsageError(MeshError):
+    """The command line itself is wrong: an unknown command or option, a missing value (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (a UsageError) instead of usage text and a message."""
+
+    def error(self, message: str) -> NoReturn:
+        if "required: command" in message:
+            message = f"give a command: {', '.join(subcommands(self))}"
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def version_text() -> str:
+    """`mesh --version`: this package's version and the dbt-core it runs with."""
+
+    def of(package: str) -> str:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return f"mesh {of('dbt-mesh-core')} (dbt-mesh-core), dbt-core {of('dbt-core')}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line of `mesh`: global options, then one subparser per command. The
+    README test reads it to check every `mesh ...` command the docs show."""
+    parser = _Parser(prog="mesh", description="dbt mesh on dbt-core")
+    parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("--root", type=Path, default=None, help="folder holding mesh.yml")
     parser.add_argument("--target", default=None, help="target in mesh.yml (default MESH_TARGET or local)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,7 +132,68 @@ def main(argv: list[str] | None = None) -> int:
     val.add_argument("--manifest")
     val.add_argument("--format", default="text", choices=["text", "json"])
     val.add_argument("--record-usage", action="store_true", help="store what passing consumers use")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subparsers of `parser` by command name (empty for a parser without commands)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def option_action(parser: argparse.ArgumentParser, word: str) -> argparse.Action | None:
+    """The action an option word selects, as argparse resolves it (exact, or a unique prefix)."""
+    options = parser._option_string_actions
+    if word in options:
+        return options[word]
+    if parser.allow_abbrev and word.startswith("--"):
+        matches = {options[o] for o in options if o.startswith(word)}
+        if len(matches) == 1:
+            return matches.pop()
+    return None
+
+
+def check_words(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Refuse an unknown command or option before argparse sees it, naming the closest valid one
+    (argparse would first complain about a missing required option instead)."""
+    current, index = parser, 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--":
+            return
+        if word.startswith("-") and word != "-":
+            name = word.split("=", 1)[0]
+            action = option_action(current, name)
+            if action is None:
+                known = [o for o in current._option_string_actions if o.startswith("--")]
+                raise UsageError(
+                    f"{current.prog}: unknown option {name}{did_you_mean(name, known)} "
+                    f"(see {current.prog} --help)"
+                )
+            if action.nargs != 0 and "=" not in word:
+                index += 1  # its value, whatever it looks like
+        elif current is parser and subcommands(parser):
+            commands = subcommands(parser)
+            if word not in commands:
+                raise UsageError(
+                    f"{parser.prog}: unknown command {word!r}{did_you_mean(word, commands)} "
+                    f"(commands: {', '.join(commands)})"
+                )
+            current = commands[word]
+        index += 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    try:
+        check_words(parser, words)
+        args = parser.parse_args(words)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     try:
         mesh = load_mesh(args.root, args.target)
         if args.command == "publish":

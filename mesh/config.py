@@ -6,12 +6,13 @@ caller does not, `MESH_REGISTRY` replaces the target's registry URL, `MESH_ENV` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ruamel.yaml import YAML
@@ -20,6 +21,7 @@ from ruamel.yaml.error import YAMLError
 from mesh.errors import ConfigError, MeshError
 from mesh.names import check_name
 from mesh.registry import Registry, open_registry
+from mesh.suggest import closest, did_you_mean
 
 CONFIG_FILE = "mesh.yml"
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -122,7 +124,8 @@ def _expand(value: Any, where: str) -> Any:
 
 
 def read_yaml(path: Path, what: str) -> Any:
-    """Parse a YAML file safely, turning every failure into a one-line ConfigError."""
+    """Parse a YAML file safely, turning every failure into a one-line ConfigError that names the
+    file, line and column (`path:line:column: not valid YAML: ...`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -132,14 +135,171 @@ def read_yaml(path: Path, what: str) -> Any:
     try:
         return YAML(typ="safe", pure=True).load(text)
     except YAMLError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{what} {path} is not valid YAML: {first}") from exc
+        raise ConfigError(yaml_error_message(path, text, exc)) from exc
 
 
-def _pydantic_message(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
-    return f"{loc}: {err['msg']}"
+# --- error messages: where in the file, and what was probably meant --------------------------------
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of a character offset."""
+    before = text[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
+
+
+def yaml_error_message(path: Path, text: str, exc: YAMLError) -> str:
+    """`path:line:column: not valid YAML: <problem>` from ruamel's marks (0-based), one line."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    if mark is not None:
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+    elif isinstance(getattr(exc, "position", None), int):  # ReaderError: a character offset
+        line, column = _line_column(text, exc.position)  # type: ignore[attr-defined]
+        where = f"{path}:{line}:{column}"
+    else:
+        where = str(path)
+    if not problem:
+        problem = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context != problem:
+        if context_mark is not None and mark is not None and context_mark.line != mark.line:
+            problem += f" ({context} from line {context_mark.line + 1})"
+        else:
+            problem += f" ({context})"
+    return f"{where}: not valid YAML: {problem}"
+
+
+def yaml_position(text: str, loc: tuple[Any, ...]) -> tuple[int, int] | None:
+    """1-based (line, column) of the deepest key or item of `loc` found in the YAML `text`: the key
+    itself when `loc` ends at a key. None when the text does not parse or `loc` starts nowhere."""
+    try:
+        node = YAML(typ="rt", pure=True).load(text)
+    except (YAMLError, ValueError):
+        return None
+    found: tuple[int, int] | None = None
+    for part in loc:
+        if not _has(node, part):
+            break
+        lc = getattr(node, "lc", None)
+        if lc is not None:
+            line, column = lc.key(part) if isinstance(node, dict) else lc.item(part)
+            if line is not None and column is not None:
+                found = (int(line) + 1, int(column) + 1)
+        node = node[part]
+    return found
+
+
+def _has(data: Any, part: Any) -> bool:
+    """Whether `data[part]` names a key of a mapping or an item of a list."""
+    if isinstance(data, dict):
+        return part in data
+    return isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> list[Any]:
+    """The parts of a pydantic `loc` that name keys or items in `data` (drops union-member tags
+    such as `str` or `dict[str,str]` that pydantic adds)."""
+    parts: list[Any] = []
+    for part in loc:
+        if not _has(data, part):
+            break
+        data = data[part]
+        parts.append(part)
+    return parts
+
+
+def _model_at(model: Any, parts: list[Any]) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at `parts` below `model`, if there is one."""
+    current: Any = model
+    for part in parts:
+        current = _mapping_type(current)
+        if current is None:
+            return None
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field_info = current.model_fields.get(str(part))
+            current = field_info.annotation if field_info else None
+        else:  # dict[str, X] or list[X]: the item type
+            args = get_args(current)
+            current = args[-1] if args else None
+    current = _mapping_type(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _mapping_type(annotation: Any) -> Any:
+    """A model, dict or list type out of `X | None` and similar unions."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = get_origin(annotation)
+    if origin in (dict, list):
+        return annotation
+    for arg in get_args(annotation) if origin is not None else ():
+        found = _mapping_type(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _dotted(parts: list[Any]) -> str:
+    return ".".join(str(part) for part in parts)
+
+
+def _error_identity(raw: Any, err: Any) -> tuple[Any, ...]:
+    """Where a pydantic error points in the data (a missing key: its parent and the key), so that
+    the errors a union adds for one value count once."""
+    found = _data_path(raw, tuple(err["loc"])) if raw is not None else list(err["loc"])
+    if err["type"] == "missing" and err["loc"]:
+        return (*found, err["loc"][-1])
+    return tuple(found)
+
+
+def validation_message(path: Path, exc: ValidationError, model: type[BaseModel]) -> str:
+    """One line for the first problem pydantic found in a YAML file: `path:line:column:`, the key
+    path, what is wrong and, for an unknown key or value, the closest valid one."""
+    errors = exc.errors()
+    # A misspelt key also makes its right spelling "missing": explain the misspelling first.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    raw: Any = None
+    with contextlib.suppress(YAMLError, ValueError):
+        raw = YAML(typ="safe", pure=True).load(text) if text else None
+    loc = tuple(err["loc"])
+    parts = _data_path(raw, loc) if raw is not None else list(loc)
+    same_problem = {_error_identity(raw, err)}
+    if err["type"] == "extra_forbidden":
+        key, parent = loc[-1], list(loc[:-1])
+        owner = _model_at(model, parent)
+        valid = list(owner.model_fields) if owner else []
+        meant = closest(str(key), valid)
+        if meant:
+            hint = f"; did you mean {meant!r}?"
+            same_problem.add((*parent, meant))  # "missing" only because it is misspelt
+        else:
+            hint = f" (valid keys: {', '.join(valid)})" if valid else ""
+        where = f"in {_dotted(parent)}" if parent else "at the top level"
+        what, position_of = f"unknown key {key!r} {where}{hint}", loc
+    elif err["type"] == "missing":
+        parent = parts if len(parts) < len(loc) else list(loc[:-1])
+        where = f"in {_dotted(parent)}" if parent else "at the top level"
+        what = f"missing required key {loc[-1]!r} {where}"
+        position_of = tuple(parent)
+    else:
+        # A union reports one error per member at the same place: say them together.
+        said = [e["msg"] for e in errors if _error_identity(raw, e) == _error_identity(raw, err)]
+        what = f"{_dotted(parts) or 'top level'}: " + " or ".join(
+            [said[0], *(m.removeprefix("Input should be ") for m in dict.fromkeys(said[1:]))]
+        )
+        expected, value = (err.get("ctx") or {}).get("expected"), err.get("input")
+        if err["type"] == "literal_error" and isinstance(expected, str) and isinstance(value, str):
+            what += did_you_mean(value, re.findall(r"'([^']*)'", expected))
+        position_of = tuple(parts)
+    others = len({_error_identity(raw, e) for e in errors} - same_problem)
+    if others:
+        what += f" (and {others} more problem{'s' if others > 1 else ''})"
+    position = yaml_position(text, position_of) if text and position_of else None
+    return f"{path}:{position[0]}:{position[1]}: {what}" if position else f"{path}: {what}"
 
 
 @dataclass(frozen=True)
@@ -305,7 +465,7 @@ def load_mesh(root: Path | None = None, target: str | None = None) -> Mesh:
     try:
         config = MeshConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_pydantic_message(exc)}") from exc
+        raise ConfigError(validation_message(path, exc, MeshConfig)) from exc
     name = target or os.environ.get("MESH_TARGET") or config.default_target
     if name not in config.targets:
         known = ", ".join(sorted(config.targets))

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from mesh.config import Mesh
 from mesh.errors import BuildFailedError, ConfigError, Interrupted
+from mesh.reachable import check_snowflake_reachable
 
 _LOCK = threading.Lock()
 # dbt's anonymous usage tracking would try to reach the internet on every call.
@@ -192,6 +193,7 @@ def check_target_env(mesh: Mesh) -> None:
     key = Path(os.environ["SNOWFLAKE_PRIVATE_KEY_PATH"])
     if not key.is_file():
         raise ConfigError(f"SNOWFLAKE_PRIVATE_KEY_PATH points at {key}, which is not a file")
+    check_snowflake_reachable()  # seconds, not the connector's 75 s of retries (mesh/reachable.py)
 
 
 def _status(value: Any) -> str:

@@ -4,9 +4,12 @@
 ports, detached from the caller so they outlive `invoke emulate.up`; waits until each answers;
 creates the registry bucket and the databases and schemas `snowflake_sql/03_databases.sql` would
 create; generates an RSA key pair for key-pair auth; and writes `.mesh/emulate.env`, the
-environment that points the unchanged prod target at them (`. .mesh/emulate.env && invoke mesh
---target prod`). `down` stops exactly the processes `up` started, recorded with their start time in
-`.mesh/emulate.pids` so a recycled pid is never signalled, and removes the env file.
+environment that points the unchanged prod target at them. `run_with_env` runs one command in that
+environment (`invoke emulate.run -- invoke mesh --target prod`) and leaves the calling shell as it
+was; people who source the file instead get `mesh_emulate_off` from it, a shell function that
+unsets every variable it exported. `down` stops exactly the processes `up` started, recorded with
+their start time in `.mesh/emulate.pids` so a recycled pid is never signalled, removes the env file
+and prints the `unset` line for a shell that sourced it.
 
 Nothing here is used on the prod path itself: the profile, the registry and dbt-loom reach the
 emulators only through the standard settings (`SNOWFLAKE_HOST/PORT/PROTOCOL`,
@@ -350,10 +353,28 @@ def emulator_env(s3_url: str, registry: str, snowflake_port: int, key_path: Path
     }
 
 
+OFF_FUNCTION = "mesh_emulate_off"
+RUN_ADVICE = "invoke emulate.run -- invoke mesh --target prod"
+
+
+def unset_line(names: list[str] | None = None) -> str:
+    """The shell line that drops what `.mesh/emulate.env` exported (default: every variable
+    `emulator_env` sets)."""
+    names = names if names is not None else list(emulator_env("", "", 0, Path()))
+    return "unset " + " ".join(names)
+
+
 def write_env_file(path: Path, env: Mapping[str, str]) -> None:
-    lines = ["# Written by `invoke emulate.up`; removed by `invoke emulate.down`. Source it:"]
-    lines.append("#   . .mesh/emulate.env && invoke mesh --target prod")
+    """The environment as `export` lines, and `mesh_emulate_off`, which unsets them again."""
+    unset = unset_line(list(env))
+    lines = [
+        "# Written by `invoke emulate.up`; removed by `invoke emulate.down`.",
+        f"# Run one command with it, nothing else changes in your shell: {RUN_ADVICE}",
+        f"# Or source it (`. {ENV_FILE}`); then, before the shell does anything else, run",
+        f"# `{OFF_FUNCTION}` (defined below) or: {unset}",
+    ]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+    lines.append(f"{OFF_FUNCTION}() {{ {unset}; unset -f {OFF_FUNCTION}; }}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -394,8 +415,8 @@ class Emulation:
             f"emulate: S3 (moto) at {s3.url}, pid {s3.pid}; registry {self.registry}",
             f"emulate: Snowflake (fakesnow) at {sf.url}, pid {sf.pid}; databases "
             f"{', '.join(self.databases)} with {', '.join(SCHEMAS)}",
-            f"emulate: env in {ENV_FILE}: `. {ENV_FILE} && invoke mesh --target prod`; "
-            "stop with `invoke emulate.down`",
+            f"emulate: run commands against them with `{RUN_ADVICE}` (your shell stays as it "
+            f"is; the environment is in {ENV_FILE}); stop them with `invoke emulate.down`",
         ]
 
 
@@ -426,7 +447,8 @@ def up(root: Path) -> Emulation:
         if alive:
             listed = ", ".join(f"{s.name} pid {s.pid}" for s in alive)
             raise EmulatorError(
-                f"emulators already running ({listed}): use `. {ENV_FILE}` or `invoke emulate.down`"
+                f"emulators already running ({listed}): use them with `{RUN_ADVICE}`, or "
+                "stop them with `invoke emulate.down`"
             )
         pids.unlink()
     directory = root / EMULATE_DIR
@@ -457,7 +479,8 @@ def up(root: Path) -> Emulation:
 
 def down(root: Path) -> list[str]:
     """Stop the processes `up` recorded (only those, and only if their start time matches),
-    remove the pids and env files; one line per action."""
+    remove the pids and env files; one line per action, and the `unset` line for a shell that
+    sourced the env file."""
     root = Path(root).resolve()
     pids = root / PIDS_FILE
     lines: list[str] = []
@@ -468,7 +491,67 @@ def down(root: Path) -> list[str]:
     else:
         lines.append(f"no {PIDS_FILE}: no emulator to stop")
     env_file = root / ENV_FILE
+    exported: dict[str, str] = {}
     if env_file.exists():
+        with contextlib.suppress(OSError, ValueError):
+            exported = read_env_file(env_file)
         env_file.unlink()
         lines.append(f"removed {ENV_FILE}")
+    if exported or _sourced(os.environ):
+        who = "this shell" if _sourced(os.environ) else "a shell that sourced it"
+        lines.append(
+            f"{who} still points the prod target at the stopped emulators: run "
+            f"`{OFF_FUNCTION}` there, or: {unset_line(list(exported) or None)}"
+        )
     return lines
+
+
+def _sourced(environ: Mapping[str, str]) -> bool:
+    """Whether `environ` looks like a shell that sourced the env file: the emulator's Snowflake
+    account and S3 endpoint on loopback."""
+    endpoint = environ.get("AWS_ENDPOINT_URL_S3", "")
+    return environ.get("SNOWFLAKE_ACCOUNT") == ACCOUNT and endpoint.startswith(f"http://{HOST}:")
+
+
+# --- run one command in the emulators' environment ----------------------------------------------
+
+
+def remainder_argv(argv: list[str], remainder: str) -> list[str]:
+    """The command after `--` on invoke's command line, word for word. invoke only keeps it
+    joined by spaces (`Context.remainder`), which loses quoting; `argv` (sys.argv) still has it
+    when it matches."""
+    if "--" in argv:
+        words = argv[argv.index("--") + 1 :]
+        if " ".join(words) == remainder:
+            return words
+    return shlex.split(remainder)
+
+
+def run_with_env(root: Path, argv: list[str]) -> int:
+    """Run `argv` with the environment of `.mesh/emulate.env` added to this one (and the venv's
+    bin first on PATH, so `invoke` and `mesh` resolve without an activated venv); return its exit
+    code. Nothing changes in the calling process or shell."""
+    root = Path(root).resolve()
+    if not argv:
+        raise EmulatorError(f"give the command after --, e.g. `{RUN_ADVICE}`")
+    env_file, pids = root / ENV_FILE, root / PIDS_FILE
+    if not env_file.exists():
+        raise EmulatorError(f"no {ENV_FILE}: start the emulators first with `invoke emulate.up`")
+    stopped = [s for s in _read_pids(pids) if not s.running()] if pids.exists() else []
+    if stopped or not pids.exists():
+        which = ", ".join(f"{s.name} pid {s.pid}" for s in stopped) or f"no {PIDS_FILE}"
+        raise EmulatorError(
+            f"the emulators are not running ({which}): restart them with `invoke emulate.down` "
+            "and `invoke emulate.up`"
+        )
+    env = {**os.environ, **read_env_file(env_file)}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    try:
+        proc = subprocess.Popen(argv, env=env)
+    except OSError as exc:
+        raise EmulatorError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:  # the child got the same Ctrl-C: let it finish its way
+        code = proc.wait()
+    return 128 - code if code < 0 else code

@@ -3,8 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from mesh.config import load_mesh, read_upstreams
+from mesh.config import MeshConfig, load_mesh, read_upstreams, validation_message
 from mesh.errors import ConfigError, InvalidNameError
 
 MESH_YML = """
@@ -70,8 +71,8 @@ def test_mesh_target_env_picks_target(tmp_path: Path, monkeypatch: pytest.Monkey
         ("version: 1\nprojects: {}\ntargets: {}\n", "at least one project"),
         ("version: 2\nprojects: {a: {path: a}}\ntargets: {}\n", "version"),
         ("- just\n- a list\n", "expected a mapping"),
-        ("version: 1\nprojects: {a: {path: a, colour: red}}\ntargets: {}\n", "colour"),
-        ("version: 1\nprojects: [\n", "not valid YAML"),
+        ("version: 1\nprojects: {a: {path: a, colour: red}}\ntargets: {}\n", "unknown key 'colour'"),
+        ("version: 1\nprojects: [\n", "mesh.yml:3:1: not valid YAML"),
         ("version: 1\nprojects: {a: {path: a}}\ntargets: {local: {registry: '${NOPE}', env: local}}\n", "NOPE is not set"),
         ("version: 1\nprojects: {'A B': {path: a}}\ntargets: {}\n", "invalid project name"),
         ("version: 1\nprojects: {a: {path: a}}\ntargets: {local: {registry: 'file://r', env: latest}}\n", "reserved"),
@@ -122,3 +123,90 @@ def test_bad_dependencies_yml(tmp_path: Path, body: str, message: str) -> None:
 def test_missing_mesh_yml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_mesh(tmp_path)
+
+
+# --- where the problem is, and what was probably meant --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # YAML syntax: file, line and column of ruamel's problem mark (1-based).
+        ("version: 1\nprojects: [\n", "mesh.yml:3:1: not valid YAML: expected the node content"),
+        ("version: 1\nprojects:\n\tcore: {path: core}\n", "mesh.yml:3:1: not valid YAML: found character '\\t'"),
+        ("version: 1\nversion: 1\n", "mesh.yml:2:1: not valid YAML: found duplicate key \"version\""),
+        ("version: 1\nprojects: {a: 'open\n", "mesh.yml:3:1: not valid YAML: found unexpected end of stream"),
+        ("version: 1\nname: \x01\n", "mesh.yml:2:7: not valid YAML: unacceptable character #x0001"),
+        # Unknown keys: the key path, its position and the closest valid key.
+        (
+            "version: 1\nprojects:\n  a: {path: a}\ntargets:\n  local: {registry: r, env: local}\nprojcts: {}\n",
+            "mesh.yml:6:1: unknown key 'projcts' at the top level; did you mean 'projects'?",
+        ),
+        (
+            "version: 1\nprojects:\n  a:\n    path: a\n    sync_scop: all\ntargets: {}\n",
+            "mesh.yml:5:5: unknown key 'sync_scop' in projects.a; did you mean 'sync_scope'?",
+        ),
+        (
+            "version: 1\nprojects:\n  a: {path: a}\ntargets:\n  local:\n    registry: r\n    env: local\n    wapp: false\n",
+            "mesh.yml:8:5: unknown key 'wapp' in targets.local; did you mean 'wap'?",
+        ),
+        # Nothing close: the valid keys instead.
+        (
+            "version: 1\nprojects:\n  a: {path: a, colour: red}\ntargets: {}\n",
+            "mesh.yml:3:16: unknown key 'colour' in projects.a (valid keys: path, upstreams_via,",
+        ),
+        # A misspelt required key is one problem, not also "missing path".
+        ("version: 1\nprojects:\n  a: {pth: a}\ntargets: {}\n", "did you mean 'path'?"),
+        # Other problems: key path and position; a union's members said together.
+        (
+            "version: 1\nprojects:\n  a: {path: a, upstreams_via: lom}\ntargets: {}\n",
+            "mesh.yml:3:16: projects.a.upstreams_via: Input should be 'sources' or 'loom'; did you mean 'loom'?",
+        ),
+        (
+            "version: 1\nprojects: {a: {path: a}}\ntargets:\n  local: {registry: r, env: local, upstream_env: 5}\n",
+            "mesh.yml:4:36: targets.local.upstream_env: Input should be a valid string or a valid dictionary",
+        ),
+        (
+            "version: 1\nprojects: {a: {path: a}}\ntargets:\n  local: {env: local}\n",
+            "mesh.yml:4:3: missing required key 'registry' in targets.local",
+        ),
+        ("projects: {a: {path: a}}\ntargets: {}\n", "mesh.yml: missing required key 'version' at the top level"),
+        (
+            "version: 1\nprojects: {a: {path: a, colour: red, flavour: x}}\ntargets: {}\n",
+            "(and 1 more problem)",
+        ),
+    ],
+)
+def test_errors_name_line_column_and_closest_key(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "mesh.yml").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_mesh(tmp_path)
+    assert message in str(info.value), str(info.value)
+    assert str(info.value).startswith(str(tmp_path / "mesh.yml"))
+    assert "\n" not in str(info.value)
+
+
+def test_a_pydantic_error_without_a_match_names_no_suggestion(tmp_path: Path) -> None:
+    (tmp_path / "mesh.yml").write_text("version: 1\nprojects:\n  a: {path: a, zzzz: 1}\ntargets: {}\n")
+    with pytest.raises(ConfigError) as info:
+        load_mesh(tmp_path)
+    assert "did you mean" not in str(info.value) and "valid keys: path," in str(info.value)
+
+
+def test_dependencies_yml_errors_name_line_and_column(tmp_path: Path) -> None:
+    (tmp_path / "dependencies.yml").write_text("projects:\n  - name: core\n  -: [\n")
+    with pytest.raises(ConfigError) as info:
+        read_upstreams(tmp_path)
+    assert f"{tmp_path / 'dependencies.yml'}:3:3: not valid YAML: expected <block end>" in str(info.value)
+
+
+def test_validation_message_reads_fields_from_the_model(tmp_path: Path) -> None:
+    """The suggestion comes from the model's own fields (so a field added to a model is offered
+    without touching the error path), and the position from the file pydantic's input came from."""
+    path = tmp_path / "mesh.yml"
+    path.write_text("version: 1\nprojects:\n  a: {path: a, loom_read: synced}\ntargets: {}\n")
+    raw = {"version": 1, "projects": {"a": {"path": "a", "loom_read": "synced"}}, "targets": {}}
+    with pytest.raises(ValidationError) as info:
+        MeshConfig.model_validate(raw)
+    message = validation_message(path, info.value, MeshConfig)
+    assert message == f"{path}:3:16: unknown key 'loom_read' in projects.a; did you mean 'loom_reads'?"
