@@ -44,7 +44,7 @@ def cross_project_test(workspace: Path, consumer: str) -> tuple[str, bool]:
         upstream = [p for p in parents if p.startswith(("model.dbt_up.", f"source.{consumer}.dbt_up."))]
         if node["resource_type"] == "test" and uid.startswith(f"test.{consumer}.relationships") and upstream:
             found.append((uid, node["config"]["enabled"]))
-    for uid, node in manifest.get("disabled", {}).items():
+    for uid in manifest.get("disabled", {}):
         if uid.startswith(f"test.{consumer}.relationships_stg_customers_customer_id"):
             found.append((uid, False))
     assert len(found) == 1, found
