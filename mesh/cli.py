@@ -1,14 +1,18 @@
-"""The `mesh` console script: publish, sync, validate for teams using the library outside this repo.
+"""The `mesh` console script: the task surface for teams whose dbt project lives in its own
+repository (a `mesh.yml` naming it, its upstreams and the registry), with the invoke tasks' flags
+and exit codes; each command is the same library call as its task.
 
-    mesh [--root DIR] [--target T] publish --project P
+    mesh [--root DIR] [--target T] build --project P [--select S] [--defer] [--save-state] [--full-refresh]
+    mesh [--root DIR] [--target T] publish --project P [--allow-breaking --reason TEXT]
+    mesh [--root DIR] [--target T] check --project P [--allow-breaking --reason TEXT]
     mesh [--root DIR] [--target T] sync --project P [--dry-run]
     mesh [--root DIR] [--target T] validate [--project P | --all | --manifest PATH] [--format json]
-    mesh [--root DIR] [--target T] check --project P [--allow-breaking --reason TEXT]
-    mesh [--root DIR] [--target T] publish --project P [--allow-breaking --reason TEXT]
+    mesh [--root DIR] [--target T] lineage [--format mermaid|json|html] [--output PATH]
+    mesh [--root DIR] [--target T] run [--jobs N] [--full] [--full-refresh]     (invoke mesh)
     mesh --version
 
 Exit codes: 0 success, 1 the checked thing failed, 2 bad usage or bad input (one line on stderr,
-with the closest command or option when one is misspelt).
+with the closest command or option when one is misspelt), 130/143 interrupted.
 """
 
 from __future__ import annotations
@@ -65,8 +69,11 @@ def run_validate(
 def run_check(mesh: Mesh, project: str, allow_breaking: bool, reason: str | None) -> None:
     """The PR gate: print what changed against `latest`; raise BreakingChangeError when it hits."""
     from mesh.contracts import check_project
+    from mesh.dbt import dbt_log
+    from mesh.scheduler import log_path
 
-    result = check_project(mesh, project, allow_breaking, reason)
+    with dbt_log(log_path(mesh, project)):  # dbt's parse log: logs/<project>.log, not the screen
+        result = check_project(mesh, project, allow_breaking, reason)
     print("\n".join(result.lines()))
     if result.blocked:
         raise result.error()
@@ -75,11 +82,14 @@ def run_check(mesh: Mesh, project: str, allow_breaking: bool, reason: str | None
 def run_publish(mesh: Mesh, project: str, allow_breaking: bool, reason: str | None) -> str:
     """Write-audit-publish behind the contract gate; return the summary."""
     from mesh.contracts import publish_gate
+    from mesh.dbt import dbt_log
     from mesh.publish import publish_project
+    from mesh.scheduler import log_path
 
     record: dict[str, object] = {}
     gate = publish_gate(mesh, project, allow_breaking, reason, record=record)
-    return publish_project(mesh, project, checks=(gate,), extra_meta=record).summary()
+    with dbt_log(log_path(mesh, project)):
+        return publish_project(mesh, project, checks=(gate,), extra_meta=record).summary()
 
 
 class UsageError(MeshError):
@@ -132,6 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--manifest")
     val.add_argument("--format", default="text", choices=["text", "json"])
     val.add_argument("--record-usage", action="store_true", help="store what passing consumers use")
+    bld = sub.add_parser("build", help="build and test one project (sync first, contract gate first)")
+    bld.add_argument("--project", required=True)
+    bld.add_argument("--select", help="dbt node selection, e.g. state:modified+")
+    bld.add_argument("--defer", action="store_true", help="defer unchanged parents to the last published state")
+    bld.add_argument("--save-state", action="store_true", help="store state, usage and fingerprint (main branch)")
+    bld.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
+    bld.add_argument("--allow-breaking", action="store_true", help="build despite a breaking change consumers use")
+    bld.add_argument("--reason", help="why the breaking change is acceptable")
+    bld.add_argument("--verbose", action="store_true", help="stream dbt's log")
+    run = sub.add_parser("run", help="the whole mesh: build, test, publish, validate (invoke mesh)")
+    run.add_argument("--jobs", type=int, help="projects built at once (default: the number of cores)")
+    run.add_argument("--full", action="store_true", help="build even projects whose inputs did not change")
+    run.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
+    run.add_argument("--verbose", action="store_true", help="stream dbt's log")
+    lin = sub.add_parser("lineage", help="draw the cross-project lineage (Mermaid, JSON, HTML)")
+    lin.add_argument("--format", choices=["mermaid", "json", "html"], help="default: all three into lineage/")
+    lin.add_argument("--output", help="file (with --format) or folder to write")
     return parser
 
 
@@ -206,6 +233,27 @@ def main(argv: list[str] | None = None) -> int:
 
             plan = sync_project(mesh, args.project, dry_run=args.dry_run)
             print("\n".join(plan_lines(mesh, plan, args.dry_run)))
+        elif args.command == "build":
+            from mesh.pipeline import build_project
+
+            built = build_project(
+                mesh, args.project, select=args.select, defer=args.defer, say=None,
+                full_refresh=args.full_refresh, save_state=args.save_state,
+                allow_breaking=args.allow_breaking, reason=args.reason, verbose=args.verbose,
+            )
+            print(built.summary())
+        elif args.command == "run":
+            from mesh.pipeline import run_mesh
+
+            result = run_mesh(
+                mesh, say=None, jobs=args.jobs, full=args.full or args.full_refresh,
+                full_refresh=args.full_refresh, verbose=args.verbose,
+            )
+            print("\n".join(result.summary()))
+        elif args.command == "lineage":
+            from mesh.lineage import run_lineage
+
+            print(run_lineage(mesh, args.format, args.output))
         else:
             run_validate(
                 mesh, args.project, args.all, args.manifest, args.format, args.record_usage
@@ -213,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     except MeshError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
