@@ -102,7 +102,7 @@ def up(c: Context, target: str | None = None, yes: bool = False) -> None:
 
         existing = describe_local_state(m)
         if existing and not yes:
-            print("invoke up starts from a clean state; it would remove:")
+            print("up starts from a clean state; it would remove:")
             print("\n".join(f"  {line}" for line in existing))
             _confirm(
                 "remove them?",
