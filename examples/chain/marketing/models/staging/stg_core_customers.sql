@@ -11,7 +11,8 @@ renamed as (
     select
         customer_id,
         email,
-        country
+        country,
+        signup_date
 
     from source
 
