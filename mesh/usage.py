@@ -407,21 +407,22 @@ class _LineageWalk:
             return None
         return node
 
-    def _parents(self, node: Json) -> list[str]:
-        """Parents, with ephemeral ones replaced by theirs (their SQL is inlined as a CTE)."""
-        out: list[str] = []
-        pending = list((node.get("depends_on") or {}).get("nodes") or [])
+    def _parents(self, node: Json) -> list[tuple[str, Json]]:
+        """(parent, the node that references it): ephemeral parents are replaced by theirs (their
+        SQL is inlined into the child as a CTE)."""
+        out: list[tuple[str, Json]] = []
+        pending = [(parent, node) for parent in (node.get("depends_on") or {}).get("nodes") or []]
         seen: set[str] = set()
         while pending:
-            parent = pending.pop(0)
+            parent, child = pending.pop(0)
             if parent in seen:
                 continue
             seen.add(parent)
             own = self._own(parent)
             if own is not None and (own.get("config") or {}).get("materialized") == "ephemeral":
-                pending += list((own.get("depends_on") or {}).get("nodes") or [])
+                pending += [(grand, own) for grand in (own.get("depends_on") or {}).get("nodes") or []]
             else:
-                out.append(parent)
+                out.append((parent, child))
         return out
 
     def crosses_boundary(self, uid: str) -> bool:
@@ -435,7 +436,7 @@ class _LineageWalk:
             result = any(
                 _upstream_target(parent, self.manifest, self.project, self.upstreams) is not None
                 or self.crosses_boundary(parent)
-                for parent in self._parents(node)
+                for parent, _child in self._parents(node)
             )
         self.crosses[uid] = result
         return result
@@ -457,8 +458,8 @@ class _LineageWalk:
         relations: dict[RelationKey, list[str] | None] = {}
         leaves: dict[RelationKey, Leaf] = {}
         inner: dict[RelationKey, NodeLineage] = {}
-        for parent in self._parents(node):
-            crossing = _upstream_relation(node, parent, self.manifest, self.project, self.upstreams, self.published)
+        for parent, child in self._parents(node):
+            crossing = _upstream_relation(child, parent, self.manifest, self.project, self.upstreams, self.published)
             if crossing is not None:
                 upstream, uid, _via, pinned, key, cols = crossing
                 leaves[key] = (upstream, uid, pinned)

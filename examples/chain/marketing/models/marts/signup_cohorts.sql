@@ -2,7 +2,7 @@ with
 
 customers as (
 
-    select * from {{ ref('stg_core_customers') }}
+    select * from {{ source('core', 'customers') }}
 
 ),
 

@@ -11,8 +11,7 @@ renamed as (
     select
         customer_id,
         email,
-        country,
-        signup_date
+        country
 
     from source
 
