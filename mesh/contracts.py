@@ -17,6 +17,9 @@ Never breaking (reported as notices): `model_added`, `version_added`, `column_ad
 `backward`), `description_changed`, `contract_enforced`, `constraint_added`, `latest_version_changed`,
 `deprecation_changed`, `relation_changed`, `compatibility_changed`, a materialization change that
 drops no enforced constraint, and a widened size/precision (varchar(10) -> varchar(20)).
+The contract decides what the producer promised, usage decides what breaks: a removed or retyped
+column of a public model without an enforced contract (or one marked `"contract": false`, known only
+from the catalog) is `usage_decides`: breaking when a consumer uses it, a notice otherwise.
 
 Compatibility modes, per model version, from `meta.mesh.compatibility` (as in a Kafka schema
 registry; named in the API sense: "backward compatible" = existing consumers keep working):
@@ -46,7 +49,10 @@ The gate (`invoke check`, `invoke publish`): compare the working tree's (check) 
 recorded (mesh.usage): a breaking change that hits a consumer's model and column fails with
 BreakingChangeError (exit 1) and a table of who is hit; a breaking change nobody consumes passes
 with a warning; `--allow-breaking --reason "..."` passes and records the reason in the published
-history entry's `metadata.mesh`.
+history entry's `metadata.mesh`. Impact follows chains: a hit project that publishes recorded which
+of its public columns the changed column feeds (column lineage); the consumers of those columns are
+hit too, recursively, each hit with its path (`core.orders.amount → marketing.customer_value.
+lifetime_amount → finance.ltv`). The report renders as text, JSON or markdown (a PR comment).
 """
 
 from __future__ import annotations
@@ -815,7 +821,9 @@ class GateResult:
             return f"{h.change.kind} {h.change.target} used by {h.use.consumer} model {h.model}{through} (column {h.column})"
 
         shown = "; ".join(told(h) for h in hits[:3])
-        more = f" (and {len(hits) - 3} more)" if len(hits) > 3 else ""
+        chained = sum(bool(h.path) for h in hits[3:])
+        through = f", {chained} of them through public columns of other projects" if chained else ""
+        more = f" (and {len(hits) - 3} more{through})" if len(hits) > 3 else ""
         projects = ", ".join(self.hit_projects())
         return BreakingChangeError(
             f"breaking change to {self.project}'s contract hits {projects}: {shown}{more}; ship it as a "

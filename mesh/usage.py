@@ -14,9 +14,18 @@ possible the record is conservative: `"*"` (every column, present and future) is
 qualified, when a column cannot be attributed to one relation, and for non-SQL nodes. A `"*"` makes
 every column change of that model count as hitting the consumer.
 
+A consumer that also publishes records, for each output column of each of its public models, which
+upstream public columns feed it (`lineage`): column lineage from the compiled SQL of the public model
+and of its own parents (mesh.column_lineage), walked through the project's models down to the
+upstream refs and sources; `"*"` where it cannot tell (a python model, SQL it cannot read: every
+upstream column the model reaches may feed every output column). This is what lets the gate of any
+upstream follow a change through the consumer to the consumers of its public columns.
+
 The result is stored per consumer as its private registry object `usage` (see registry/base.py),
-written after each validation, and read by the contract gate (mesh.contracts) and
-`invoke registry.consumers`. Column names are compared lower-cased.
+written after each validation, replacing the consumer's previous record, and read by the contract
+gate (mesh.contracts) and `invoke registry.consumers`. `prune_usage` drops what a consumer's newer
+build no longer has (call it after each passing build). Format 2 adds `lineage`; records of format 1
+are still read (without lineage). Column names are compared lower-cased.
 """
 
 from __future__ import annotations
