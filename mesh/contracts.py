@@ -58,6 +58,7 @@ lifetime_amount → finance.ltv`). The report renders as text, JSON or markdown 
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -574,14 +575,20 @@ def impact(change: ContractChange, uses: list[Use], lineage: list[Feed]) -> tupl
     derives from the changed column (its recorded lineage) to the consumers of that column, and so
     on. Each public column is followed once, so stale records that form a cycle end."""
     hits = hits_of(change, uses)
+    feeds_from: dict[str, list[Feed]] = {}
+    for feed in lineage:
+        feeds_from.setdefault(feed.upstream_node, []).append(feed)
+    uses_of: dict[str, list[Use]] = {}
+    for use in uses:
+        uses_of.setdefault(use.upstream_node, []).append(use)
     reached: list[Reach] = []
     seen: set[tuple[str, str]] = set()
-    pending: list[tuple[str, str | None, str, tuple[str, ...]]] = [
-        (change.unique_id, change.column, change.audience, ())
-    ]
-    while pending:
-        uid, column, audience, path = pending.pop(0)
-        for feed in lineage:
+    pending: deque[tuple[str, str | None, str, tuple[str, ...]]] = deque(
+        [(change.unique_id, change.column, change.audience, ())]
+    )
+    while pending:  # breadth first: the shortest path to each public column is the one shown
+        uid, column, audience, path = pending.popleft()
+        for feed in feeds_from.get(uid, []):
             if _reached_column(uid, column, audience, change.effect, feed) is None:
                 continue
             if (feed.node, feed.column) in seen:
@@ -589,7 +596,7 @@ def impact(change: ContractChange, uses: list[Use], lineage: list[Feed]) -> tupl
             seen.add((feed.node, feed.column))
             step = (*path, _column_label(feed.project, feed.node, feed.column))
             reached.append(Reach(change, feed, step))
-            for use in uses:
+            for use in uses_of.get(feed.node, []):
                 hit = _reached_column(feed.node, feed.column, "all", change.effect, use)
                 if hit is not None:
                     hits.append(Hit(change, use, hit, step))
