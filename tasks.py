@@ -196,6 +196,7 @@ def publish(
         "target": TARGET_HELP,
         "allow_breaking": "pass even if a breaking change hits registered consumers",
         "reason": "why the breaking change is acceptable",
+        "format": "text (default), json, or markdown (a pull-request comment)",
     }
 )
 @_fails_cleanly
@@ -205,11 +206,12 @@ def check(
     target: str | None = None,
     allow_breaking: bool = False,
     reason: str | None = None,
+    format: str = "text",  # noqa: A002
 ) -> None:
     """PR gate: would this change break a published contract that consumers use?"""
     from mesh.cli import run_check
 
-    run_check(_mesh(target), project, allow_breaking, reason)
+    run_check(_mesh(target), project, allow_breaking, reason, format)
 
 
 @task(

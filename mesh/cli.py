@@ -4,7 +4,8 @@ and exit codes; each command is the same library call as its task.
 
     mesh [--root DIR] [--target T] build --project P [--select S] [--defer] [--save-state] [--full-refresh]
     mesh [--root DIR] [--target T] publish --project P [--allow-breaking --reason TEXT]
-    mesh [--root DIR] [--target T] check --project P [--allow-breaking --reason TEXT]
+    mesh [--root DIR] [--target T] check --project P [--format text|json|markdown]
+                                         [--allow-breaking --reason TEXT]
     mesh [--root DIR] [--target T] sync --project P [--dry-run]
     mesh [--root DIR] [--target T] validate [--project P | --all | --manifest PATH] [--format json]
     mesh [--root DIR] [--target T] lineage [--format mermaid|json|html] [--output PATH]
@@ -66,15 +67,20 @@ def run_validate(
         raise LineageError(f"broken cross-project lineage in {', '.join(failing)}")
 
 
-def run_check(mesh: Mesh, project: str, allow_breaking: bool, reason: str | None) -> None:
-    """The PR gate: print what changed against `latest`; raise BreakingChangeError when it hits."""
-    from mesh.contracts import check_project
+def run_check(
+    mesh: Mesh, project: str, allow_breaking: bool, reason: str | None, fmt: str = "text"
+) -> None:
+    """The PR gate: print what changed against `latest` (text, json or markdown); raise
+    BreakingChangeError when a breaking change hits a consumer, directly or through a chain."""
+    from mesh.contracts import CHECK_FORMATS, check_project
     from mesh.dbt import dbt_log
     from mesh.scheduler import log_path
 
+    if fmt not in CHECK_FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}: use {', '.join(CHECK_FORMATS)}")
     with dbt_log(log_path(mesh, project)):  # dbt's parse log: logs/<project>.log, not the screen
         result = check_project(mesh, project, allow_breaking, reason)
-    print("\n".join(result.lines()))
+    print(result.render(fmt))
     if result.blocked:
         raise result.error()
 
@@ -133,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--project", required=True)
     chk.add_argument("--allow-breaking", action="store_true", help="pass despite hit consumers")
     chk.add_argument("--reason", help="why the breaking change is acceptable")
+    chk.add_argument(
+        "--format", default="text", choices=["text", "json", "markdown"],
+        help="text (default), json, or markdown for a pull-request comment",
+    )
     syn = sub.add_parser("sync", help="write a consumer's generated upstream files")
     syn.add_argument("--project", required=True)
     syn.add_argument("--dry-run", action="store_true")
@@ -226,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "publish":
             print(run_publish(mesh, args.project, args.allow_breaking, args.reason))
         elif args.command == "check":
-            run_check(mesh, args.project, args.allow_breaking, args.reason)
+            run_check(mesh, args.project, args.allow_breaking, args.reason, args.format)
         elif args.command == "sync":
             from mesh.pipeline import sync_project
             from mesh.report import plan_lines

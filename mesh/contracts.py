@@ -17,6 +17,9 @@ Never breaking (reported as notices): `model_added`, `version_added`, `column_ad
 `backward`), `description_changed`, `contract_enforced`, `constraint_added`, `latest_version_changed`,
 `deprecation_changed`, `relation_changed`, `compatibility_changed`, a materialization change that
 drops no enforced constraint, and a widened size/precision (varchar(10) -> varchar(20)).
+The contract decides what the producer promised, usage decides what breaks: a removed or retyped
+column of a public model without an enforced contract (or one marked `"contract": false`, known only
+from the catalog) is `usage_decides`: breaking when a consumer uses it, a notice otherwise.
 
 Compatibility modes, per model version, from `meta.mesh.compatibility` (as in a Kafka schema
 registry; named in the API sense: "backward compatible" = existing consumers keep working):
@@ -46,21 +49,25 @@ The gate (`invoke check`, `invoke publish`): compare the working tree's (check) 
 recorded (mesh.usage): a breaking change that hits a consumer's model and column fails with
 BreakingChangeError (exit 1) and a table of who is hit; a breaking change nobody consumes passes
 with a warning; `--allow-breaking --reason "..."` passes and records the reason in the published
-history entry's `metadata.mesh`.
+history entry's `metadata.mesh`. Impact follows chains: a hit project that publishes recorded which
+of its public columns the changed column feeds (column lineage); the consumers of those columns are
+hit too, recursively, each hit with its path (`core.orders.amount → marketing.customer_value.
+lifetime_amount → finance.ltv`). The report renders as text, JSON or markdown (a PR comment).
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mesh.config import Mesh
 from mesh.errors import BreakingChangeError, ConfigError, ManifestError
 from mesh.manifest import Json, extract_interface, load_interface, load_manifest
-from mesh.usage import ALL_COLUMNS, Use
+from mesh.usage import ALL_COLUMNS, Feed, MeshUsage, Use, read_usage
 
 Say = Callable[[str], None]
 
@@ -111,6 +118,7 @@ _ENFORCED_CONSTRAINTS: dict[str, frozenset[str]] = {
 }
 _DEFAULT_ENFORCED = frozenset({"not_null", "foreign_key"})
 _CONSTRAINING_MATERIALIZATIONS = ("table", "incremental")
+_UNPROMISED = " (no enforced contract: breaking if a consumer uses it)"
 
 HINT = (
     "to ship a breaking change, keep the current version for its consumers: add a model version "
@@ -135,6 +143,9 @@ class ContractChange:
     mode: str = DEFAULT_MODE  # the compatibility mode(s) that judged it, "backward" or "full/none"
     audience: str = "all"  # which consumers of unique_id it reaches: all, pinned or unpinned
     effect: str | None = None  # what modes judge: model, removal, change, narrowing, widening, addition
+    # No enforced contract promised this column: the change breaks only a consumer that uses it
+    # (the gate decides, from usage).
+    usage_decides: bool = False
 
     @property
     def model(self) -> str:
@@ -161,6 +172,7 @@ class ContractChange:
             "message": self.message,
             "mode": self.mode,
             "audience": self.audience,
+            "usage_decides": self.usage_decides,
         }
 
 
@@ -295,11 +307,15 @@ class _Differ:
         effect: str | None,
         modes: tuple[str, ...],
         audience: str = "all",
+        usage_decides: bool = False,
     ) -> None:
-        breaking = effect is not None and any(effect in _FORBIDS[m] for m in modes)
+        forbidden = effect is not None and any(effect in _FORBIDS[m] for m in modes)
         label = "/".join(dict.fromkeys(modes))
         self.changes.append(
-            ContractChange(kind, uid, column, old, new, breaking, message, label, audience, effect)
+            ContractChange(
+                kind, uid, column, old, new, forbidden and not usage_decides, message, label, audience,
+                effect, forbidden and usage_decides,
+            )
         )
 
     def removed(self, uid: str, node: Json, new_nodes: Json, audience: str) -> None:
@@ -332,15 +348,19 @@ class _Differ:
         modes = (compatibility(old), compatibility(new))
         shown = f" (now {short_id(str(new['unique_id']))})" if new.get("unique_id") != uid else ""
 
-        def add(kind: str, column: str | None, o: Any, n: Any, message: str, effect: str | None) -> None:
-            self.add(kind, uid, column, o, n, message + shown, effect, modes, audience)
+        def add(
+            kind: str, column: str | None, o: Any, n: Any, message: str, effect: str | None, by_usage: bool = False
+        ) -> None:
+            self.add(kind, uid, column, o, n, message + shown, effect, modes, audience, by_usage)
 
         old_enforced, new_enforced = _enforced(old), _enforced(new)
         if old_enforced and not new_enforced:
             add(CONTRACT_REMOVED, None, True, False, "Contract enforcement was removed: previously this model had an enforced contract; it no longer enforces it", _MODEL)
         elif new_enforced and not old_enforced:
             add(CONTRACT_ENFORCED, None, False, True, "Contract is now enforced", None)
-        # dbt-core: column changes of a model whose contract was never enforced are no contract change.
+        # dbt-core: column changes of a model whose contract was never enforced are no contract
+        # change. Here the contract decides what the producer promised, usage decides what breaks: a
+        # removed or retyped column of such a model is breaking for a consumer that uses it.
         judged = old_enforced or new_enforced
         constraining = _materialized(old) in _CONSTRAINING_MATERIALIZATIONS
         old_cols: Json = old.get("columns") or {}
@@ -349,16 +369,23 @@ class _Differ:
         for name, col in old_cols.items():
             if col.get("constraints"):
                 had_constraints = True
-            if name not in new_cols:
-                add(COLUMN_REMOVED, name, col.get("data_type"), None, f"Column was removed: {name}", _REMOVAL if judged else None)
+            other = new_cols.get(name)
+            # A column the contract promised; `"contract": false` marks one only a catalog showed.
+            promised = judged and col.get("contract") is not False and (other or {}).get("contract") is not False
+            if other is None:
+                add(
+                    COLUMN_REMOVED, name, col.get("data_type"), None,
+                    f"Column was removed: {name}{'' if promised else _UNPROMISED}", _REMOVAL, not promised,
+                )
                 continue
-            other = new_cols[name]
             change = type_change(col.get("data_type"), other.get("data_type"))
-            if change is not None:
+            if change is not None and (promised or (col.get("data_type") and other.get("data_type"))):
+                # Unpromised, a type appearing or disappearing is not a change: it was not known.
                 add(
                     DATA_TYPE_CHANGED, name, col.get("data_type"), other.get("data_type"),
-                    f"Column data_type changed: {name} ({col.get('data_type')} -> {other.get('data_type')}, {change})",
-                    change if judged else None,
+                    f"Column data_type changed: {name} ({col.get('data_type')} -> {other.get('data_type')}, {change})"
+                    f"{'' if promised else _UNPROMISED}",
+                    change, not promised,
                 )
             old_cons = list(col.get("constraints") or [])
             new_cons = list(other.get("constraints") or [])
@@ -370,7 +397,7 @@ class _Differ:
                     CONSTRAINT_REMOVED, name, constraint, None,
                     f"{'Enforced c' if enforced else 'C'}olumn level constraint was removed: "
                     f"'{_constraint_label(constraint)}' constraint on column {name}",
-                    _REMOVAL if enforced and judged else None,
+                    _REMOVAL if enforced and promised else None,
                 )
             for constraint in new_cons:
                 if constraint not in old_cons:
@@ -471,35 +498,124 @@ def diff_interfaces(
 
 # --- consumers hit ---------------------------------------------------------------------------------
 
+ARROW = " → "
+CHECK_FORMATS = ("text", "json", "markdown")
+
 
 @dataclass(frozen=True)
 class Hit:
-    """A breaking change that reaches one consumer node."""
+    """A breaking change that reaches one consumer node, directly or through the public columns of
+    projects in between (`path`)."""
 
     change: ContractChange
     use: Use
-    column: str  # the column hit, "*" (every column) or "(model)"
+    column: str  # the column of use.upstream_node hit, "*" (every column) or "(model)"
+    path: tuple[str, ...] = ()  # `project.model.column` of each public column in between
+
+    @property
+    def hops(self) -> int:
+        return len(self.path) + 1
+
+    @property
+    def model(self) -> str:
+        return short_id(self.use.node)
+
+    def route(self, origin: str) -> list[str]:
+        """`core.orders.amount`, `marketing.customer_value.lifetime_amount`, `finance.ltv`."""
+        return [origin, *self.path, f"{self.use.consumer}.{self.model}"]
+
+
+@dataclass(frozen=True)
+class Reach:
+    """A public column of a consumer that publishes, derived from a changed column."""
+
+    change: ContractChange
+    feed: Feed
+    path: tuple[str, ...]  # ending with this column
+
+
+def _column_label(project: str, node: str, column: str) -> str:
+    return f"{project}.{short_id(node)}.{column}"
+
+
+def _reached_column(
+    uid: str, column: str | None, audience: str, effect: str | None, item: Use | Feed
+) -> str | None:
+    """The column of `item` (a use of, or lineage from, an upstream node) that a change to `uid`'s
+    `column` (None: the whole model; "*": every column) reaches; None if it reaches none."""
+    if item.upstream_node != uid:
+        return None
+    if audience == "pinned" and not item.pinned:
+        return None
+    if audience == "unpinned" and item.pinned:
+        return None
+    if column is None:
+        return "(model)"
+    if effect == _ADDITION:
+        # An added column only reaches a consumer that reads every column.
+        return ALL_COLUMNS if item.all_columns else None
+    if column == ALL_COLUMNS:
+        return ALL_COLUMNS
+    if item.uses_column(column):
+        return column if column.lower() in item.columns else ALL_COLUMNS
+    return None
 
 
 def hits_of(change: ContractChange, uses: Iterable[Use]) -> list[Hit]:
-    """The uses `change` reaches: same unique_id, right audience, and a column they read."""
+    """The uses `change` reaches directly: same unique_id, right audience, and a column they read."""
     hits = []
     for use in uses:
-        if use.upstream_node != change.unique_id:
-            continue
-        if change.audience == "pinned" and not use.pinned:
-            continue
-        if change.audience == "unpinned" and use.pinned:
-            continue
-        if change.column is None:
-            hits.append(Hit(change, use, "(model)"))
-        elif change.effect == _ADDITION:
-            # An added column only reaches a consumer that reads every column.
-            if use.all_columns:
-                hits.append(Hit(change, use, ALL_COLUMNS))
-        elif use.uses_column(change.column):
-            hits.append(Hit(change, use, change.column if change.column.lower() in use.columns else ALL_COLUMNS))
+        column = _reached_column(change.unique_id, change.column, change.audience, change.effect, use)
+        if column is not None:
+            hits.append(Hit(change, use, column))
     return hits
+
+
+def impact(change: ContractChange, uses: list[Use], lineage: list[Feed]) -> tuple[list[Hit], list[Reach]]:
+    """Every consumer node `change` reaches: directly, then through each public column a hit project
+    derives from the changed column (its recorded lineage) to the consumers of that column, and so
+    on. Each public column is followed once, so stale records that form a cycle end."""
+    hits = hits_of(change, uses)
+    feeds_from: dict[str, list[Feed]] = {}
+    for feed in lineage:
+        feeds_from.setdefault(feed.upstream_node, []).append(feed)
+    uses_of: dict[str, list[Use]] = {}
+    for use in uses:
+        uses_of.setdefault(use.upstream_node, []).append(use)
+    reached: list[Reach] = []
+    seen: set[tuple[str, str]] = set()
+    pending: deque[tuple[str, str | None, str, tuple[str, ...]]] = deque(
+        [(change.unique_id, change.column, change.audience, ())]
+    )
+    while pending:  # breadth first: the shortest path to each public column is the one shown
+        uid, column, audience, path = pending.popleft()
+        for feed in feeds_from.get(uid, []):
+            if _reached_column(uid, column, audience, change.effect, feed) is None:
+                continue
+            if (feed.node, feed.column) in seen:
+                continue
+            seen.add((feed.node, feed.column))
+            step = (*path, _column_label(feed.project, feed.node, feed.column))
+            reached.append(Reach(change, feed, step))
+            for use in uses_of.get(feed.node, []):
+                hit = _reached_column(feed.node, feed.column, "all", change.effect, use)
+                if hit is not None:
+                    hits.append(Hit(change, use, hit, step))
+            pending.append((feed.node, feed.column, "all", step))
+    return hits, reached
+
+
+@dataclass(frozen=True)
+class Impact:
+    """What one breaking (or usage-decided) change reaches."""
+
+    change: ContractChange
+    hits: list[Hit]
+    reached: list[Reach]
+
+
+def _hit_order(hit: Hit) -> tuple[Any, ...]:
+    return (hit.change.unique_id, hit.change.kind, hit.change.column or "", hit.hops, hit.use.consumer, hit.use.node, hit.path)
 
 
 @dataclass
@@ -510,9 +626,11 @@ class GateResult:
     env: str
     against: str | None  # the latest version compared with; None on first publish
     changes: list[ContractChange] = field(default_factory=list)
-    uses: list[Use] = field(default_factory=list)
+    uses: list[Use] = field(default_factory=list)  # the recorded uses of this project's models
     allowed: bool = False
     reason: str | None = None
+    impacts: list[Impact] = field(default_factory=list)
+    without_lineage: list[str] = field(default_factory=list)  # records that predate column lineage
 
     @property
     def breaking(self) -> list[ContractChange]:
@@ -520,57 +638,201 @@ class GateResult:
 
     @property
     def hits(self) -> list[Hit]:
-        return [hit for change in self.breaking for hit in hits_of(change, self.uses)]
+        return sorted((hit for i in self.impacts if i.change.breaking for hit in i.hits), key=_hit_order)
 
     @property
     def unconsumed(self) -> list[ContractChange]:
         """Breaking changes no registered consumer is hit by (they pass with a warning)."""
-        return [c for c in self.breaking if not hits_of(c, self.uses)]
+        return [i.change for i in self.impacts if i.change.breaking and not i.hits]
+
+    @property
+    def unread(self) -> list[Reach]:
+        """Public columns derived from a breaking change that no consumer on record reads."""
+        read = {(id(h.change), h.path) for h in self.hits}
+        return [
+            r for i in self.impacts if i.change.breaking for r in i.reached if (id(r.change), r.path) not in read
+        ]
 
     @property
     def blocked(self) -> bool:
         return bool(self.hits) and not self.allowed
 
+    def origin(self, change: ContractChange) -> str:
+        return f"{self.project}.{change.target}"
+
+    def route(self, hit: Hit) -> str:
+        return ARROW.join(hit.route(self.origin(hit.change)))
+
+    def hit_projects(self) -> list[str]:
+        return sorted({h.use.consumer for h in self.hits})
+
+    def _notes(self) -> list[str]:
+        notes = []
+        for reach in self.unread:
+            notes.append(
+                f"{ARROW.join([self.origin(reach.change), *reach.path])}: public column of "
+                f"{reach.feed.project}, no consumer on record reads it"
+            )
+        for name in sorted(set(self.without_lineage) & set(self.hit_projects())):
+            notes.append(
+                f"{name}'s usage record predates column lineage: what its public models pass on is not "
+                f"followed until its next passing build records usage again"
+            )
+        return notes
+
+    def _warnings(self) -> list[str]:
+        warnings = [
+            f"breaking change {c.kind} {c.target} has no registered consumer; passing" for c in self.unconsumed
+        ]
+        if self.hits and self.allowed:
+            warnings.append(f"breaking change allowed (--allow-breaking): {self.reason}")
+        return warnings
+
+    def summary(self) -> str:
+        if self.against is None:
+            return f"check {self.project}/{self.env}: no published contract yet; nothing to compare"
+        consumers = sorted({u.consumer for u in self.uses})
+        return (
+            f"check {self.project}/{self.env} against latest {self.against}: {plural(len(self.changes), 'change')}, "
+            f"{len(self.breaking)} breaking; consumers on record: {', '.join(consumers) or 'none'}"
+        )
+
+    def hits_line(self) -> str:
+        projects = self.hit_projects()
+        chained = [h for h in self.hits if h.path]
+        through = sorted({step.split(".")[0] for h in chained for step in h.path})
+        via = (
+            f"; {plural(len(chained), 'hit')} through public columns of {', '.join(through)}" if chained else ""
+        )
+        return f"breaking changes hit {plural(len(projects), 'consumer project')} ({', '.join(projects)}){via}:"
+
     def table(self) -> list[str]:
         rows = [
-            (hit.change.kind + " " + hit.change.model, hit.use.consumer, short_id(hit.use.node), hit.column)
+            (hit.change.kind + " " + hit.change.model, hit.use.consumer, hit.model, hit.column, self.route(hit))
             for hit in self.hits
         ]
-        header = ("change", "consumer project", "consumer model", "column")
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+        header = ("change", "consumer project", "consumer model", "column", "path")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         return ["  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in [header, *rows]]
 
     def lines(self) -> list[str]:
         if self.against is None:
-            return [f"check {self.project}/{self.env}: no published contract yet; nothing to compare"]
-        consumers = sorted({u.consumer for u in self.uses})
-        lines = [
-            f"check {self.project}/{self.env} against latest {self.against}: {plural(len(self.changes), 'change')}, "
-            f"{len(self.breaking)} breaking; consumers on record: {', '.join(consumers) or 'none'}"
-        ]
+            return [self.summary()]
+        lines = [self.summary()]
         lines += [f"  {c.line()}" for c in self.changes]
         if not self.changes:
             lines.append("  the interface is unchanged")
         if self.hits:
-            lines.append(f"breaking changes hit {plural(len({h.use.consumer for h in self.hits}), 'consumer project')}:")
+            lines.append(self.hits_line())
             lines += self.table()
-        for change in self.unconsumed:
-            lines.append(f"WARNING: breaking change {change.kind} {change.target} has no registered consumer; passing")
-        if self.hits:
-            if self.allowed:
-                lines.append(f"WARNING: breaking change allowed (--allow-breaking): {self.reason}")
-            else:
-                lines.append(f"hint: {HINT}")
+        lines += [f"note: {note}" for note in self._notes()]
+        lines += [f"WARNING: {warning}" for warning in self._warnings()]
+        if self.blocked:
+            lines.append(f"hint: {HINT}")
         return lines
+
+    def to_json(self) -> Json:
+        """The same content as `lines()`, for machines."""
+        return {
+            "project": self.project,
+            "env": self.env,
+            "against": self.against,
+            "blocked": self.blocked,
+            "allowed": self.allowed,
+            "reason": self.reason,
+            "consumers_on_record": sorted({u.consumer for u in self.uses}),
+            "changes": [c.to_json() for c in self.changes],
+            "hits": [
+                {
+                    "change": {"kind": h.change.kind, "unique_id": h.change.unique_id, "column": h.change.column},
+                    "consumer": h.use.consumer,
+                    "node": h.use.node,
+                    "model": h.model,
+                    "column": h.column,
+                    "via": h.use.via,
+                    "pinned": h.use.pinned,
+                    "hops": h.hops,
+                    "path": h.route(self.origin(h.change)),
+                }
+                for h in self.hits
+            ],
+            "unread_public_columns": [
+                {
+                    "change": {"kind": r.change.kind, "unique_id": r.change.unique_id, "column": r.change.column},
+                    "project": r.feed.project,
+                    "node": r.feed.node,
+                    "column": r.feed.column,
+                    "path": [self.origin(r.change), *r.path],
+                }
+                for r in self.unread
+            ],
+            "unconsumed": [c.to_json() for c in self.unconsumed],
+            "notes": self._notes(),
+            "warnings": self._warnings(),
+            "hint": HINT if self.blocked else None,
+            "error": str(self.error()) if self.blocked else None,
+        }
+
+    def markdown(self) -> str:
+        """The same content as `lines()`, as a pull-request comment."""
+        title = f"Contract check for `{self.project}` ({self.env})"
+        if self.against is None:
+            verdict = "no published contract yet; nothing to compare"
+        elif self.blocked:
+            verdict = f"**blocked**: breaking changes hit {', '.join(self.hit_projects())}"
+        elif self.hits:
+            verdict = f"**allowed**: breaking changes hit {', '.join(self.hit_projects())} (--allow-breaking)"
+        elif self.breaking:
+            verdict = "**passes**: breaking changes, but no consumer on record uses them"
+        else:
+            verdict = "**passes**: no breaking change"
+        out = [f"<!-- mesh check {self.project}/{self.env} -->", f"### {title}: {verdict}", "", self.summary(), ""]
+        if self.changes:
+            out += ["| | change | model / column | message | mode |", "|---|---|---|---|---|"]
+            for c in self.changes:
+                flag = "**BREAKING**" if c.breaking else "change"
+                scope = "" if c.audience == "all" else f" ({c.audience} refs)"
+                out.append(f"| {flag} | `{c.kind}` | `{c.target}`{scope} | {_cell(c.message)} | {c.mode} |")
+            out.append("")
+        if self.hits:
+            out += [
+                _cell(self.hits_line()),
+                "",
+                "| change | consumer project | consumer model | column | path |",
+                "|---|---|---|---|---|",
+            ]
+            for h in self.hits:
+                route = ARROW.join(f"`{step}`" for step in h.route(self.origin(h.change)))
+                out.append(f"| `{h.change.kind}` `{h.change.model}` | {h.use.consumer} | `{h.model}` | `{h.column}` | {route} |")
+            out.append("")
+        out += [f"- note: {_cell(note)}" for note in self._notes()]
+        out += [f"- **warning**: {_cell(warning)}" for warning in self._warnings()]
+        if self.blocked:
+            out += ["", f"**hint:** {_cell(HINT)}"]
+        return "\n".join(out).rstrip() + "\n"
+
+    def render(self, fmt: str) -> str:
+        """`text`, `json` or `markdown`."""
+        if fmt == "json":
+            import orjson
+
+            return orjson.dumps(self.to_json(), option=orjson.OPT_INDENT_2).decode()
+        if fmt == "markdown":
+            return self.markdown()
+        return "\n".join(self.lines())
 
     def error(self) -> BreakingChangeError:
         hits = self.hits
-        shown = "; ".join(
-            f"{h.change.kind} {h.change.target} used by {h.use.consumer} model {short_id(h.use.node)} (column {h.column})"
-            for h in hits[:3]
-        )
-        more = f" (and {len(hits) - 3} more)" if len(hits) > 3 else ""
-        projects = ", ".join(sorted({h.use.consumer for h in hits}))
+
+        def told(h: Hit) -> str:
+            through = f" through {h.path[-1]}" if h.path else ""
+            return f"{h.change.kind} {h.change.target} used by {h.use.consumer} model {h.model}{through} (column {h.column})"
+
+        shown = "; ".join(told(h) for h in hits[:3])
+        chained = sum(bool(h.path) for h in hits[3:])
+        through = f", {chained} of them through public columns of other projects" if chained else ""
+        more = f" (and {len(hits) - 3} more{through})" if len(hits) > 3 else ""
+        projects = ", ".join(self.hit_projects())
         return BreakingChangeError(
             f"breaking change to {self.project}'s contract hits {projects}: {shown}{more}; ship it as a "
             f'new model version (and set deprecation_date on the old one), or pass --allow-breaking --reason "..."'
@@ -582,12 +844,22 @@ class GateResult:
         if self.allowed and self.hits:
             doc["reason"] = self.reason
             doc["breaking_changes"] = [
-                {**c.to_json(), "consumers": sorted({f"{h.use.consumer}:{short_id(h.use.node)}" for h in hits_of(c, self.uses)})}
-                for c in self.breaking
+                {
+                    **i.change.to_json(),
+                    "consumers": sorted({f"{h.use.consumer}:{h.model}" for h in i.hits}),
+                    "paths": sorted({ARROW.join(h.route(self.origin(h.change))) for h in i.hits if h.path}),
+                }
+                for i in self.impacts
+                if i.change.breaking
             ]
         elif self.breaking:
             doc["breaking_changes"] = [c.to_json() for c in self.breaking]
         return doc
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell or list item."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def evaluate(
@@ -598,12 +870,48 @@ def evaluate(
     uses: list[Use],
     allow_breaking: bool = False,
     reason: str | None = None,
+    lineage: list[Feed] | None = None,
+    without_lineage: list[str] | None = None,
 ) -> GateResult:
-    """Match changes with the consumers' recorded uses of `project`."""
+    """Match changes with the consumers' recorded uses: of `project` directly, and (given the
+    mesh's `lineage`) through the public columns of consumers that publish what they derive.
+
+    A usage-decided change (a column of a model without an enforced contract) becomes breaking
+    when it hits a consumer; unused it stays a notice.
+    """
     if allow_breaking and not (reason or "").strip():
         raise ConfigError('--allow-breaking needs --reason "why this break is acceptable" (it is recorded)')
+    feeds = list(lineage or [])
+    judged: list[ContractChange] = []
+    impacts: list[Impact] = []
+    for change in changes:
+        if change.breaking or change.usage_decides:
+            hits, reached = impact(change, uses, feeds)
+            if change.usage_decides and hits:
+                change = replace(change, breaking=True)
+                hits, reached = impact(change, uses, feeds)
+            impacts.append(Impact(change, hits, reached))
+        judged.append(change)
     relevant = [u for u in uses if u.upstream == project]
-    return GateResult(project, env, against, changes, relevant, allow_breaking, (reason or "").strip() or None)
+    return GateResult(
+        project, env, against, judged, relevant, allow_breaking, (reason or "").strip() or None, impacts,
+        sorted(without_lineage or []),
+    )
+
+
+def evaluate_usage(
+    project: str,
+    env: str,
+    against: str | None,
+    changes: list[ContractChange],
+    usage: MeshUsage,
+    allow_breaking: bool = False,
+    reason: str | None = None,
+) -> GateResult:
+    """`evaluate` against every usage record of the mesh (uses, lineage, records without it)."""
+    return evaluate(
+        project, env, against, changes, usage.uses, allow_breaking, reason, usage.lineage, usage.without_lineage
+    )
 
 
 # --- the mesh --------------------------------------------------------------------------------------
@@ -632,7 +940,6 @@ def check_project(
     the caller made already (with `parse=False`).
     """
     from mesh.dbt import run_dbt
-    from mesh.usage import read_uses
 
     project = mesh.project(name)
     if allow_breaking and not (reason or "").strip():
@@ -654,7 +961,7 @@ def check_project(
     changes = diff_interfaces(
         latest["nodes"], nodes, adapter_type=_adapter(latest) or _adapter(manifest), manifest=manifest
     )
-    return evaluate(name, mesh.env, entry.version, changes, read_uses(mesh, name), allow_breaking, reason)
+    return evaluate_usage(name, mesh.env, entry.version, changes, read_usage(mesh), allow_breaking, reason)
 
 
 def publish_gate(
@@ -671,8 +978,6 @@ def publish_gate(
     given (pass the same dict as `extra_meta`), receives what the gate decided, so the reason and
     the breaking changes land in the history entry's `metadata.mesh`.
     """
-    from mesh.usage import read_uses
-
     if allow_breaking and not (reason or "").strip():
         raise ConfigError('--allow-breaking needs --reason "why this break is acceptable" (it is recorded)')
     manifest_path = mesh.project(name).target_dir / "manifest.json"
@@ -685,7 +990,7 @@ def publish_gate(
             latest["nodes"], nodes, adapter_type=_adapter(latest) or _adapter(manifest), manifest=manifest
         )
         version = str(latest["metadata"]["mesh"].get("version"))
-        result = evaluate(name, mesh.env, version, changes, read_uses(mesh, name), allow_breaking, reason)
+        result = evaluate_usage(name, mesh.env, version, changes, read_usage(mesh), allow_breaking, reason)
         if result.breaking:
             for line in result.lines():
                 say(line)
@@ -753,7 +1058,6 @@ def rollback_project(
     from mesh.names import new_version
     from mesh.publish import PublishResult, _publisher
     from mesh.registry import commit_version
-    from mesh.usage import read_uses
 
     registry, env = mesh.registry, mesh.env
     target = _interface(mesh, project, to_version)
@@ -766,7 +1070,9 @@ def rollback_project(
         if current["metadata"]["mesh"].get("content_sha256") == sha:
             return PublishResult(project, env, "unchanged", latest.version, latest.version, len(nodes), registry.url)
         changes = diff_interfaces(current["nodes"], nodes, adapter_type=_adapter(current))
-        result = evaluate(project, env, latest.version, changes, read_uses(mesh, project), allow_breaking, reason or "rollback")
+        result = evaluate_usage(
+            project, env, latest.version, changes, read_usage(mesh), allow_breaking, reason or "rollback"
+        )
         for line in result.lines():
             say(line)
         if result.blocked:

@@ -92,14 +92,16 @@ def registry_diff_lines(mesh: Mesh, project: str, from_version: str | None, to_v
 
 
 def consumers_lines(mesh: Mesh, project: str) -> list[str]:
-    """Who uses each public model (and version) of `project`, as recorded by consumers' validation."""
+    """Who uses each public model (and version) of `project`, as recorded by consumers' validation,
+    and which public columns of consumers that publish derive from it (their column lineage)."""
     from mesh.contracts import plural, short_id
-    from mesh.usage import ALL_COLUMNS, read_uses
+    from mesh.usage import ALL_COLUMNS, read_usage
 
     registry, env = mesh.registry, mesh.env
     entry = registry.read_latest(project, env)
     nodes = {} if entry is None else load_interface(entry.body, f"{project}/{env} latest", project)["nodes"]
-    uses = read_uses(mesh, project)
+    usage = read_usage(mesh)
+    uses = [u for u in usage.uses if u.upstream == project]
     by_node: dict[str, list[str]] = {}
     for use in uses:
         columns = "all columns (*)" if ALL_COLUMNS in use.columns else (", ".join(use.columns) or "(no column)")
@@ -128,4 +130,14 @@ def consumers_lines(mesh: Mesh, project: str) -> list[str]:
             lines += by_node[uid]
         else:
             lines.append(f"  {shown}: no registered consumer")
+    feeds = [f for f in usage.lineage if f.upstream == project]
+    if feeds:
+        lines.append(
+            f"  derived downstream: {plural(len(feeds), 'public column')} of consumers that publish "
+            f"derive from {project}'s columns (column lineage):"
+        )
+        for feed in sorted(feeds, key=lambda f: (f.project, f.node, f.column, f.upstream_node)):
+            sources = "all columns (*)" if feed.all_columns else ", ".join(feed.columns)
+            target = f"{feed.project}.{short_id(feed.node)}.{feed.column}"
+            lines.append(f"    {target:44} <- {short_id(feed.upstream_node)}: {sources}")
     return lines

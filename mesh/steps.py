@@ -281,10 +281,10 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
             outcome.details.append(report.text())
             raise LineageError(f"lineage validation failed for {name}: run `invoke validate --project {name}` for the findings")
         outcome.notes.append(f"lineage: {len(report.edges)} cross-project edge{'s' if len(report.edges) != 1 else ''} validated")
-        if options.record_usage:
-            from mesh.usage import record_usage
+    if project.upstreams and options.record_usage and options.complete:
+        from mesh.usage import record_usage
 
-            record_usage(mesh, name)
+        record_usage(mesh, name)  # the whole record: consumer nodes that are gone leave it
     if inputs is not None:
         from mesh import fingerprint
 

@@ -14,15 +14,24 @@ possible the record is conservative: `"*"` (every column, present and future) is
 qualified, when a column cannot be attributed to one relation, and for non-SQL nodes. A `"*"` makes
 every column change of that model count as hitting the consumer.
 
+A consumer that also publishes records, for each output column of each of its public models, which
+upstream public columns feed it (`lineage`): column lineage from the compiled SQL of the public model
+and of its own parents (mesh.column_lineage), walked through the project's models down to the
+upstream refs and sources; `"*"` where it cannot tell (a python model, SQL it cannot read: every
+upstream column the model reaches may feed every output column). This is what lets the gate of any
+upstream follow a change through the consumer to the consumers of its public columns.
+
 The result is stored per consumer as its private registry object `usage` (see registry/base.py),
-written after each validation, and read by the contract gate (mesh.contracts) and
-`invoke registry.consumers`. Column names are compared lower-cased.
+written after each validation, replacing the consumer's previous record, and read by the contract
+gate (mesh.contracts) and `invoke registry.consumers`. `prune_usage` drops what a consumer's newer
+build no longer has (call it after each passing build). Format 2 adds `lineage`; records of format 1
+are still read (without lineage). Column names are compared lower-cased.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +40,8 @@ from mesh.config import Mesh
 from mesh.errors import ManifestError
 from mesh.manifest import Json, dump_json, load_interface, load_manifest, parse_json
 
-USAGE_FORMAT = 1
+USAGE_FORMAT = 2  # 2: adds `lineage`; records of format 1 are still read
+READABLE_FORMATS = (1, 2)
 ALL_COLUMNS = "*"
 # Adapter types whose sqlglot dialect has the same name; anything else parses as generic SQL.
 _DIALECTS = frozenset(
@@ -67,6 +77,32 @@ class Use:
         return doc
 
 
+@dataclass(frozen=True)
+class Feed:
+    """Column lineage across a boundary: upstream public columns that feed one output column of a
+    public model of a consumer that publishes too."""
+
+    project: str  # the consumer that publishes
+    node: str  # its public model's unique_id
+    column: str  # the output column, lower-cased; "*" for every output column (cannot tell)
+    upstream: str
+    upstream_node: str  # the upstream public model's unique_id (the version the reference resolved to)
+    pinned: bool  # reached through a reference that names a version
+    columns: tuple[str, ...]  # upstream columns feeding it, sorted; ("*",) every column may
+
+    @property
+    def all_columns(self) -> bool:
+        return ALL_COLUMNS in self.columns
+
+    def uses_column(self, column: str) -> bool:
+        return self.all_columns or column.lower() in self.columns
+
+    def to_json(self) -> Json:
+        doc = asdict(self)
+        doc["columns"] = list(self.columns)
+        return doc
+
+
 # --- column extraction ---------------------------------------------------------------------------
 
 
@@ -79,7 +115,7 @@ def _key(database: Any, schema: Any, identifier: Any) -> RelationKey:
     return (str(database or "").lower(), str(schema or "").lower(), str(identifier or "").lower())
 
 
-def _table_key(table: Any) -> RelationKey:
+def table_key(table: Any) -> RelationKey:
     return _key(table.catalog, table.db, table.name)
 
 
@@ -110,8 +146,8 @@ def _star_reaches(scope: Any, targets: set[RelationKey], seen: set[int]) -> set[
         for name in names:
             source = scope.sources.get(name)
             if isinstance(source, exp.Table):
-                if _table_key(source) in targets:
-                    found.add(_table_key(source))
+                if table_key(source) in targets:
+                    found.add(table_key(source))
             elif source is not None:
                 found |= _star_reaches(source, targets, seen)
     return found
@@ -153,7 +189,7 @@ def _collect_demanded(root: Any, mentioned: set[RelationKey], used: dict[Relatio
 
     def read(scope: Any, source: Any, names: set[str] | None) -> None:
         if isinstance(source, exp.Table):
-            key = _table_key(source)
+            key = table_key(source)
             if key in mentioned:
                 used[key] |= {ALL_COLUMNS} if names is None else names
         elif source is not None and hasattr(source, "expression"):
@@ -222,7 +258,7 @@ def columns_used(
         return everything
     if tree is None:
         return everything
-    mentioned = {_table_key(t) for t in tree.find_all(exp.Table)} & targets
+    mentioned = {table_key(t) for t in tree.find_all(exp.Table)} & targets
     if not mentioned:
         return {}
     used: dict[RelationKey, set[str]] = {key: set() for key in mentioned}
@@ -292,6 +328,34 @@ def _pinned(node: Json, via: str, target: Json, upstream_node: str) -> bool:
     return False
 
 
+def _upstream_relation(
+    node: Json, parent: str, manifest: Json, project: str, upstreams: list[str], published: Json
+) -> tuple[str, str, str, bool, RelationKey, list[str] | None] | None:
+    """(upstream, upstream unique_id, via, pinned, relation, known columns) of a parent of `node`
+    that crosses into an upstream project; None for any other parent."""
+    found = _upstream_target(parent, manifest, project, upstreams)
+    if found is None:
+        return None
+    upstream, uid, via, target = found
+    if via == "source":
+        key = _key(target.get("database"), target.get("schema"), target.get("identifier") or target.get("name"))
+        cols = list(target.get("columns") or {}) or None
+    else:
+        key = _key(target.get("database"), target.get("schema"), target.get("alias") or target.get("name"))
+        cols = None
+    known = published.get(uid)
+    if known is not None:
+        cols = list(known.get("columns") or {}) or cols
+        if via == "ref" and not any(key):
+            key = _key(known.get("database"), known.get("schema"), known.get("alias"))
+    return upstream, uid, via, _pinned(node, via, target, uid), key, cols
+
+
+def _is_sql(node: Json) -> bool:
+    code = node.get("compiled_code")
+    return isinstance(code, str) and bool(code.strip()) and node.get("language", "sql") == "sql"
+
+
 def compute_usage(manifest: Json, upstreams: Iterable[str], interfaces: dict[str, Json]) -> list[Use]:
     """Every use of an upstream public model by the nodes of a consumer manifest.
 
@@ -309,43 +373,187 @@ def compute_usage(manifest: Json, upstreams: Iterable[str], interfaces: dict[str
         if kind not in _USED_BY or rest.split(".")[0] != project:
             continue  # dbt-loom injects the upstream's own nodes: their edges are not ours
         parents = (node.get("depends_on") or {}).get("nodes") or []
-        targets: list[tuple[str, str, str, bool, RelationKey, list[str] | None]] = []
-        for parent in parents:
-            found = _upstream_target(parent, manifest, project, upstream_names)
-            if found is None:
-                continue
-            upstream, uid, via, target = found
-            if via == "source":
-                key = _key(target.get("database"), target.get("schema"), target.get("identifier") or target.get("name"))
-                cols = list(target.get("columns") or {}) or None
-            else:
-                key = _key(target.get("database"), target.get("schema"), target.get("alias") or target.get("name"))
-                cols = None
-            known = published.get(uid)
-            if known is not None:
-                cols = list(known.get("columns") or {}) or cols
-                if via == "ref" and not any(key):
-                    key = _key(known.get("database"), known.get("schema"), known.get("alias"))
-            targets.append((upstream, uid, via, _pinned(node, via, target, uid), key, cols))
+        targets = [
+            found
+            for parent in parents
+            if (found := _upstream_relation(node, parent, manifest, project, upstream_names, published)) is not None
+        ]
         if not targets:
             continue
-        code = node.get("compiled_code")
-        if isinstance(code, str) and code.strip() and node.get("language", "sql") == "sql":
-            relations = {key: cols for *_, key, cols in targets}
-            found_cols = columns_used(code, dialect, relations)
-        else:
-            found_cols = {}
+        relations = {key: cols for *_, key, cols in targets}
+        found_cols = columns_used(str(node["compiled_code"]), dialect, relations) if _is_sql(node) else {}
         for upstream, uid, via, pinned, key, _cols in targets:
-            if isinstance(code, str) and code.strip() and node.get("language", "sql") == "sql":
-                # A parent the SQL never names (e.g. only in a macro's side query) uses nothing.
-                columns = found_cols.get(key, set())
-            else:
-                columns = {ALL_COLUMNS}
+            # A parent the SQL never names (e.g. only in a macro's side query) uses nothing.
+            columns = found_cols.get(key, set()) if _is_sql(node) else {ALL_COLUMNS}
             uses.append(Use(project, node_id, upstream, uid, via, pinned, tuple(sorted(columns))))
     return uses
 
 
-def usage_document(manifest: Json, uses: list[Use], env: str) -> Json:
+# --- column lineage of a consumer's own public models ---------------------------------------------
+
+Leaf = tuple[str, str, bool]  # (upstream, upstream unique_id, pinned)
+NodeLineage = dict[str, dict[Leaf, set[str]]]  # output column -> upstream columns feeding it
+_WALKED = ("model", "snapshot")
+
+
+class _LineageWalk:
+    """Column lineage of a consumer's nodes down to upstream public columns, memoised per node."""
+
+    def __init__(self, manifest: Json, upstreams: list[str], published: Json) -> None:
+        self.manifest = manifest
+        self.nodes: Json = manifest.get("nodes") or {}
+        self.project = str(manifest["metadata"]["project_name"])
+        self.dialect = dialect_of(manifest["metadata"].get("adapter_type"))
+        self.upstreams = upstreams
+        self.published = published
+        self.memo: dict[str, NodeLineage] = {}
+        self.crosses: dict[str, bool] = {}
+
+    def _own(self, uid: str) -> Json | None:
+        node = self.nodes.get(uid)
+        kind, _, rest = uid.partition(".")
+        if not isinstance(node, dict) or kind not in _WALKED or rest.split(".")[0] != self.project:
+            return None
+        return node
+
+    def _parents(self, node: Json) -> list[tuple[str, Json]]:
+        """(parent, the node that references it): ephemeral parents are replaced by theirs (their
+        SQL is inlined into the child as a CTE)."""
+        out: list[tuple[str, Json]] = []
+        pending = [(parent, node) for parent in (node.get("depends_on") or {}).get("nodes") or []]
+        seen: set[str] = set()
+        while pending:
+            parent, child = pending.pop(0)
+            if parent in seen:
+                continue
+            seen.add(parent)
+            own = self._own(parent)
+            if own is not None and (own.get("config") or {}).get("materialized") == "ephemeral":
+                pending += [(grand, own) for grand in (own.get("depends_on") or {}).get("nodes") or []]
+            else:
+                out.append((parent, child))
+        return out
+
+    def crosses_boundary(self, uid: str) -> bool:
+        """Whether an upstream public model is among the node's ancestors."""
+        if uid in self.crosses:
+            return self.crosses[uid]
+        self.crosses[uid] = False
+        node = self._own(uid)
+        result = False
+        if node is not None:
+            result = any(
+                _upstream_target(parent, self.manifest, self.project, self.upstreams) is not None
+                or self.crosses_boundary(parent)
+                for parent, _child in self._parents(node)
+            )
+        self.crosses[uid] = result
+        return result
+
+    def lineage(self, uid: str) -> NodeLineage:
+        if uid in self.memo:
+            return self.memo[uid]
+        self.memo[uid] = {}
+        node = self._own(uid)
+        result: NodeLineage = {}
+        if node is not None and self.crosses_boundary(uid):
+            result = self._compute(node)
+        self.memo[uid] = result
+        return result
+
+    def _compute(self, node: Json) -> NodeLineage:
+        from mesh.column_lineage import statement_lineage
+
+        relations: dict[RelationKey, list[str] | None] = {}
+        leaves: dict[RelationKey, Leaf] = {}
+        inner: dict[RelationKey, NodeLineage] = {}
+        for parent, child in self._parents(node):
+            crossing = _upstream_relation(child, parent, self.manifest, self.project, self.upstreams, self.published)
+            if crossing is not None:
+                upstream, uid, _via, pinned, key, cols = crossing
+                leaves[key] = (upstream, uid, pinned)
+                relations[key] = cols
+                continue
+            own = self._own(parent)
+            target = own if own is not None else self.nodes.get(parent) or (self.manifest.get("sources") or {}).get(parent)
+            if not isinstance(target, dict):
+                continue
+            key = _key(target.get("database"), target.get("schema"), target.get("alias") or target.get("identifier") or target.get("name"))
+            if own is not None and self.crosses_boundary(parent):
+                sub = self.lineage(parent)
+                inner[key] = sub
+                relations[key] = None if ALL_COLUMNS in sub or not sub else sorted(sub)
+            else:
+                relations[key] = None  # a seed, a source of the project's own, a model fed by neither
+        statement = statement_lineage(str(node["compiled_code"]), self.dialect, relations) if _is_sql(node) else None
+        if statement is None:
+            # Cannot tell: every output column may come from every upstream column it can reach.
+            everything: dict[Leaf, set[str]] = {leaf: {ALL_COLUMNS} for leaf in leaves.values()}
+            for sub in inner.values():
+                for part in sub.values():
+                    _add(everything, part)
+            return {ALL_COLUMNS: everything}
+        result: NodeLineage = {}
+        for output, deps in statement.items():
+            feeding: dict[Leaf, set[str]] = {}
+            for key, columns in deps.items():
+                if key in leaves:
+                    _add(feeding, {leaves[key]: columns})
+                elif key in inner:
+                    sub = inner[key]
+                    for column in columns:
+                        if column != ALL_COLUMNS and column in sub:
+                            _add(feeding, sub[column])
+                        elif column != ALL_COLUMNS and ALL_COLUMNS in sub:
+                            _add(feeding, sub[ALL_COLUMNS])
+                        else:  # every column, or one the parent's SQL does not show: all of it
+                            for part in sub.values():
+                                _add(feeding, part)
+            result[output] = feeding
+        return result
+
+
+def _add(into: dict[Leaf, set[str]], more: dict[Leaf, set[str]]) -> None:
+    for leaf, columns in more.items():
+        into.setdefault(leaf, set()).update(columns)
+
+
+def compute_lineage(manifest: Json, upstreams: Iterable[str], interfaces: dict[str, Json]) -> list[Feed]:
+    """For each public model of a consumer that publishes: which upstream public columns feed each
+    of its output columns, walking its own models down to the upstream refs and sources."""
+    from mesh.manifest import public_node_ids
+
+    published: dict[str, Json] = {}
+    for nodes in interfaces.values():
+        published.update(nodes)
+    walk = _LineageWalk(manifest, list(upstreams), published)
+    feeds: list[Feed] = []
+    for uid in public_node_ids(manifest):
+        for output, feeding in sorted(walk.lineage(uid).items()):
+            for (upstream, upstream_node, pinned), columns in sorted(feeding.items()):
+                if not columns:
+                    continue
+                cols = (ALL_COLUMNS,) if ALL_COLUMNS in columns else tuple(sorted(c.lower() for c in columns))
+                feeds.append(Feed(walk.project, uid, output, upstream, upstream_node, pinned, cols))
+    return feeds
+
+
+# --- the usage record ----------------------------------------------------------------------------
+
+
+@dataclass
+class UsageRecord:
+    """A consumer's private `usage` object: what it reads upstream and what its public columns
+    derive from (`lineage`, empty in records of format 1, which predate it)."""
+
+    project: str
+    format: int
+    uses: list[Use] = field(default_factory=list)
+    lineage: list[Feed] = field(default_factory=list)
+    metadata: Json = field(default_factory=dict)
+
+
+def usage_document(manifest: Json, uses: list[Use], env: str, lineage: Iterable[Feed] = ()) -> Json:
     """The private `usage` object of a consumer."""
     meta = manifest["metadata"]
     return {
@@ -359,15 +567,31 @@ def usage_document(manifest: Json, uses: list[Use], env: str) -> Json:
             "adapter_type": meta.get("adapter_type"),
         },
         "uses": [use.to_json() for use in uses],
+        "lineage": [feed.to_json() for feed in lineage],
     }
 
 
-def parse_usage(body: bytes, what: str) -> list[Use]:
-    """Read a usage object back; raises ManifestError when it is not one."""
+def _record_document(record: UsageRecord) -> Json:
+    return {
+        "metadata": {**record.metadata, "format": USAGE_FORMAT},
+        "uses": [use.to_json() for use in record.uses],
+        "lineage": [feed.to_json() for feed in record.lineage],
+    }
+
+
+def parse_usage_record(body: bytes, what: str) -> UsageRecord:
+    """Read a usage object back (format 1 or 2); raises ManifestError when it is not one."""
     doc = parse_json(body, what)
     meta = doc.get("metadata")
-    if not isinstance(meta, dict) or meta.get("format") != USAGE_FORMAT or not isinstance(doc.get("uses"), list):
-        raise ManifestError(f"{what} is not a usage record of format {USAGE_FORMAT}: re-run `invoke validate`")
+    if (
+        not isinstance(meta, dict)
+        or meta.get("format") not in READABLE_FORMATS
+        or not isinstance(doc.get("uses"), list)
+        or not isinstance(doc.get("lineage", []), list)
+    ):
+        raise ManifestError(
+            f"{what} is not a usage record of format {' or '.join(map(str, READABLE_FORMATS))}: re-run `invoke validate`"
+        )
     uses = []
     for item in doc["uses"]:
         try:
@@ -384,7 +608,29 @@ def parse_usage(body: bytes, what: str) -> list[Use]:
             )
         except (KeyError, TypeError) as exc:
             raise ManifestError(f"{what} has a malformed use entry {item!r}") from exc
-    return uses
+    feeds = []
+    for item in doc.get("lineage", []):
+        try:
+            feeds.append(
+                Feed(
+                    project=str(item["project"]),
+                    node=str(item["node"]),
+                    column=str(item["column"]),
+                    upstream=str(item["upstream"]),
+                    upstream_node=str(item["upstream_node"]),
+                    pinned=bool(item["pinned"]),
+                    columns=tuple(str(c) for c in item["columns"]),
+                )
+            )
+        except (KeyError, TypeError) as exc:
+            raise ManifestError(f"{what} has a malformed lineage entry {item!r}") from exc
+    project = str(meta.get("project_name") or (uses[0].consumer if uses else ""))
+    return UsageRecord(project, int(meta["format"]), uses, feeds, meta)
+
+
+def parse_usage(body: bytes, what: str) -> list[Use]:
+    """The uses of a usage object; raises ManifestError when it is not one."""
+    return parse_usage_record(body, what).uses
 
 
 # --- the mesh -------------------------------------------------------------------------------------
@@ -400,24 +646,77 @@ def _latest_nodes(mesh: Mesh, upstream: str) -> Json:
 
 
 def record_usage(mesh: Mesh, consumer: str, manifest_path: Path | None = None) -> list[Use]:
-    """Compute a consumer's usage from its built manifest and store it in the registry."""
+    """Compute a consumer's usage (and its public columns' lineage) from its built manifest and
+    store it in the registry, replacing the consumer's whole previous record."""
     project = mesh.project(consumer)
     path = manifest_path or project.target_dir / "manifest.json"
     manifest = load_manifest(path, project=consumer)
     interfaces = {up: _latest_nodes(mesh, up) for up in project.upstreams}
     uses = compute_usage(manifest, project.upstreams, interfaces)
-    mesh.registry.write_private(consumer, mesh.env, "usage", dump_json(usage_document(manifest, uses, mesh.env)))
+    feeds = compute_lineage(manifest, project.upstreams, interfaces)
+    mesh.registry.write_private(
+        consumer, mesh.env, "usage", dump_json(usage_document(manifest, uses, mesh.env, feeds))
+    )
     return uses
 
 
-def read_uses(mesh: Mesh, upstream: str | None = None) -> list[Use]:
-    """Every recorded use in the target's env (of `upstream` only, if given), across the mesh."""
-    uses: list[Use] = []
+def prune_usage(mesh: Mesh, consumer: str, manifest: Json | Path | None = None) -> int:
+    """Drop from a consumer's usage record what its current build no longer has.
+
+    Call it after every passing build of `consumer` (`manifest`: its built manifest, a loaded one or
+    a path; default `target/manifest.json`): uses by nodes that were removed or disabled, uses of
+    upstreams it no longer depends on, and lineage of public models it no longer publishes. Writes
+    only when something was dropped; returns how many entries were dropped.
+    """
+    from mesh.manifest import public_node_ids
+
+    project = mesh.project(consumer)
+    if not isinstance(manifest, dict):
+        manifest = load_manifest(manifest or project.target_dir / "manifest.json", project=consumer)
+    body = mesh.registry.read_private(consumer, mesh.env, "usage")
+    if body is None:
+        return 0
+    record = parse_usage_record(body, f"{consumer}/{mesh.env} usage")
+    nodes = manifest.get("nodes") or {}
+    upstreams = set(project.upstreams)
+    public = set(public_node_ids(manifest))
+    uses = [u for u in record.uses if u.node in nodes and u.upstream in upstreams]
+    feeds = [f for f in record.lineage if f.node in public and f.upstream in upstreams]
+    dropped = len(record.uses) - len(uses) + len(record.lineage) - len(feeds)
+    if dropped:
+        record.uses, record.lineage = uses, feeds
+        record.metadata["pruned_at"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        mesh.registry.write_private(consumer, mesh.env, "usage", dump_json(_record_document(record)))
+    return dropped
+
+
+@dataclass
+class MeshUsage:
+    """Every usage record of the target's env: uses, public-column lineage, and which consumers'
+    records predate lineage (format 1)."""
+
+    uses: list[Use] = field(default_factory=list)
+    lineage: list[Feed] = field(default_factory=list)
+    without_lineage: list[str] = field(default_factory=list)
+
+
+def read_usage(mesh: Mesh) -> MeshUsage:
+    """Every consumer's usage record in the target's env, across the mesh."""
+    found = MeshUsage()
     for name in mesh.config.projects:
         body = mesh.registry.read_private(name, mesh.env, "usage")
         if body is None:
             continue
-        for use in parse_usage(body, f"{name}/{mesh.env} usage"):
-            if upstream is None or use.upstream == upstream:
-                uses.append(use)
-    return sorted(uses, key=lambda u: (u.upstream_node, u.consumer, u.node))
+        record = parse_usage_record(body, f"{name}/{mesh.env} usage")
+        found.uses += record.uses
+        found.lineage += record.lineage
+        if record.format < 2:
+            found.without_lineage.append(name)
+    found.uses.sort(key=lambda u: (u.upstream_node, u.consumer, u.node))
+    found.lineage.sort(key=lambda f: (f.upstream_node, f.project, f.node, f.column))
+    return found
+
+
+def read_uses(mesh: Mesh, upstream: str | None = None) -> list[Use]:
+    """Every recorded use in the target's env (of `upstream` only, if given), across the mesh."""
+    return [u for u in read_usage(mesh).uses if upstream is None or u.upstream == upstream]

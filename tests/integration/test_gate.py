@@ -80,7 +80,10 @@ def test_check_fails_through_invoke_when_a_consumed_column_is_dropped(workspace:
     assert "dbt_down_loom model stg_orders (column payment_count)" in out.stderr
     assert "BREAKING  column_removed" in report and "public_orders.payment_count" in report
     row = next(line for line in report.splitlines() if "dbt_down_loom" in line and "stg_orders" in line)
-    assert row.split() == ["column_removed", "public_orders", "dbt_down_loom", "stg_orders", "payment_count"]
+    assert row.split() == [
+        "column_removed", "public_orders", "dbt_down_loom", "stg_orders", "payment_count",
+        "dbt_up.public_orders.payment_count", "→", "dbt_down_loom.stg_orders",
+    ]
     assert "hint:" in report and "deprecation_date" in report
     # The last build's artifacts are untouched (check parses into target/check/).
     assert (workspace / "dbt_up/target/run_results.json").is_file()

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mesh.cli import run_check
 from mesh.config import Mesh, load_mesh
 from mesh.contracts import (
     ContractChange,
@@ -18,6 +19,7 @@ from mesh.contracts import (
     diff_versions,
     evaluate,
     hits_of,
+    impact,
     publish_gate,
     rollback_project,
     type_change,
@@ -25,7 +27,7 @@ from mesh.contracts import (
 from mesh.errors import BreakingChangeError, ConfigError, ManifestError
 from mesh.manifest import dump_json, extract_interface, load_interface
 from mesh.publish import publish_project
-from mesh.usage import Use, read_uses, usage_document
+from mesh.usage import ALL_COLUMNS, Feed, Use, read_usage, read_uses, usage_document
 from tests import factories
 
 Json = dict[str, Any]
@@ -188,10 +190,50 @@ def test_additions_and_descriptions_are_not_breaking() -> None:
     ]
 
 
-def test_column_changes_of_a_never_enforced_contract_are_notices() -> None:
+def test_column_changes_of_a_never_enforced_contract_are_decided_by_usage() -> None:
     old = iface(model(enforced=False))
-    new = iface(model(enforced=False, columns={"id": "varchar"}))
-    assert all(not c.breaking for c in diff_interfaces(old, new))
+    new = iface(model(enforced=False, columns={"id": "varchar", "note": "text"}))
+    changes = diff_interfaces(old, new)
+    assert all(not c.breaking for c in changes)
+    assert {(c.kind, c.column, c.usage_decides) for c in changes} == {
+        ("column_removed", "amount", True),
+        ("data_type_changed", "id", True),
+        ("column_added", "note", False),  # additions stay notices
+    }
+    removed = next(c for c in changes if c.kind == "column_removed")
+    assert removed.message == "Column was removed: amount (no enforced contract: breaking if a consumer uses it)"
+    # Under `none` nothing is breaking, used or not.
+    lax = iface(with_meta(model(enforced=False), compatibility="none"))
+    assert not any(c.usage_decides for c in diff_interfaces(lax, iface(with_meta(model(enforced=False, columns={"id": "integer"}), compatibility="none"))))
+
+
+def test_catalog_columns_marked_contract_false_are_decided_by_usage() -> None:
+    # Columns a catalog showed for an uncontracted model carry "contract": false; types appearing
+    # for the first time are no change, a later retype or removal is usage-decided.
+    typed = iface(model(enforced=False, columns={"id": "integer", "amount": "double"}))
+    bare = copy.deepcopy(typed)
+    for column in bare["model.core.orders"]["columns"].values():
+        column["data_type"] = None
+    for node in typed.values():
+        for column in node["columns"].values():
+            column["contract"] = False
+    assert diff_interfaces(bare, typed) == []
+    retyped = copy.deepcopy(typed)
+    node = retyped["model.core.orders"]
+    node["columns"]["amount"]["data_type"] = "varchar"
+    del node["columns"]["id"]
+    changes = diff_interfaces(typed, retyped)
+    assert {(c.kind, c.column, c.breaking, c.usage_decides) for c in changes} == {
+        ("column_removed", "id", False, True),
+        ("data_type_changed", "amount", False, True),
+    }
+    # The same key on an enforced model's column: not promised by the contract either.
+    enforced = iface(model(columns={"id": "integer", "amount": "double"}))
+    enforced["model.core.orders"]["columns"]["amount"]["contract"] = False
+    dropped = copy.deepcopy(enforced)
+    del dropped["model.core.orders"]["columns"]["amount"]
+    (change,) = diff_interfaces(enforced, dropped)
+    assert (change.breaking, change.usage_decides) == (False, True)
 
 
 # --- compatibility modes ---------------------------------------------------------------------------
@@ -348,6 +390,151 @@ def test_gate_blocks_hits_warns_on_unconsumed_and_allows_with_reason() -> None:
     assert not nobody.blocked and len(nobody.unconsumed) == 2
 
 
+def test_usage_decides_whether_an_uncontracted_column_change_breaks() -> None:
+    old = iface(model(enforced=False, columns={"id": "integer", "amount": "double", "spare": "text"}))
+    new = iface(model(enforced=False, columns={"id": "integer"}))
+    changes = diff_interfaces(old, new)
+    result = evaluate("core", "local", "V1", changes, [use(columns=("amount",))])
+    assert result.blocked
+    assert [(c.column, c.breaking) for c in result.breaking] == [("amount", True)]
+    assert [(h.use.node, h.column) for h in result.hits] == [("model.app.stg_orders", "amount")]
+    text = "\n".join(result.lines())
+    assert "BREAKING  column_removed          orders.amount: Column was removed: amount (no enforced contract" in text
+    assert "change    column_removed          orders.spare" in text  # unused: a notice
+    assert not result.unconsumed  # nor a warning: it was never breaking
+    assert not evaluate("core", "local", "V1", changes, [use(columns=("id",))]).blocked
+
+
+# --- impact through chains of projects -------------------------------------------------------------
+
+
+def feed(node: str, column: str, columns: tuple[str, ...], upstream_node: str = "model.core.orders",
+         project: str = "marketing", pinned: bool = False) -> Feed:
+    return Feed(project, node, column, upstream_node.split(".")[1], upstream_node, pinned, columns)
+
+
+def reader(consumer: str, node: str, upstream_node: str, columns: tuple[str, ...], pinned: bool = False) -> Use:
+    return Use(consumer, node, upstream_node.split(".")[1], upstream_node, "ref", pinned, columns)
+
+
+VALUE = "model.marketing.customer_value"
+CHAIN_USES = [
+    reader("marketing", "model.marketing.stg_core_orders", "model.core.orders", ("amount", "customer_id", "status")),
+    reader("finance", "model.finance.ltv", VALUE, ("customer_id", "lifetime_amount")),
+    reader("finance", "model.finance.ids", VALUE, ("customer_id",)),
+    reader("board", "model.board.kpis", "model.finance.ltv_public", ("ltv",)),
+]
+CHAIN_LINEAGE = [
+    feed(VALUE, "lifetime_amount", ("amount",)),
+    feed(VALUE, "customer_id", ("customer_id",)),
+    feed("model.finance.ltv_public", "ltv", ("lifetime_amount",), upstream_node=VALUE, project="finance"),
+]
+
+
+def removal(column: str | None, uid: str = "model.core.orders") -> ContractChange:
+    kind = "column_removed" if column else "model_removed"
+    return ContractChange(kind, uid, column, None, None, True, "gone", effect="removal" if column else "model")
+
+
+def routes(result_hits: list[Any], origin: str) -> set[str]:
+    return {" → ".join(h.route(origin)) for h in result_hits}
+
+
+def test_impact_follows_public_columns_through_projects() -> None:
+    hits, reached = impact(removal("amount"), CHAIN_USES, CHAIN_LINEAGE)
+    assert routes(hits, "core.orders.amount") == {
+        "core.orders.amount → marketing.stg_core_orders",
+        "core.orders.amount → marketing.customer_value.lifetime_amount → finance.ltv",
+        "core.orders.amount → marketing.customer_value.lifetime_amount → finance.ltv_public.ltv → board.kpis",
+    }
+    assert [h.hops for h in hits] == [1, 2, 3]
+    assert [r.path[-1] for r in reached] == ["marketing.customer_value.lifetime_amount", "finance.ltv_public.ltv"]
+    # A column marketing reads but passes into nothing public stops there.
+    hits, reached = impact(removal("status"), CHAIN_USES, CHAIN_LINEAGE)
+    assert {h.use.consumer for h in hits} == {"marketing"} and reached == []
+    # Removing the whole model reaches every public column derived from it.
+    hits, _ = impact(removal(None), CHAIN_USES, CHAIN_LINEAGE)
+    assert {(h.use.node, h.column) for h in hits} == {
+        ("model.marketing.stg_core_orders", "(model)"),
+        ("model.finance.ltv", "lifetime_amount"),
+        ("model.finance.ltv", "customer_id"),
+        ("model.finance.ids", "customer_id"),
+        ("model.board.kpis", "ltv"),
+    }
+
+
+def test_impact_is_conservative_with_stars_and_respects_pinning() -> None:
+    star_in = [feed(VALUE, "score", (ALL_COLUMNS,))]  # every core column may feed `score`
+    star_out = [feed(VALUE, ALL_COLUMNS, ("amount",))]  # `amount` may feed every output column
+    uses = [*CHAIN_USES, reader("finance", "model.finance.scores", VALUE, ("score",))]
+    hits, _ = impact(removal("order_date"), uses, star_in)
+    assert {h.use.node for h in hits} == {"model.finance.scores"}
+    hits, _ = impact(removal("amount"), uses, star_out)
+    assert {h.use.node for h in hits if h.path} == {"model.finance.ltv", "model.finance.ids", "model.finance.scores"}
+    # A change only pinned references see does not follow lineage recorded through unpinned ones.
+    pinned_only = ContractChange("column_removed", "model.core.orders", "amount", None, None, True, "gone",
+                                 audience="pinned", effect="removal")
+    hits, reached = impact(pinned_only, CHAIN_USES, CHAIN_LINEAGE)
+    assert hits == [] and reached == []
+
+
+def test_impact_ends_on_records_that_form_a_cycle() -> None:
+    # Stale records may say marketing feeds finance feeds marketing: each column is followed once.
+    back = "model.marketing.back"
+    lineage = [
+        *CHAIN_LINEAGE,
+        feed(back, "lifetime_amount", ("ltv",), upstream_node="model.finance.ltv_public"),
+        feed(VALUE, "lifetime_amount", ("lifetime_amount",), upstream_node=back),
+    ]
+    uses = [*CHAIN_USES, reader("marketing", "model.marketing.x", "model.finance.ltv_public", ("ltv",))]
+    hits, reached = impact(removal("amount"), uses, lineage)
+    assert len(reached) == len({(r.feed.node, r.feed.column) for r in reached}) == 3
+    assert "model.marketing.x" in {h.use.node for h in hits}
+
+
+def test_the_three_formats_carry_the_same_hits() -> None:
+    old = iface(model(columns={"id": "integer", "amount": "double", "status": "text"}))
+    new = iface(model(columns={"id": "integer"}))
+    uses = [*CHAIN_USES, reader("marketing", "model.marketing.stg_core_orders", "model.core.orders", ("id",))]
+    lineage = [*CHAIN_LINEAGE, feed(VALUE, "spare", ("status",))]
+    result = evaluate("core", "local", "V1", diff_interfaces(old, new), uses, lineage=lineage,
+                      without_lineage=["finance"])
+    assert result.blocked
+    text = "\n".join(result.lines())
+    expected = {
+        "core.orders.amount → marketing.stg_core_orders",
+        "core.orders.status → marketing.stg_core_orders",
+        "core.orders.amount → marketing.customer_value.lifetime_amount → finance.ltv",
+        "core.orders.amount → marketing.customer_value.lifetime_amount → finance.ltv_public.ltv → board.kpis",
+    }
+    assert {result.route(h) for h in result.hits} == expected
+    for route in expected:
+        assert route in text
+    assert "breaking changes hit 3 consumer projects (board, finance, marketing); 2 hits through public columns of finance, marketing:" in text
+    assert "note: core.orders.status → marketing.customer_value.spare: public column of marketing, no consumer on record reads it" in text
+    assert "note: finance's usage record predates column lineage" in text
+    doc = orjson.loads(result.render("json"))
+    assert {" → ".join(h["path"]) for h in doc["hits"]} == expected
+    assert doc["blocked"] is True and doc["error"] == str(result.error()) and doc["hint"]
+    assert [" → ".join(r["path"]) for r in doc["unread_public_columns"]] == ["core.orders.status → marketing.customer_value.spare"]
+    markdown = result.render("markdown")
+    rows = [line for line in markdown.splitlines() if line.startswith("| `column_removed`")]
+    assert {row.split(" | ")[-1].rstrip(" |").replace("`", "") for row in rows} == expected
+    assert markdown.startswith("<!-- mesh check core/local -->\n### Contract check for `core` (local): **blocked**")
+    assert "**hint:**" in markdown and "predates column lineage" in markdown
+    assert "\n".join(result.lines()) == result.render("text")
+
+
+def test_check_refuses_an_unknown_format_before_anything_runs(tmp_path: Path) -> None:
+    (tmp_path / "mesh.yml").write_text(MESH_YML)
+    (tmp_path / "core").mkdir()
+    (tmp_path / "core" / "dbt_project.yml").write_text("name: core\n")
+    with pytest.raises(ConfigError, match="unknown format 'html': use text, json, markdown") as info:
+        run_check(load_mesh(tmp_path, "local"), "core", False, None, "html")
+    assert info.value.exit_code == 2
+    assert not (tmp_path / "core" / "target").exists()
+
+
 # --- on a registry ----------------------------------------------------------------------------------
 
 MESH_YML = """
@@ -392,6 +579,7 @@ def test_usage_round_trips_through_the_registry(mesh: Mesh) -> None:
         ("model.app.stg_orders", ("amount", "id")),
         ("model.app.stg_refunds", ("*",)),
     ]
+    assert read_usage(mesh).without_lineage == []  # format 2, even with no public model
 
 
 def test_publish_gate_refuses_then_records_the_reason(mesh: Mesh) -> None:

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from mesh.config import load_mesh
 from mesh.errors import ManifestError
 from mesh.manifest import dump_json
 from mesh.usage import (
     ALL_COLUMNS,
+    Feed,
     Use,
     columns_used,
+    compute_lineage,
     compute_usage,
     dialect_of,
     parse_usage,
+    parse_usage_record,
+    prune_usage,
+    read_usage,
     usage_document,
 )
+from tests import factories
 
 ORDERS = ("dbt_up", "marts", "public_orders")
 CUSTOMERS = ("dbt_up", "marts", "public_customers_v2")
@@ -225,9 +235,175 @@ def test_compute_usage_of_refs_sources_and_versions() -> None:
 
 def test_usage_document_round_trip_and_malformed_records() -> None:
     uses = [Use("app", "model.app.a", "dbt_up", "model.dbt_up.x", "ref", False, ("id",))]
-    body = dump_json(usage_document(consumer_manifest(), uses, "local"))
+    feeds = [Feed("app", "model.app.p", "total", "dbt_up", "model.dbt_up.x", False, ("amount", "id"))]
+    body = dump_json(usage_document(consumer_manifest(), uses, "local", feeds))
     assert parse_usage(body, "usage") == uses
+    record = parse_usage_record(body, "usage")
+    assert (record.project, record.format, record.uses, record.lineage) == ("app", 2, uses, feeds)
     with pytest.raises(ManifestError, match="not a usage record"):
         parse_usage(b'{"metadata": {}, "uses": []}', "usage")
+    with pytest.raises(ManifestError, match="not a usage record"):
+        parse_usage(b'{"metadata": {"format": 3}, "uses": []}', "usage")
+    with pytest.raises(ManifestError, match="not a usage record"):
+        parse_usage(b'{"metadata": {"format": 2}, "uses": [], "lineage": {}}', "usage")
     with pytest.raises(ManifestError, match="malformed use entry"):
         parse_usage(b'{"metadata": {"format": 1}, "uses": [{"node": "x"}]}', "usage")
+    with pytest.raises(ManifestError, match="malformed lineage entry"):
+        parse_usage(b'{"metadata": {"format": 2}, "uses": [], "lineage": [{"node": "x"}]}', "usage")
+
+
+def test_records_of_format_1_are_still_read_without_lineage() -> None:
+    use = {"consumer": "app", "node": "model.app.a", "upstream": "dbt_up", "upstream_node": "model.dbt_up.x",
+           "via": "ref", "pinned": False, "columns": ["id"]}
+    body = orjson.dumps({"metadata": {"format": 1, "project_name": "app"}, "uses": [use]})
+    record = parse_usage_record(body, "usage")
+    assert record.format == 1 and record.lineage == []
+    assert record.uses == [Use("app", "model.app.a", "dbt_up", "model.dbt_up.x", "ref", False, ("id",))]
+
+
+# --- column lineage of a consumer that publishes -------------------------------------------------
+
+UP_ORDERS = "model.core.orders"
+
+
+def publishing_consumer() -> dict[str, Any]:
+    """marketing: stg (source of core) -> ephemeral -> public mart; a public python model; a public
+    model with SQL sqlglot cannot read; a public model fed by a seed only; a pinned dbt-loom ref."""
+
+    def own(name: str, parents: list[str], code: str, access: str = "private", **extra: Any) -> dict[str, Any]:
+        node = factories.model("marketing", name, access=access, schema="staging" if access == "private" else "marts",
+                               depends_on=parents, columns={}, **extra)
+        node["compiled_code"] = code
+        return node
+
+    stg = own("stg_orders", ["source.marketing.core.orders"], """
+        with source as (select * from "core"."marts"."orders")
+        select order_id, customer_id, amount as order_amount from source where status <> 'returned'
+    """)
+    eph = own("orders_enriched", ["model.marketing.stg_orders", "model.core.customers.v2"], """
+        select customer_id, o.order_amount, c.email
+        from "marketing"."staging"."stg_orders" as o join "core"."marts"."customers_v2" as c using (customer_id)
+    """, config={"materialized": "ephemeral", "access": "private"})
+    value = own("customer_value", ["model.marketing.orders_enriched", "seed.marketing.segments"], """
+        with __dbt__cte__orders_enriched as (
+            select customer_id, o.order_amount, c.email
+            from "marketing"."staging"."stg_orders" as o join "core"."marts"."customers_v2" as c using (customer_id)
+        ),
+        e as (select * from __dbt__cte__orders_enriched)
+        select e.customer_id, max(e.email) as email, sum(e.order_amount) + count(*) as score, max(s.label) as label
+        from e cross join "marketing"."raw"."segments" as s
+        group by e.customer_id
+    """, access="public")
+    pythonic = own("python_value", ["model.marketing.stg_orders"], "def model(dbt, session): ...", access="public",
+                   language="python")
+    opaque = own("opaque", ["model.marketing.stg_orders"], "select frobnicate(( from nowhere", access="public")
+    seeded = own("seeded", ["seed.marketing.segments"], 'select label from "marketing"."raw"."segments"', access="public")
+    seed = {"unique_id": "seed.marketing.segments", "resource_type": "seed", "name": "segments",
+            "database": "marketing", "schema": "raw", "alias": "segments", "depends_on": {"nodes": []}}
+    up_customers = {"unique_id": "model.core.customers.v2", "resource_type": "model", "name": "customers",
+                    "package_name": "core", "database": "core", "schema": "marts", "alias": "customers_v2",
+                    "depends_on": {"nodes": []}}
+    doc = factories.manifest("marketing", [stg, eph, value, pythonic, opaque, seeded])
+    doc["nodes"]["seed.marketing.segments"] = seed
+    doc["nodes"]["model.core.customers.v2"] = up_customers
+    doc["nodes"]["model.marketing.orders_enriched"]["refs"] = [{"package": "core", "name": "customers", "version": 2}]
+    doc["sources"] = {
+        "source.marketing.core.orders": {
+            "unique_id": "source.marketing.core.orders", "name": "orders", "database": "core", "schema": "marts",
+            "identifier": "orders", "columns": {}, "meta": {"mesh": {"unique_id": UP_ORDERS}},
+        }
+    }
+    return doc
+
+
+CORE_INTERFACE = {
+    "core": {
+        UP_ORDERS: {"database": "core", "schema": "marts", "alias": "orders",
+                    "columns": {c: {} for c in ("order_id", "customer_id", "amount", "status")}},
+        "model.core.customers.v2": {"database": "core", "schema": "marts", "alias": "customers_v2",
+                                    "columns": {c: {} for c in ("customer_id", "email")}},
+    }
+}
+
+
+def feeds_of(doc: dict[str, Any]) -> set[tuple[str, str, str, bool, tuple[str, ...]]]:
+    return {
+        (f.node.split(".")[2], f.column, f.upstream_node, f.pinned, f.columns)
+        for f in compute_lineage(doc, ["core"], CORE_INTERFACE)
+    }
+
+
+def test_lineage_walks_the_projects_own_models_down_to_upstream_columns() -> None:
+    got = feeds_of(publishing_consumer())
+    value = {f for f in got if f[0] == "customer_value"}
+    assert value == {
+        # through the ephemeral model (inlined as a CTE) and the staging rename, to core's columns
+        ("customer_value", "customer_id", UP_ORDERS, False, ("customer_id",)),
+        ("customer_value", "score", UP_ORDERS, False, ("amount",)),
+        # USING (customer_id): the unqualified key may come from either side
+        ("customer_value", "customer_id", "model.core.customers.v2", True, ("customer_id",)),
+        ("customer_value", "email", "model.core.customers.v2", True, ("email",)),
+    }
+    # `label` comes from a seed and `status` only filters rows: neither is lineage from core.
+    assert not any(f[1] == "label" for f in got) and not any("status" in f[4] for f in got)
+
+
+def test_lineage_is_conservative_where_it_cannot_tell() -> None:
+    got = feeds_of(publishing_consumer())
+    # A python model and SQL sqlglot cannot read: every output column may come from every upstream
+    # column the model reaches.
+    assert {f for f in got if f[0] in ("python_value", "opaque")} == {
+        ("python_value", ALL_COLUMNS, UP_ORDERS, False, ("amount", "customer_id", "order_id")),
+        ("opaque", ALL_COLUMNS, UP_ORDERS, False, ("amount", "customer_id", "order_id")),
+    }
+    assert not any(f[0] == "seeded" for f in got)  # a seed is no upstream column
+    # A parent whose SQL cannot be read passes every upstream column on, to every output.
+    doc = publishing_consumer()
+    doc["nodes"]["model.marketing.stg_orders"]["compiled_code"] = "select (("
+    assert {f for f in feeds_of(doc) if f[0] == "customer_value" and f[2] == UP_ORDERS} == {
+        ("customer_value", "customer_id", UP_ORDERS, False, (ALL_COLUMNS,)),
+        ("customer_value", "score", UP_ORDERS, False, (ALL_COLUMNS,)),
+    }
+
+
+def test_a_consumer_without_public_models_records_no_lineage() -> None:
+    doc = publishing_consumer()
+    for node in doc["nodes"].values():
+        if node.get("package_name") == "marketing":
+            node["access"] = "protected"
+            node["config"]["access"] = "protected"
+    assert compute_lineage(doc, ["core"], CORE_INTERFACE) == []
+
+
+# --- pruning a consumer's record ------------------------------------------------------------------
+
+
+def test_prune_drops_what_the_current_build_no_longer_has(tmp_path: Path) -> None:
+    (tmp_path / "mesh.yml").write_text(
+        "version: 1\nprojects:\n  core: {path: core}\n  marketing: {path: marketing}\n"
+        "targets:\n  local: {registry: 'file://registry', env: local}\n"
+    )
+    for name in ("core", "marketing"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "dbt_project.yml").write_text(f"name: {name}\n")
+    (tmp_path / "marketing" / "dependencies.yml").write_text("projects:\n  - name: core\n")
+    mesh = load_mesh(tmp_path, "local")
+    doc = publishing_consumer()
+    uses = compute_usage(doc, ["core"], CORE_INTERFACE)
+    feeds = compute_lineage(doc, ["core"], CORE_INTERFACE)
+    mesh.registry.write_private("marketing", "local", "usage", dump_json(usage_document(doc, uses, "local", feeds)))
+    assert prune_usage(mesh, "marketing", doc) == 0  # nothing gone: nothing written
+    before = mesh.registry.read_private("marketing", "local", "usage")
+
+    rebuilt = copy.deepcopy(doc)
+    del rebuilt["nodes"]["model.marketing.stg_orders"]  # removed: its use of core goes
+    del rebuilt["nodes"]["model.marketing.python_value"]  # removed: its lineage goes
+    rebuilt["nodes"]["model.marketing.opaque"]["access"] = "protected"  # no longer public: lineage goes
+    rebuilt["nodes"]["model.marketing.opaque"]["config"]["access"] = "protected"
+    dropped = prune_usage(mesh, "marketing", rebuilt)
+    after = read_usage(mesh)
+    assert before != mesh.registry.read_private("marketing", "local", "usage")
+    assert dropped == 3
+    assert {u.node for u in after.uses} == {"model.marketing.orders_enriched"}
+    assert {f.node for f in after.lineage} == {"model.marketing.customer_value"}
+    assert after.without_lineage == []

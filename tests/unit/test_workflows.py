@@ -87,15 +87,39 @@ def test_no_expression_is_interpolated_into_a_run_script(path: Path) -> None:
             assert re.match(r"^\s+[A-Z_]+: \$\{\{ secrets\.[A-Z_]+ \}\}$", line), (number, line)
 
 
+# The one job allowed to write anything on GitHub: the producer's pull-request check comments.
+COMMENTING_JOBS = {("dbt_up.yml", "check")}
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_least_privilege_permissions(path: Path) -> None:
     workflow = load(path)
     assert workflow["permissions"] == {}
     for name, job in workflow["jobs"].items():
-        permissions = job["permissions"]
+        permissions = dict(job["permissions"])
+        if (path.name, name) in COMMENTING_JOBS:
+            assert permissions.pop("pull-requests") == "write", name
         assert set(permissions) <= {"contents", "id-token"}, name
         assert permissions["contents"] == "read", name
         assert permissions.get("id-token", "write") == "write", name
+
+
+def test_the_producer_check_is_posted_as_a_pull_request_comment() -> None:
+    check = load(WORKFLOW_DIR / "dbt_up.yml")["jobs"]["check"]
+    names = [s["name"] for s in check["steps"]]
+    gate = next(s for s in check["steps"] if "invoke check" in s.get("run", ""))
+    assert ".venv/bin/invoke check --project dbt_up --target prod --format markdown" in gate["run"]
+    assert 'exit "$status"' in gate["run"]  # the job still fails when a consumer is hit
+    assert "<!-- mesh check " in gate["run"]  # the report's marker line starts the comment
+    comment = next(s for s in check["steps"] if "gh pr comment" in s.get("run", ""))
+    assert names.index(gate["name"]) < names.index(comment["name"])
+    # It runs after a failed check too, and not for forks (their token cannot comment).
+    assert "!cancelled()" in comment["if"] and "head.repo.full_name == github.repository" in comment["if"]
+    assert comment["env"]["GH_TOKEN"] == "${{ github.token }}"
+    assert comment["env"]["REPORT"] == gate["env"]["REPORT"]
+    assert "--body-file \"$REPORT\"" in comment["run"] and "--method PATCH" in comment["run"]
+    publish = load(WORKFLOW_DIR / "dbt_up.yml")["jobs"]["publish"]
+    assert "pull-requests" not in publish["permissions"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)

@@ -6,28 +6,15 @@ customers as (
 
 ),
 
-orders as (
+lifetime as (
 
-    select * from {{ ref('stg_core_orders') }}
+    select * from {{ ref('customer_value') }}
 
 ),
 
 segments as (
 
     select * from {{ ref('segments') }}
-
-),
-
-lifetime as (
-
-    select
-        customer_id,
-        count(*) as order_count,
-        sum(order_amount) as lifetime_value
-
-    from orders
-
-    group by customer_id
 
 ),
 
@@ -38,7 +25,7 @@ scored as (
         customers.email,
         customers.country,
         coalesce(lifetime.order_count, 0) as order_count,
-        coalesce(lifetime.lifetime_value, 0) as lifetime_value
+        coalesce(lifetime.lifetime_amount, 0) as lifetime_value
 
     from customers
 
