@@ -32,7 +32,11 @@ class ProjectConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(description="Folder of the dbt project, relative to mesh.yml")
+    path: str | None = Field(
+        None,
+        description="Folder of the dbt project, relative to mesh.yml; none for a project built "
+        "and published by another repository (this mesh only reads its interface)",
+    )
     upstreams_via: Literal["sources", "loom"] = Field(
         "sources",
         description="How this project reads its upstreams: generated dbt sources or dbt-loom refs",
@@ -406,6 +410,11 @@ class Mesh:
                 known = ", ".join(sorted(self.config.projects))
                 raise ConfigError(f"unknown project {name!r}: mesh.yml defines {known}")
             cfg = self.config.projects[name]
+            if cfg.path is None:
+                raise ConfigError(
+                    f"project {name} is not built here: mesh.yml gives it no path (another "
+                    "repository builds and publishes it; this mesh reads its interface only)"
+                )
             directory = (self.root / cfg.path).resolve()
             if not (directory / "dbt_project.yml").is_file():
                 raise ConfigError(f"project {name}: no dbt_project.yml in {directory}")
@@ -421,8 +430,12 @@ class Mesh:
             self._projects[name] = Project(name, directory, cfg, upstreams)
         return self._projects[name]
 
+    def is_local(self, name: str) -> bool:
+        """Whether `name` is built here (mesh.yml gives it a path), not only read from the registry."""
+        return self.config.projects[name].path is not None
+
     def build_order(self) -> list[str]:
-        """Every project, upstreams before their consumers (raises on a cycle)."""
+        """Every project built here, upstreams before their consumers (raises on a cycle)."""
         order: list[str] = []
         visiting: set[str] = set()
 
@@ -431,6 +444,8 @@ class Mesh:
                 return
             if name in visiting:
                 raise ConfigError(f"dependency cycle: {' -> '.join((*chain, name))}")
+            if not self.is_local(name):
+                return  # published by another repository: nothing to order here
             visiting.add(name)
             for upstream in self.project(name).upstreams:
                 visit(upstream, (*chain, name))

@@ -355,7 +355,7 @@ def load_graph(mesh: Mesh) -> Graph:
     inputs: list[ProjectInput] = []
     for name, cfg in mesh.config.projects.items():
         project: Project | None = None
-        if ((mesh.root / cfg.path) / "dbt_project.yml").is_file():
+        if cfg.path is not None and ((mesh.root / cfg.path) / "dbt_project.yml").is_file():
             project = mesh.project(name)  # a checkout may lack other teams' project folders
         manifest: Json | None = None
         manifest_path: str | None = None

@@ -228,7 +228,7 @@ def local_state(mesh: Mesh, include_registry: bool = True) -> list[Path]:
     found = [mesh.warehouse_dir, mesh.root / "lineage", mesh.root / "logs"]
     if include_registry and isinstance(mesh.registry, FileRegistry) and mesh.registry.root.is_relative_to(mesh.root):
         found.append(mesh.registry.root)
-    for name in mesh.config.projects:
+    for name in mesh.build_order():
         project = mesh.project(name)
         found += [project.dir / folder for folder in ("target", "logs", ".mesh")]
         found += [p for p in (project.dir / model_paths(project)[0]).glob(f"{GENERATED_PREFIX}*.yml") if _is_generated(p)]
