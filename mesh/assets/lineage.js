@@ -176,7 +176,8 @@
         "elk.spacing.edgeEdge": "8",
         "elk.layered.spacing.edgeEdgeBetweenLayers": "8",
         "elk.spacing.edgeLabel": "3",
-        "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES"
+        "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES",
+        "elk.layered.nodePlacement.bk.fixedAlignment": "BALANCED"
       },
       children: children,
       edges: edges
