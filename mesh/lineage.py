@@ -731,6 +731,7 @@ def to_html(graph: Graph) -> str:
         '<span class="key"><span class="chip"></span>public model</span>'
         '<span class="key"><span class="chip dashed"></span>known only as a parent</span>'
         '<span class="key">click a node for its lineage, Esc to clear</span></div></header>'
+        '<p id="status">Laying out the picture (this page needs JavaScript)…</p>'
         '<p id="problem" hidden></p>'
         f"<main>{_svg(graph)}</main>"
         '<div id="details" hidden></div>'

@@ -159,6 +159,24 @@
       }
       return edge;
     });
+    // Declared upstreams with no drawn edge between the two projects (a consumer not built
+    // here, say) still go left of their consumers: an edge between the boxes, never drawn.
+    var linked = {};
+    edgeEls.forEach(function (el) {
+      if (el.getAttribute("data-cross-project") === "true") {
+        var a = info[el.getAttribute("data-edge-from")], b = info[el.getAttribute("data-edge-to")];
+        if (a && b) { linked[a.project + "\u0000" + b.project] = true; }
+      }
+    });
+    var names = {};
+    data.projects.forEach(function (p) { names[p.name] = true; });
+    data.projects.forEach(function (p) {
+      (p.upstreams || []).forEach(function (u) {
+        if (names[u] && u !== p.name && !linked[u + "\u0000" + p.name]) {
+          edges.push({ id: "order" + edges.length, sources: ["p:" + u], targets: ["p:" + p.name] });
+        }
+      });
+    });
     return {
       id: "root",
       layoutOptions: {
@@ -252,6 +270,7 @@
       });
     });
     laid.edges.forEach(function (e) {
+      if (e.id.charAt(0) !== "e") { return; }  // an ordering edge between projects
       var el = edgeEls[Number(e.id.slice(1))];
       var from = el.getAttribute("data-edge-from"), to = el.getAttribute("data-edge-to");
       var points = [];
@@ -281,6 +300,7 @@
     set(svg, { width: geometry.width, height: geometry.height,
       viewBox: "0 0 " + geometry.width + " " + geometry.height });
     svg.classList.remove("laying-out");
+    document.getElementById("status").hidden = true;
     var out = document.createElement("script");
     out.type = "application/json";
     out.id = "lineage-geometry";
@@ -380,6 +400,7 @@
     problem.textContent = "The picture could not be laid out: " + err +
       ". lineage.json and lineage.mmd hold the same graph.";
     problem.hidden = false;
+    document.getElementById("status").hidden = true;
     body.setAttribute("data-layout-error", String(err));
   }
 

@@ -22,9 +22,17 @@ import pytest
 from PIL import Image
 
 from mesh.config import load_mesh
-from mesh.lineage import Graph, drawing_problems, load_graph, write_lineage
+from mesh.lineage import (
+    Graph,
+    ProjectInput,
+    build_graph,
+    drawing_problems,
+    load_graph,
+    write_lineage,
+)
 from mesh.pipeline import run_mesh
 from mesh.validate import consumers, validate_projects
+from tests import factories
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -91,13 +99,16 @@ class Dom(HTMLParser):
 
 
 class Texts(HTMLParser):
-    """The text of every SVG `<text>` (tspans joined), by the node or project around it."""
+    """The text of every SVG `<text>` by the node or project around it (a wrapped text: its
+    `aria-label`, the whole text), and how many lines each wrapped text takes."""
 
     def __init__(self, text: str) -> None:
         super().__init__()
         self.owner = ""
         self.found: list[tuple[str, str, str]] = []  # (owner, class, text)
-        self._open: list[str] = []
+        self.lines: dict[str, int] = {}  # owner -> lines of its wrapped text
+        self._label: str | None = None
+        self._open = False
         self.feed(text)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -105,15 +116,18 @@ class Texts(HTMLParser):
         if tag == "g" and ("data-node-id" in a or "data-project" in a):
             self.owner = a.get("data-node-id") or a["data-project"]
         if tag == "text":
-            self._open.append(a.get("class", ""))
-            self.found.append((self.owner, a.get("class", ""), ""))
+            self._open = True
+            self._label = a.get("aria-label")
+            self.found.append((self.owner, a.get("class", ""), self._label or ""))
+        if tag == "tspan":
+            self.lines[self.owner] = self.lines.get(self.owner, 0) + 1
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "text" and self._open:
-            self._open.pop()
+        if tag == "text":
+            self._open = False
 
     def handle_data(self, data: str) -> None:
-        if self._open:
+        if self._open and self._label is None:
             owner, cls, text = self.found[-1]
             self.found[-1] = (owner, cls, text + data)
 
@@ -277,6 +291,55 @@ def test_chain_screenshot(chain_page: tuple[Graph, Path], tmp_path: Path) -> Non
     orange = int(((red > 200) & (green > 70) & (green < 110) & (blue < 40)).sum())
     assert orange > 2000, f"only {orange} pixels of cross-project edges drawn"
     print(f"screenshot: {shot} ({orange} orange pixels)")
+
+
+def test_awkward_mesh_page_is_sound(tmp_path: Path) -> None:
+    """No dbt needed: long names and subtitles, an empty consumer known only from its declared
+    upstreams, a parent from a project outside mesh.yml, versions, ages, a diamond of projects."""
+    long = "a_model_name_much_longer_than_any_box_of_a_fixed_width_would_ever_hold"
+    core = factories.producer()
+    core["nodes"]["model.core.orders"]["name"] = long
+    left = factories.manifest(
+        "left", [factories.model("left", "l", depends_on=["model.core.orders", "model.zeta.y"])]
+    )
+    right = factories.manifest(
+        "right",
+        [factories.model("right", "r", access="protected", depends_on=["model.core.customers.v2"])],
+    )
+    last = factories.manifest(
+        "last",
+        [
+            factories.model(
+                "last", "z", depends_on=["model.left.l", "model.right.r", "model.core.revenue"]
+            )
+        ],
+    )
+    upstreams = ("core", "left", "right", *(f"some_other_project_number_{i}" for i in range(6)))
+    graph = build_graph(
+        [
+            ProjectInput(
+                "core", manifest=core, built_at={"model.core.revenue": "2026-01-01T00:00:00Z"}
+            ),
+            ProjectInput("left", ("core",), manifest=left),
+            ProjectInput("right", ("core",), manifest=right),
+            ProjectInput("last", upstreams, manifest=last),
+            ProjectInput("unbuilt", ("last",)),
+        ]
+    )
+    page = write_lineage(graph, tmp_path, ["html"])["html"]
+    dom = run_chromium([SETTLE, "--dump-dom", page.as_uri()], tmp_path / "profile")
+    geometry = geometry_of(dom)
+    assert drawing_problems(geometry, graph) == []
+    x = {p["name"]: p["box"][0] for p in geometry["projects"]}
+    assert x["core"] < x["left"] < x["last"] < x["unbuilt"] and x["right"] < x["last"]
+    assert x["zeta"] < x["left"]
+    texts = Texts(dom).found
+    assert ("model.core.orders", "node-name", long) in texts
+    parsed = Texts(dom)
+    meta = {o: t for o, c, t in parsed.found if c == "project-meta"}
+    assert meta["last"] == "1 nodes · reads " + ", ".join(upstreams) + " · no local build"
+    assert parsed.lines["last"] > 1 and parsed.lines["core"] == 1  # wrapped, not cut
+    assert {o for o, c, _t in texts if c == "node-age"} == {"model.core.revenue"}
 
 
 def test_screenshot_renders(page: tuple[Graph, Path], tmp_path: Path) -> None:
