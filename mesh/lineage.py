@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from mesh.config import Mesh, Project
-from mesh.errors import ConfigError
+from mesh.errors import ChecksumError, ConfigError
 from mesh.manifest import Json, load_interface, load_manifest
 
 GRAPH_FORMAT = 1
@@ -391,7 +391,7 @@ def load_graph(mesh: Mesh) -> Graph:
                 interface=interface,
                 interface_version=None if entry is None else entry.version,
                 env=env,
-                built_at=freshness_of(mesh.registry.read_private(name, env, "freshness")),
+                built_at=_read_freshness(mesh, name, env),
             )
         )
     meta = {
@@ -401,6 +401,15 @@ def load_graph(mesh: Mesh) -> Graph:
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     return build_graph(inputs, meta)
+
+
+def _read_freshness(mesh: Mesh, project: str, env: str) -> dict[str, str]:
+    """The registry's `freshness` object of `project`, read; a corrupt one (its checksum does not
+    match) only costs the picture its ages: `invoke registry.fsck` is where corruption is dealt with."""
+    try:
+        return freshness_of(mesh.registry.read_private(project, env, "freshness"))
+    except ChecksumError:
+        return {}
 
 
 def freshness_of(body: bytes | None) -> dict[str, str]:

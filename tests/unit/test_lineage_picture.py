@@ -735,6 +735,9 @@ def test_load_graph_dates_public_models_from_the_freshness_objects(mesh: Mesh) -
     }
     mesh.registry.write_private("core", env, "freshness", orjson.dumps(freshness))
     mesh.registry.write_private("app", env, "freshness", b"{not json")  # ignored, no crash
+    mesh.registry.write_private("loomy", env, "freshness", orjson.dumps(freshness))
+    corrupt = next((mesh.root / "registry" / "loomy").rglob("freshness/manifest.json"))
+    corrupt.write_bytes(corrupt.read_bytes().replace(b"core", b"cure"))  # checksum mismatch
     graph = load_graph(mesh)
     dated = {uid: n.built_at for uid, n in graph.nodes.items() if n.built_at}
     assert dated == {"model.core.orders": "2026-11-23T10:00:00Z"}
