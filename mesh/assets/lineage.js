@@ -405,7 +405,9 @@
   }
 
   try {
+    var started = Date.now();
     new ELK().layout(elkGraph()).then(function (laid) {
+      body.setAttribute("data-layout-ms", String(Date.now() - started));
       draw(laid);
       interact();
     }).catch(fail);
