@@ -4,7 +4,9 @@ Built from what the mesh already has, no warehouse needed:
 - each project's local `target/manifest.json` (its models, seeds, snapshots and ordinary sources,
   and the edges between them; tests are left out);
 - each project's published interface in the registry (the env consumers read it from): marks which
-  public models are published, and stands in for a project that has no local build.
+  public models are published, and stands in for a project that has no local build;
+- each project's private `freshness` object in the registry, when there is one: when each public
+  model's data was last built (shown as its age).
 
 Cross-project edges are found the way `mesh.validate` validates them: a consumer node whose parent is
 `model.<upstream>.*` (dbt-loom) or a generated source `source.<consumer>.<upstream>.<table>` (mapped
@@ -12,24 +14,28 @@ back to the upstream model through the source's `meta.mesh.unique_id`). Generate
 into their edge, so an edge reads "upstream public model -> consumer node" in every format.
 
 Rendered as JSON (for tools), Mermaid (GitHub PRs and job summaries) and a self-contained HTML page
-with an SVG drawn here in Python (works offline: inline CSS and JS, no fonts or scripts fetched).
+(works offline: inline CSS and JS, nothing fetched) that lays itself out in the browser with ELK,
+the Eclipse Layout Kernel (elkjs, vendored under mesh/assets/ and inlined), from its measured text.
+The page publishes what it drew (`#lineage-geometry`); `drawing_problems` checks it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from mesh.config import Mesh, Project
-from mesh.errors import ConfigError
+from mesh.errors import ChecksumError, ConfigError
 from mesh.manifest import Json, load_interface, load_manifest
 
 GRAPH_FORMAT = 1
@@ -62,6 +68,7 @@ class Node:
     published: bool = False  # in the project's latest interface in the registry
     origin: str = "manifest"  # manifest | interface | reference (only seen as a parent)
     description: str = ""
+    built_at: str | None = None  # when its data was last built (the registry's `freshness`)
 
     @property
     def public(self) -> bool:
@@ -86,6 +93,7 @@ class Node:
             "published": self.published,
             "origin": self.origin,
             "description": self.description,
+            "built_at": self.built_at,
         }
 
 
@@ -118,6 +126,7 @@ class ProjectInput:
     interface: Json | None = None
     interface_version: str | None = None
     env: str | None = None
+    built_at: Mapping[str, str] = field(default_factory=dict)  # node id -> ISO-8601 UTC
 
 
 @dataclass
@@ -307,6 +316,11 @@ def build_graph(inputs: Sequence[ProjectInput], meta: Json | None = None) -> Gra
         cross = nodes[parent].project != nodes[child].project
         edges[(parent, child)] = Edge(parent, child, cross, via if cross else None)
 
+    for p in inputs:
+        for uid, built_at in p.built_at.items():
+            if uid in nodes and nodes[uid].project == p.name:
+                nodes[uid] = dataclasses.replace(nodes[uid], built_at=built_at)
+
     infos = [
         ProjectInfo(p.name, p.upstreams, True, p.manifest_path, p.interface_version, p.env)
         for p in inputs
@@ -377,6 +391,7 @@ def load_graph(mesh: Mesh) -> Graph:
                 interface=interface,
                 interface_version=None if entry is None else entry.version,
                 env=env,
+                built_at=_read_freshness(mesh, name, env),
             )
         )
     meta = {
@@ -386,6 +401,44 @@ def load_graph(mesh: Mesh) -> Graph:
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     return build_graph(inputs, meta)
+
+
+def _read_freshness(mesh: Mesh, project: str, env: str) -> dict[str, str]:
+    """The registry's `freshness` object of `project`, read; a corrupt one (its checksum does not
+    match) only costs the picture its ages: `invoke registry.fsck` is where corruption is dealt with."""
+    try:
+        return freshness_of(mesh.registry.read_private(project, env, "freshness"))
+    except ChecksumError:
+        return {}
+
+
+def freshness_of(body: bytes | None) -> dict[str, str]:
+    """When each node's data was last built, from a project's `freshness` object
+    (`{"format": 1, "nodes": {"<unique_id>": {"built_at": "<ISO-8601>"}}}`), as UTC
+    `YYYY-MM-DDTHH:MM:SSZ`. The picture only shows it: a missing or malformed object, or a node
+    whose time does not parse, means no age, never a failure."""
+    if body is None:
+        return {}
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    nodes = doc.get("nodes") if isinstance(doc, dict) and doc.get("format") == 1 else None
+    if not isinstance(nodes, dict):
+        return {}
+    found: dict[str, str] = {}
+    for uid, entry in nodes.items():
+        built = entry.get("built_at") if isinstance(entry, dict) else None
+        if not isinstance(built, str):
+            continue
+        try:
+            when = datetime.fromisoformat(built)
+        except ValueError:
+            continue
+        if when.tzinfo is None:  # the object is written in UTC; a naive time is read as such
+            when = when.replace(tzinfo=UTC)
+        found[uid] = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return found
 
 
 # --- JSON ----------------------------------------------------------------------------------------
@@ -406,6 +459,7 @@ _MERMAID_SHAPES = {
 }
 _MERMAID_CLASSES = (
     "classDef public fill:#e6fcf5,stroke:#0ca678,stroke-width:2px,color:#063",
+    "classDef protected fill:#fff9db,stroke:#f08c00,color:#5c3c00",
     "classDef private fill:#f8f9fa,stroke:#868e96,color:#212529",
     "classDef reference fill:#fff,stroke:#adb5bd,stroke-dasharray:4 3,color:#495057",
 )
@@ -440,7 +494,9 @@ class _Ids:
 def _mermaid_class(node: Node) -> str:
     if node.origin == "reference":
         return "reference"
-    return "public" if node.public else "private"
+    if node.access in ("public", "protected"):
+        return node.access
+    return "private"
 
 
 def to_mermaid(graph: Graph, fenced: bool = False) -> str:
@@ -527,245 +583,34 @@ def _mermaid_projects(graph: Graph) -> str:
     return "\n".join(lines) + "\n"
 
 
-# --- layout ------------------------------------------------------------------------------------
-
-NODE_W = 236
-NODE_H = 42
-ROW_GAP = 18
-COL_GAP = 64
-PROJECT_PAD = 22
-PROJECT_HEADER = 60
-PROJECT_GAP = 130  # between layers of projects: room for the cross-project edges
-PROJECT_VGAP = 36  # between projects stacked in one layer
-MARGIN = 24
-PITCH = NODE_H + ROW_GAP
-
-
-@dataclass
-class _Box:
-    """A project's box: its node columns, left to right, and where it sits."""
-
-    columns: list[list[str]]
-    x: float = 0.0
-    y: float = 0.0
-
-    @property
-    def rows(self) -> int:
-        return max((len(c) for c in self.columns), default=0)
-
-    @property
-    def w(self) -> float:
-        n = max(len(self.columns), 1)
-        return n * NODE_W + (n - 1) * COL_GAP + 2 * PROJECT_PAD
-
-    @property
-    def h(self) -> float:
-        return PROJECT_HEADER + max(self.rows, 1) * PITCH - ROW_GAP + PROJECT_PAD
-
-    def col_x(self, index: int) -> float:
-        return self.x + PROJECT_PAD + index * (NODE_W + COL_GAP)
-
-    def row_y(self, index: int) -> float:
-        return self.y + PROJECT_HEADER + index * PITCH
-
-    def channel(self, near: float) -> float:
-        """The free lane between rows (aligned in every column) nearest to `near`."""
-        lanes = [self.row_y(k) - ROW_GAP / 2 for k in range(max(self.rows, 1) + 1)]
-        return min(lanes, key=lambda lane: abs(lane - near))
-
-
-@dataclass
-class Layout:
-    """In SVG user units: node top-left corners, project boxes (x, y, w, h), edge paths."""
-
-    nodes: dict[str, tuple[float, float]]
-    projects: dict[str, tuple[float, float, float, float]]
-    paths: dict[tuple[str, str], str]
-    width: float
-    height: float
-
-
-def _longest_path(members: Iterable[str], parents: dict[str, set[str]]) -> dict[str, int]:
-    """Depth of each member: 1 + the deepest parent among members (iterative; on a cycle, the
-    nodes left over go one deeper than everything placed)."""
-    keys = list(members)
-    inside = set(keys)
-    ups = {k: parents.get(k, set()) & inside for k in keys}
-    downs: dict[str, list[str]] = {k: [] for k in keys}
-    for key in keys:
-        for parent in ups[key]:
-            downs[parent].append(key)
-    waiting = {k: len(ups[k]) for k in keys}
-    ranks: dict[str, int] = {}
-    ready = [k for k in keys if not waiting[k]]
-    while ready:
-        key = ready.pop()
-        ranks[key] = 1 + max((ranks[p] for p in ups[key] if p in ranks), default=-1)
-        for child in downs[key]:
-            waiting[child] -= 1
-            if not waiting[child]:
-                ready.append(child)
-    deepest = max(ranks.values(), default=-1)
-    for key in keys:
-        ranks.setdefault(key, deepest + 1)
-    return ranks
-
-
-def _project_columns(graph: Graph, project: str) -> list[list[str]]:
-    """A project's nodes in columns by local depth; nodes read only by other projects go last."""
-    members = [n.id for n in graph.project_nodes(project)]
-    inside = set(members)
-    parents: dict[str, set[str]] = {m: set() for m in members}
-    local_children: set[str] = set()
-    exported: set[str] = set()
-    for edge in graph.edges:
-        if edge.source in inside and edge.target in inside:
-            parents[edge.target].add(edge.source)
-            local_children.add(edge.source)
-        elif edge.source in inside:
-            exported.add(edge.source)
-    ranks = _longest_path(members, parents)
-    depth = max(ranks.values(), default=0) + 1
-    for uid in exported - local_children:
-        ranks[uid] = depth - 1
-    columns: list[list[str]] = [[] for _ in range(depth)]
-    for uid in members:
-        columns[ranks[uid]].append(uid)
-    return [c for c in columns if c] or [[]]
-
-
-def layout(graph: Graph, sweeps: int = 4) -> Layout:
-    """Layers of projects left to right (upstreams first; projects of one layer stacked), each
-    project a box of node columns by local depth, rows ordered by the barycentre of neighbours,
-    and edges routed through the free lanes between rows so they do not run over nodes."""
-    boxes = {p.name: _Box(_project_columns(graph, p.name)) for p in graph.projects}
-    project_of = {uid: node.project for uid, node in graph.nodes.items()}
-    depends: dict[str, set[str]] = {p.name: set(p.upstreams) & boxes.keys() for p in graph.projects}
-    for edge in graph.cross_edges:
-        depends[project_of[edge.target]].add(project_of[edge.source])
-    layer_of = _longest_path([p.name for p in graph.projects], depends)
-    layers: dict[int, list[str]] = {}
-    for project in graph.projects:
-        layers.setdefault(layer_of[project.name], []).append(project.name)
-    x = float(MARGIN)
-    width = height = 2.0 * MARGIN
-    for index in sorted(layers):
-        y = float(MARGIN)
-        for name in layers[index]:
-            box = boxes[name]
-            box.x, box.y = x, y
-            y += box.h + PROJECT_VGAP
-        x += max(boxes[n].w for n in layers[index]) + PROJECT_GAP
-        width = x - PROJECT_GAP + MARGIN
-        height = max(height, y - PROJECT_VGAP + MARGIN)
-
-    where: dict[str, tuple[_Box, int]] = {}
-    for box in boxes.values():
-        for col, ids in enumerate(box.columns):
-            for uid in ids:
-                where[uid] = (box, col)
-    centre: dict[str, float] = {}
-
-    def place(box: _Box, ids: list[str]) -> None:
-        for row, uid in enumerate(ids):
-            centre[uid] = box.row_y(row) + NODE_H / 2
-
-    sequence = [
-        (box, ids)
-        for _x, _y, box, ids in sorted(
-            (
-                (box.col_x(col), box.y, box, ids)
-                for box in boxes.values()
-                for col, ids in enumerate(box.columns)
-            ),
-            key=lambda item: (item[0], item[1]),
-        )
-    ]
-    for box, ids in sequence:
-        place(box, ids)
-    parents: dict[str, list[str]] = {uid: [] for uid in graph.nodes}
-    children: dict[str, list[str]] = {uid: [] for uid in graph.nodes}
-    for edge in graph.edges:
-        parents[edge.target].append(edge.source)
-        children[edge.source].append(edge.target)
-
-    def reorder(box: _Box, ids: list[str], neighbours: dict[str, list[str]]) -> None:
-        def key(uid: str) -> tuple[float, float]:
-            near = neighbours[uid]
-            return (sum(centre[n] for n in near) / len(near) if near else centre[uid], centre[uid])
-
-        ids.sort(key=key)
-        place(box, ids)
-
-    for _ in range(sweeps):
-        for box, ids in sequence[1:]:
-            reorder(box, ids, parents)
-        for box, ids in reversed(sequence[:-1]):
-            reorder(box, ids, children)
-
-    positions = {
-        uid: (where[uid][0].col_x(where[uid][1]), c - NODE_H / 2) for uid, c in centre.items()
-    }
-    paths = {(e.source, e.target): _route(e, where, centre) for e in graph.edges}
-    return Layout(
-        positions,
-        {name: (b.x, b.y, b.w, b.h) for name, b in boxes.items()},
-        paths,
-        width,
-        height,
-    )
-
-
-def _route(edge: Edge, where: dict[str, tuple[_Box, int]], centre: dict[str, float]) -> str:
-    """Waypoints from the parent's right side to the child's left side, using the lanes between
-    rows wherever a straight curve would cross the columns in between."""
-    (sbox, scol), (tbox, tcol) = where[edge.source], where[edge.target]
-    points = [(sbox.col_x(scol) + NODE_W, centre[edge.source])]
-    end = (tbox.col_x(tcol), centre[edge.target])
-    if sbox is tbox:
-        if tcol > scol + 1:
-            lane = sbox.channel((points[0][1] + end[1]) / 2)
-            points.append((sbox.col_x(scol) + NODE_W + COL_GAP - 10, lane))
-            points.append((tbox.col_x(tcol) - COL_GAP + 10, lane))
-    else:
-        if scol < len(sbox.columns) - 1:
-            lane = sbox.channel(end[1])
-            points.append((sbox.col_x(scol) + NODE_W + COL_GAP - 10, lane))
-            points.append((sbox.x + sbox.w, lane))
-        if tcol > 0:
-            lane = tbox.channel(points[-1][1])
-            points.append((tbox.x, lane))
-            points.append((tbox.col_x(tcol) - COL_GAP + 10, lane))
-    points.append(end)
-    return _smooth(points)
-
-
-def _smooth(points: Sequence[tuple[float, float]]) -> str:
-    """A path through `points` leaving and entering each one horizontally."""
-    out = [f"M{points[0][0]:.1f},{points[0][1]:.1f}"]
-    for (x1, y1), (x2, y2) in itertools.pairwise(points):
-        if abs(y2 - y1) < 0.5 and x2 > x1:
-            out.append(f"L{x2:.1f},{y2:.1f}")
-            continue
-        bend = max(30.0, (x2 - x1) / 2) if x2 > x1 else 60.0  # backwards: loop out and back
-        out.append(f"C{x1 + bend:.1f},{y1:.1f} {x2 - bend:.1f},{y2:.1f} {x2:.1f},{y2:.1f}")
-    return " ".join(out)
-
-
 # --- HTML ----------------------------------------------------------------------------------------
+
+# The page lays itself out in the browser with ELK (elkjs, EPL-2.0), vendored under mesh/assets/
+# and inlined: see mesh/assets/README.md for how it is pinned and updated.
+ELKJS_VERSION = "0.12.1"
+ELKJS_SHA256 = "b1032b7cfd2a57c54c6f0e8369d7665e19a579954f7cd20a6dae28f1912ea0d7"
+_SCRIPT_END_RE = re.compile(r"</(script)", re.IGNORECASE)
+
+
+def _asset(name: str) -> str:
+    return (resources.files("mesh") / "assets" / name).read_text(encoding="utf-8")
+
+
+def _inline_script(code: str) -> str:
+    """`code` safe inside an inline `<script>`: nothing in it can close the element."""
+    return _SCRIPT_END_RE.sub(r"<\\/\1", code)
 
 
 def _attr(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _fit(text: str, width: float, char_w: float = 7.0) -> str:
-    limit = max(4, int(width / char_w))
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
-def _node_svg(node: Node, pos: tuple[float, float]) -> str:
+def _node_svg(node: Node) -> str:
+    """A node as the page script finds it: text and data attributes; the script sizes and
+    places it (from the measured text) once ELK has laid the graph out."""
     classes = ["node", f"type-{node.resource_type}", f"origin-{node.origin}"]
+    if node.access:
+        classes.append(f"access-{node.access}")
     if node.public:
         classes.append("public")
     if node.published:
@@ -774,38 +619,65 @@ def _node_svg(node: Node, pos: tuple[float, float]) -> str:
     if node.origin == "reference":
         facts.append("not in any manifest or interface")
     meta_line = " \u00b7 ".join(f for f in facts if f)
-    title = f"{node.id}\n{meta_line}" + (f"\n{node.description}" if node.description else "")
-    badge = ""
-    if node.public:
-        badge = (
-            f'<rect class="badge" x="{NODE_W - 52}" y="6" width="46" height="15" rx="7"/>'
-            f'<text class="badge-text" x="{NODE_W - 29}" y="17">public</text>'
-        )
+    title = f"{node.id}\n{meta_line}"
+    if node.built_at:
+        title += f"\nbuilt {node.built_at}"
+    if node.description:
+        title += f"\n{node.description}"
+    age = (
+        f'<text class="node-age" data-built-at="{_attr(node.built_at)}">'
+        f"built {html.escape(node.built_at)}</text>"
+        if node.built_at
+        else ""
+    )
+    badge = (
+        '<g class="badge"><rect class="badge-box"/><text class="badge-text">public</text></g>'
+        if node.public
+        else ""
+    )
     return (
         f'<g class="{" ".join(classes)}" data-node-id="{_attr(node.id)}" '
         f'data-project="{_attr(node.project)}" data-resource-type="{_attr(node.resource_type)}" '
         f'data-access="{_attr(node.access or "")}" data-public="{str(node.public).lower()}" '
         f'data-published="{str(node.published).lower()}" '
         f'data-version="{_attr(node.version or "")}" '
-        f'transform="translate({pos[0]:.1f},{pos[1]:.1f})" tabindex="0">'
+        f'data-built-at="{_attr(node.built_at or "")}" tabindex="0">'
         f"<title>{html.escape(title)}</title>"
-        f'<rect class="node-box" width="{NODE_W}" height="{NODE_H}" rx="7"/>'
-        f'<text class="node-name" x="11" y="18">'
-        f"{html.escape(_fit(node.label, NODE_W - (72 if node.public else 20), 7.7))}</text>"
-        f'<text class="node-meta" x="11" y="33">'
-        f"{html.escape(_fit(meta_line, NODE_W - 20, 6))}</text>"
-        f"{badge}</g>"
+        '<rect class="node-box" rx="7"/>'
+        f'<text class="node-name">{html.escape(node.label)}</text>'
+        f'<text class="node-meta">{html.escape(meta_line)}</text>'
+        f"{age}{badge}</g>"
     )
 
 
-def to_svg(graph: Graph) -> str:
-    """The picture as one inline SVG element (every node and edge carries data attributes)."""
-    lay = layout(graph)
+def _project_svg(project: ProjectInfo, count: int) -> str:
+    facts = [f"{count} nodes"]
+    if project.interface_version:
+        facts.append(f"published {project.interface_version}")
+    if project.upstreams:
+        facts.append("reads " + ", ".join(project.upstreams))
+    if not project.in_mesh:
+        facts.append("not in mesh.yml")
+    elif project.manifest is None:
+        facts.append("no local build")
+    empty = (
+        '<text class="project-empty">no manifest or published interface</text>' if not count else ""
+    )
+    return (
+        f'<g class="project{"" if project.in_mesh else " outside"}" '
+        f'data-project="{_attr(project.name)}" data-in-mesh="{str(project.in_mesh).lower()}">'
+        '<rect class="project-box" rx="12"/>'
+        f'<text class="project-name">{html.escape(project.name)}</text>'
+        f'<text class="project-meta">{html.escape(" · ".join(facts))}</text>{empty}</g>'
+    )
+
+
+def _svg(graph: Graph) -> str:
+    """The picture's elements, every node and edge with its data attributes, not yet placed."""
     counts = {p.name: len(graph.project_nodes(p.name)) for p in graph.projects}
     parts = [
-        f'<svg id="lineage-svg" xmlns="http://www.w3.org/2000/svg" width="{lay.width:.0f}" '
-        f'height="{lay.height:.0f}" viewBox="0 0 {lay.width:.0f} {lay.height:.0f}" '
-        'role="img" aria-label="cross-project lineage">',
+        '<svg id="lineage-svg" class="laying-out" xmlns="http://www.w3.org/2000/svg" '
+        'width="0" height="0" role="img" aria-label="cross-project lineage">',
         "<defs>"
         '<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
@@ -814,199 +686,40 @@ def to_svg(graph: Graph) -> str:
         'markerHeight="4" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
         'class="arrow-cross"/></marker></defs>',
         '<g class="projects">',
+        *(_project_svg(p, counts[p.name]) for p in graph.projects),
+        '</g><g class="edges">',
     ]
-    for project in graph.projects:
-        x, y, w, h = lay.projects[project.name]
-        facts = [f"{counts[project.name]} nodes"]
-        if project.interface_version:
-            facts.append(f"published {project.interface_version}")
-        if project.upstreams:
-            facts.append("reads " + ", ".join(project.upstreams))
-        if not project.in_mesh:
-            facts.append("not in mesh.yml")
-        elif project.manifest is None:
-            facts.append("no local build")
-        parts.append(
-            f'<g class="project{"" if project.in_mesh else " outside"}" '
-            f'data-project="{_attr(project.name)}" data-in-mesh="{str(project.in_mesh).lower()}">'
-            f'<rect class="project-box" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
-            f'rx="12"/><text class="project-name" x="{x + PROJECT_PAD:.1f}" y="{y + 24:.1f}">'
-            f"{html.escape(project.name)}</text>"
-            f'<text class="project-meta" x="{x + PROJECT_PAD:.1f}" y="{y + 41:.1f}">'
-            f"{html.escape(_fit(' · '.join(facts), w - 2 * PROJECT_PAD, 6))}</text></g>"
-        )
-    parts.append('</g><g class="edges">')
     ordered = sorted(graph.edges, key=lambda e: e.cross_project)  # cross-project edges on top
     for edge in ordered:
         kind = "cross" if edge.cross_project else "local"
+        via = f" (cross-project, via {edge.via})" if edge.via else ""
         parts.append(
-            f'<path class="edge {kind}" d="{lay.paths[(edge.source, edge.target)]}" '
-            f'data-edge-from="{_attr(edge.source)}" data-edge-to="{_attr(edge.target)}" '
+            f'<path class="edge {kind}" data-edge-from="{_attr(edge.source)}" '
+            f'data-edge-to="{_attr(edge.target)}" '
             f'data-cross-project="{str(edge.cross_project).lower()}" '
             f'data-via="{_attr(edge.via or "")}" '
             f'marker-end="url(#{"arrow-cross" if edge.cross_project else "arrow"})">'
-            f"<title>{html.escape(edge.source)} \u2192 {html.escape(edge.target)}"
-            f"{' (cross-project, via ' + edge.via + ')' if edge.via else ''}</title></path>"
+            f"<title>{html.escape(edge.source)} \u2192 {html.escape(edge.target)}{via}</title>"
+            "</path>"
         )
+    parts.append('</g><g class="edge-labels">')
+    for edge in ordered:
+        if edge.cross_project and edge.via:
+            parts.append(
+                f'<g class="edge-label" data-edge-from="{_attr(edge.source)}" '
+                f'data-edge-to="{_attr(edge.target)}" data-via="{_attr(edge.via)}">'
+                '<rect class="edge-label-box"/>'
+                f'<text class="edge-label-text">{html.escape(edge.via)}</text></g>'
+            )
     parts.append('</g><g class="nodes">')
-    for node in graph.nodes.values():
-        parts.append(_node_svg(node, lay.nodes[node.id]))
+    parts += [_node_svg(node) for node in graph.nodes.values()]
     parts.append("</g></svg>")
     return "".join(parts)
 
 
-_CSS = """
-:root { --ink:#212529; --muted:#6c757d; --line:#adb5bd; --cross:#e8590c; --public:#0ca678;
-  --bg:#f8f9fa; --box:#ffffff; }
-* { box-sizing: border-box; }
-body { margin:0; font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
-  color:var(--ink); background:var(--bg); }
-header { padding:14px 22px 10px; border-bottom:1px solid #dee2e6; background:#fff; }
-h1 { font-size:19px; margin:0 0 4px; }
-.meta { color:var(--muted); font-size:13px; }
-.bar { display:flex; flex-wrap:wrap; gap:18px; align-items:center; margin-top:8px; font-size:13px; }
-.bar input { font:inherit; padding:4px 8px; border:1px solid #ced4da; border-radius:6px;
-  width:220px; }
-.key { display:inline-flex; align-items:center; gap:6px; }
-.swatch { display:inline-block; width:26px; height:0; border-top:2px solid var(--line); }
-.swatch.cross { border-top:4px solid var(--cross); }
-.chip { display:inline-block; width:14px; height:14px; border-radius:4px;
-  border:2px solid var(--public);
-  background:#e6fcf5; }
-.chip.dashed { border:2px dashed var(--line); background:#fff; }
-main { overflow:auto; padding:8px; }
-main.fit svg { width:100%; height:auto; }
-.bar button { font:inherit; padding:3px 10px; border:1px solid #ced4da; border-radius:6px;
-  background:#fff; cursor:pointer; }
-#details { position:fixed; right:16px; bottom:16px; max-width:420px; background:#fff;
-  border:1px solid #dee2e6; border-radius:8px; padding:10px 14px; font-size:13px;
-  box-shadow:0 4px 14px rgba(0,0,0,.08); white-space:pre-wrap; }
-#details[hidden] { display:none; }
-svg text { font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif; }
-.project-box { fill:#fff; stroke:#ced4da; stroke-width:1.5; }
-.project.outside .project-box { stroke-dasharray:6 4; fill:#fdfdfd; }
-.project-name { font-size:16px; font-weight:650; fill:var(--ink); }
-.project-meta { font-size:11.5px; fill:var(--muted); }
-.edge { fill:none; stroke:var(--line); stroke-width:1.4; }
-.edge.cross { stroke:var(--cross); stroke-width:3.2; }
-.arrow-local { fill:var(--line); }
-.arrow-cross { fill:var(--cross); }
-.node { cursor:pointer; }
-.node-box { fill:#f1f3f5; stroke:#adb5bd; stroke-width:1.2; }
-.node.type-model .node-box { fill:#eef2ff; stroke:#748ffc; }
-.node.type-seed .node-box { fill:#fff9db; stroke:#fab005; }
-.node.type-snapshot .node-box { fill:#f3f0ff; stroke:#9775fa; }
-.node.type-source .node-box { fill:#fff4e6; stroke:#ffa94d; }
-.node.public .node-box { fill:#e6fcf5; stroke:var(--public); stroke-width:2.2; }
-.node.origin-reference .node-box { fill:#fff; stroke-dasharray:5 3; }
-.node-name { font-size:13px; font-weight:600; fill:var(--ink); }
-.node-meta { font-size:10.5px; fill:var(--muted); }
-.badge { fill:var(--public); }
-.badge-text { font-size:10px; fill:#fff; text-anchor:middle; font-weight:600; }
-.node:focus { outline:none; }
-.node.selected .node-box, .node:focus .node-box { stroke:#1c7ed6; stroke-width:3; }
-.dim { opacity:.15; }
-.match .node-box { stroke:#1c7ed6; stroke-width:3; }
-"""
-
-_JS = """
-(function () {
-  "use strict";
-  var data = JSON.parse(document.getElementById("lineage-data").textContent);
-  var svg = document.getElementById("lineage-svg");
-  var details = document.getElementById("details");
-  var info = {};
-  data.nodes.forEach(function (n) { info[n.id] = n; });
-  var nodes = {};
-  Array.prototype.forEach.call(svg.querySelectorAll("g.node"), function (el) {
-    nodes[el.getAttribute("data-node-id")] = el;
-  });
-  var edges = Array.prototype.slice.call(svg.querySelectorAll("path.edge"));
-  var up = {}, down = {};
-  edges.forEach(function (e) {
-    var a = e.getAttribute("data-edge-from"), b = e.getAttribute("data-edge-to");
-    (down[a] = down[a] || []).push(b);
-    (up[b] = up[b] || []).push(a);
-  });
-  function reach(start, map) {
-    var seen = {}, todo = [start];
-    seen[start] = true;
-    while (todo.length) {
-      (map[todo.pop()] || []).forEach(function (n) {
-        if (!seen[n]) { seen[n] = true; todo.push(n); }
-      });
-    }
-    return seen;
-  }
-  function clear() {
-    Object.keys(nodes).forEach(function (id) {
-      nodes[id].classList.remove("dim", "selected", "match");
-    });
-    edges.forEach(function (e) { e.classList.remove("dim"); });
-    details.hidden = true;
-    if (location.hash) {
-      try { history.replaceState(null, "", location.pathname); } catch (e) { /* file: */ }
-    }
-  }
-  function select(id) {
-    clear();
-    var keep = reach(id, up), below = reach(id, down);
-    Object.keys(below).forEach(function (k) { keep[k] = true; });
-    Object.keys(nodes).forEach(function (k) { if (!keep[k]) { nodes[k].classList.add("dim"); } });
-    edges.forEach(function (e) {
-      var a = e.getAttribute("data-edge-from"), b = e.getAttribute("data-edge-to");
-      if (!(keep[a] && keep[b])) { e.classList.add("dim"); }
-    });
-    nodes[id].classList.add("selected");
-    try {
-      history.replaceState(null, "", "#node=" + encodeURIComponent(id));
-    } catch (e) { /* some file: pages refuse it */ }
-    var n = info[id] || {};
-    var lines = [n.id, "project: " + n.project, "type: " + n.resource_type +
-      (n.materialized ? " (" + n.materialized + ")" : ""),
-      "access: " + (n.access || "-") + (n.published ? ", published" : "")];
-    if (n.version) { lines.push("version: " + n.version + " (latest " + n.latest_version + ")"); }
-    lines.push("upstream: " + (Object.keys(keep).length - Object.keys(below).length) +
-      " nodes, downstream: " + (Object.keys(below).length - 1) + " nodes");
-    if (n.description) { lines.push("", n.description); }
-    details.textContent = lines.join("\\n");
-    details.hidden = false;
-  }
-  Object.keys(nodes).forEach(function (id) {
-    var el = nodes[id];
-    el.addEventListener("click", function (ev) { ev.stopPropagation(); select(id); });
-    el.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { select(id); } });
-  });
-  svg.addEventListener("click", clear);
-  document.addEventListener("keydown", function (ev) { if (ev.key === "Escape") { clear(); } });
-  document.getElementById("search").addEventListener("input", function (ev) {
-    var q = ev.target.value.trim().toLowerCase();
-    clear();
-    if (!q) { return; }
-    Object.keys(nodes).forEach(function (id) {
-      nodes[id].classList.add(id.toLowerCase().indexOf(q) >= 0 ? "match" : "dim");
-    });
-    edges.forEach(function (e) { e.classList.add("dim"); });
-  });
-  var main = document.querySelector("main"), zoom = document.getElementById("zoom");
-  function fit(on) {
-    main.classList.toggle("fit", on);
-    zoom.textContent = on ? "actual size" : "fit to width";
-  }
-  zoom.addEventListener("click", function () { fit(!main.classList.contains("fit")); });
-  var natural = svg.width.baseVal.value;
-  fit(natural > main.clientWidth && main.clientWidth / natural >= 0.45);
-  var wanted = decodeURIComponent(location.hash.replace(/^#node=/, ""));
-  if (location.hash.indexOf("#node=") === 0 && nodes[wanted]) { select(wanted); }
-  document.body.setAttribute("data-ready", "true");
-  document.body.setAttribute("data-rendered-nodes", String(Object.keys(nodes).length));
-  document.body.setAttribute("data-rendered-edges", String(edges.length));
-})();
-"""
-
-
 def to_html(graph: Graph) -> str:
-    """A self-contained page: inline CSS, inline SVG, inline JS (click a node: its lineage)."""
+    """A self-contained page: inline CSS, the SVG elements, the graph as JSON, ELK and the page
+    script, which lays the picture out in the browser (nothing is fetched; works offline)."""
     data = orjson.dumps(graph.to_json()).replace(b"<", b"\\u003c").decode()
     meta = graph.meta
     facts = [f"{k} {meta[k]}" for k in ("target", "env", "registry", "generated_at") if meta.get(k)]
@@ -1014,22 +727,166 @@ def to_html(graph: Graph) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<title>dbt mesh lineage</title>"
-        f"<style>{_CSS}</style></head><body>"
+        f"<style>{_asset('lineage.css')}</style></head><body>"
         "<header><h1>dbt mesh lineage</h1>"
         f'<div class="meta">{html.escape(graph.summary())}'
         f"{' · ' + html.escape(' · '.join(facts)) if facts else ''}</div>"
         '<div class="bar"><input id="search" type="search" placeholder="find a node…" '
         'aria-label="find a node"><button id="zoom" type="button">actual size</button>'
-        '<span class="key"><span class="swatch cross"></span>cross-project edge</span>'
+        '<span class="key"><span class="swatch cross"></span>cross-project edge: '
+        '<span class="tag">ref</span> dbt-loom, <span class="tag">source</span> '
+        "generated source</span>"
         '<span class="key"><span class="swatch"></span>edge inside a project</span>'
         '<span class="key"><span class="chip"></span>public model</span>'
         '<span class="key"><span class="chip dashed"></span>known only as a parent</span>'
         '<span class="key">click a node for its lineage, Esc to clear</span></div></header>'
-        f"<main>{to_svg(graph)}</main>"
+        '<p id="status">Laying out the picture (this page needs JavaScript)…</p>'
+        '<p id="problem" hidden></p>'
+        f"<main>{_svg(graph)}</main>"
         '<div id="details" hidden></div>'
         f'<script type="application/json" id="lineage-data">{data}</script>'
-        f"<script>{_JS}</script></body></html>\n"
+        f"<script>/* elkjs {ELKJS_VERSION}, EPL-2.0 */\n"
+        f"{_inline_script(_asset('elk.bundled.js'))}</script>"
+        f"<script>{_inline_script(_asset('lineage.js'))}</script></body></html>\n"
     )
+
+
+# --- checking a drawn page ---------------------------------------------------------------------
+
+Box = tuple[float, float, float, float]  # x, y, width, height in SVG user units
+_EPS = 0.5  # touching a border is not crossing it; half a unit absorbs rounding
+
+
+def _box(value: Any) -> Box:
+    x, y, w, h = (float(v) for v in value)
+    return (x, y, w, h)
+
+
+def _inside(inner: Box, outer: Box, tolerance: float = _EPS) -> bool:
+    return (
+        inner[0] >= outer[0] - tolerance
+        and inner[1] >= outer[1] - tolerance
+        and inner[0] + inner[2] <= outer[0] + outer[2] + tolerance
+        and inner[1] + inner[3] <= outer[1] + outer[3] + tolerance
+    )
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    """The interiors of `a` and `b` share more than a border."""
+    return (
+        a[0] < b[0] + b[2] - _EPS
+        and b[0] < a[0] + a[2] - _EPS
+        and a[1] < b[1] + b[3] - _EPS
+        and b[1] < a[1] + a[3] - _EPS
+    )
+
+
+def segment_crosses(p: tuple[float, float], q: tuple[float, float], box: Box) -> bool:
+    """Whether the segment p-q runs through the interior of `box` (Liang-Barsky clipping against
+    the box shrunk by half a unit: running along or touching a border does not count)."""
+    left, top = box[0] + _EPS, box[1] + _EPS
+    right, bottom = box[0] + box[2] - _EPS, box[1] + box[3] - _EPS
+    if left >= right or top >= bottom:
+        return False
+    dx, dy = q[0] - p[0], q[1] - p[1]
+    t0, t1 = 0.0, 1.0
+    for pk, qk in ((-dx, p[0] - left), (dx, right - p[0]), (-dy, p[1] - top), (dy, bottom - p[1])):
+        if pk == 0:
+            if qk <= 0:
+                return False
+            continue
+        t = qk / pk
+        if pk < 0:
+            t0 = max(t0, t)
+        else:
+            t1 = min(t1, t)
+        if t0 >= t1:
+            return False
+    return True
+
+
+def drawing_problems(geometry: Json, graph: Graph) -> list[str]:
+    """What is wrong with a drawn lineage page, from the geometry its script publishes after layout
+    (`<script id="lineage-geometry">`: project and node boxes, edge polylines and labels, the box
+    of every text and the box it must fit in). Empty when the picture is sound: every project,
+    node and edge of `graph` drawn once; nodes inside their project, none overlapping; no edge
+    running through a node it does not end at, nor through a project holding neither of its ends;
+    no edge label over a node; no text wider or taller than its box."""
+    problems: list[str] = []
+    projects = {p["name"]: _box(p["box"]) for p in geometry.get("projects", [])}
+    nodes = {n["id"]: _box(n["box"]) for n in geometry.get("nodes", [])}
+    project_of = {n["id"]: n["project"] for n in geometry.get("nodes", [])}
+    if len(nodes) != len(geometry.get("nodes", [])):
+        problems.append("a node is drawn twice")
+    for name in sorted({p.name for p in graph.projects} ^ projects.keys()):
+        problems.append(
+            f"project {name} is {'missing' if name not in projects else 'not in the graph'}"
+        )
+    for uid in sorted(graph.nodes.keys() ^ nodes.keys()):
+        problems.append(f"node {uid} is {'missing' if uid not in nodes else 'not in the graph'}")
+    drawn = [(e["from"], e["to"]) for e in geometry.get("edges", [])]
+    wanted = [(e.source, e.target) for e in graph.edges]
+    for a, b in sorted(set(wanted) - set(drawn)):
+        problems.append(f"edge {a} -> {b} is missing")
+    for a, b in sorted({pair for pair in drawn if drawn.count(pair) > 1 or pair not in wanted}):
+        problems.append(f"edge {a} -> {b} is drawn {drawn.count((a, b))} times, wanted once")
+
+    for uid, box in nodes.items():
+        home = projects.get(project_of[uid])
+        if home is None or not _inside(box, home):
+            problems.append(f"node {uid} sticks out of its project {project_of[uid]}")
+    ids = sorted(nodes)
+    for i, a in enumerate(ids):
+        problems += [
+            f"nodes {a} and {b} overlap" for b in ids[i + 1 :] if _overlap(nodes[a], nodes[b])
+        ]
+    names = sorted(projects)
+    for i, a in enumerate(names):
+        problems += [
+            f"projects {a} and {b} overlap"
+            for b in names[i + 1 :]
+            if _overlap(projects[a], projects[b])
+        ]
+
+    for edge in geometry.get("edges", []):
+        a, b = edge["from"], edge["to"]
+        if a not in nodes or b not in nodes:
+            continue
+        points = [(float(x), float(y)) for x, y in edge.get("points", [])]
+        name = f"edge {a} -> {b}"
+        if len(points) < 2:
+            problems.append(f"{name} has no line")
+            continue
+        grow = 1.0
+        if not _inside((*points[0], 0.0, 0.0), nodes[a], grow):
+            problems.append(f"{name} does not start at {a}")
+        if not _inside((*points[-1], 0.0, 0.0), nodes[b], grow):
+            problems.append(f"{name} does not end at {b}")
+        ends = {project_of[a], project_of[b]}
+        crossed: set[str] = set()
+        for p, q in itertools.pairwise(points):
+            crossed |= {
+                f"node {uid}"
+                for uid, box in nodes.items()
+                if uid not in (a, b) and segment_crosses(p, q, box)
+            }
+            crossed |= {
+                f"project {project}"
+                for project, box in projects.items()
+                if project not in ends and segment_crosses(p, q, box)
+            }
+        problems += [f"{name} runs through {what}" for what in sorted(crossed)]
+        label = edge.get("label")
+        if label:
+            lbox = _box(label["box"])
+            over = [uid for uid, box in nodes.items() if _overlap(lbox, box)]
+            over += [p for p, box in projects.items() if p not in ends and _overlap(lbox, box)]
+            problems += [f"the label of {name} covers {what}" for what in sorted(over)]
+
+    for text in geometry.get("texts", []):
+        if not _inside(_box(text["box"]), _box(text["within"])):
+            problems.append(f"text {text['text']!r} of {text['owner']} is clipped by its box")
+    return problems
 
 
 # --- writing -------------------------------------------------------------------------------------

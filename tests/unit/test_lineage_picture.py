@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 import re
+import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -14,15 +19,17 @@ import pytest
 from mesh.config import Mesh, load_mesh
 from mesh.errors import ConfigError
 from mesh.lineage import (
+    ELKJS_SHA256,
+    ELKJS_VERSION,
     MERMAID_MAX_EDGES,
-    NODE_H,
-    NODE_W,
     Graph,
     ProjectInput,
     build_graph,
-    layout,
+    drawing_problems,
+    freshness_of,
     load_graph,
     run_lineage,
+    segment_crosses,
     to_html,
     to_json,
     to_mermaid,
@@ -30,8 +37,10 @@ from mesh.lineage import (
 from mesh.manifest import build_interface, extract_interface
 from mesh.publish import publish_project
 from tests import factories
+from tests.conftest import REPO
 
 Json = dict[str, Any]
+ELK_BUNDLE = REPO / "mesh" / "assets" / "elk.bundled.js"
 
 
 def interface_of(doc: Json) -> Json:
@@ -277,6 +286,23 @@ def test_mermaid_one_subgraph_per_project_thick_cross_edges() -> None:
     assert fenced.startswith("```mermaid\nflowchart LR\n") and fenced.endswith("\n```\n")
 
 
+def test_mermaid_styles_public_protected_and_private_apart() -> None:
+    text = to_mermaid(build_graph(inputs()))
+    styles = dict(
+        line.strip().removeprefix("classDef ").split(" ", 1)
+        for line in text.splitlines()
+        if line.strip().startswith("classDef ")
+    )
+    assert {"public", "protected", "private", "reference"} <= styles.keys()
+    assert len({styles[k] for k in ("public", "protected", "private")}) == 3
+    classes = dict(re.findall(r"(n_model_\w+)\[.*:::(\w+)$", text, re.MULTILINE))
+    assert classes["n_model_core_orders"] == "public"
+    assert classes["n_model_core_stg_orders"] == "protected"
+    assert classes["n_model_app_a"] == "protected"
+    assert classes["n_model_core_int_secret"] == "private"
+    assert classes["n_model_app_c"] == "private"
+
+
 def test_mermaid_ids_are_sanitized_and_unique_labels_escaped() -> None:
     weird = factories.model("p", "b_c")
     twin = factories.model("p_b", "c", depends_on=["model.p.b_c"])
@@ -320,43 +346,47 @@ def test_mermaid_too_big_for_github_shrinks_to_the_cross_project_edges() -> None
     assert "only the 2 nodes on cross-project edges" in text
 
 
-# --- layout and HTML -----------------------------------------------------------------------------
-
-
-def test_layout_keeps_nodes_inside_their_boxes_without_overlaps() -> None:
-    graph = build_graph(inputs())
-    lay = layout(graph)
-    boxes = list(lay.projects.values())
-    for i, (x, y, w, h) in enumerate(boxes):
-        for x2, y2, w2, h2 in boxes[i + 1 :]:
-            assert x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y
-    placed = list(lay.nodes.items())
-    for uid, (x, y) in placed:
-        bx, by, bw, bh = lay.projects[graph.nodes[uid].project]
-        assert bx <= x and x + NODE_W <= bx + bw and by <= y and y + NODE_H <= by + bh
-    for i, (_a, (x, y)) in enumerate(placed):
-        for _b, (x2, y2) in placed[i + 1 :]:
-            assert abs(x - x2) >= NODE_W or abs(y - y2) >= NODE_H
-    # upstream project left of its consumers
-    assert lay.projects["core"][0] + lay.projects["core"][2] < lay.projects["app"][0]
-    assert set(lay.paths) == {(e.source, e.target) for e in graph.edges}
-    assert lay.width >= max(x + w for x, _y, w, _h in boxes)
+# --- HTML ----------------------------------------------------------------------------------------
 
 
 class Elements(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.found: list[tuple[str, dict[str, str | None]]] = []
-        self.script: list[str] = []
-        self._in: str | None = None
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self.texts: list[tuple[str, str]] = []  # (class of the <text>, its text)
+        self._script: dict[str, str | None] | None = None
+        self._text: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.found.append((tag, dict(attrs)))
-        self._in = dict(attrs).get("id") if tag == "script" else None
+        if tag == "script":
+            self._script = dict(attrs)
+            self.scripts.append((self._script, ""))
+        self._text = (dict(attrs).get("class") or "") if tag == "text" else None
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._script = None
+        self._text = None
 
     def handle_data(self, data: str) -> None:
-        if self._in == "lineage-data":
-            self.script.append(data)
+        if self._script is not None:
+            attrs, body = self.scripts[-1]
+            self.scripts[-1] = (attrs, body + data)
+        if self._text is not None:
+            self.texts.append((self._text, data))
+
+    def having(self, tag: str, css_class: str) -> list[dict[str, str | None]]:
+        return [
+            a for t, a in self.found if t == tag and css_class in (a.get("class") or "").split()
+        ]
+
+
+def parse(page: str) -> Elements:
+    parser = Elements()
+    parser.feed(page)
+    return parser
 
 
 def test_html_is_self_contained_and_tags_every_node_and_edge() -> None:
@@ -365,19 +395,23 @@ def test_html_is_self_contained_and_tags_every_node_and_edge() -> None:
     docs[1].manifest["nodes"]["model.app.a"]["description"] = "</script><script>alert(1)</script>"
     graph = build_graph(docs, {"target": "local"})
     page = to_html(graph)
-    assert re.findall(r"https?://[^\s\"']+", page) == ["http://www.w3.org/2000/svg"]
-    for forbidden in ("<link", " src=", "@import", "url(http", "<iframe"):
-        assert forbidden not in page
-    parser = Elements()
-    parser.feed(page)
-    assert page.count("</script>") == 2  # the description did not close the data block
-    data = orjson.loads("".join(parser.script))
+    parser = parse(page)
+    # nothing fetched: no element loads anything, no stylesheet imports
+    for tag, attrs in parser.found:
+        assert tag not in ("link", "iframe", "img", "object", "embed", "base"), tag
+        assert not {"src", "href", "srcset"} & attrs.keys(), (tag, attrs)
+    assert "@import" not in page and "url(http" not in page
+    # the data, ELK and the page script, all inline; the description closed nothing
+    assert page.count("</script>") == 3
+    kinds = [(attrs.get("type"), attrs.get("id")) for attrs, _body in parser.scripts]
+    assert kinds == [("application/json", "lineage-data"), (None, None), (None, None)]
+    data = orjson.loads(parser.scripts[0][1])
     assert data["stats"]["cross_project_edges"] == len(EXPECTED_CROSS)
-    nodes = {
-        a["data-node-id"]: a
-        for t, a in parser.found
-        if t == "g" and "node" in (a.get("class") or "").split()
-    }
+    assert parser.scripts[1][1].endswith(ELK_BUNDLE.read_text(encoding="utf-8"))
+    assert f"elkjs {ELKJS_VERSION}" in parser.scripts[1][1]
+    assert "new ELK()" in parser.scripts[2][1]
+
+    nodes = {a["data-node-id"]: a for a in parser.having("g", "node")}
     assert set(nodes) == set(graph.nodes)
     assert all(nodes[n.id]["data-project"] == n.project for n in graph.nodes.values())
     edges = [a for t, a in parser.found if t == "path" and "data-edge-from" in a]
@@ -386,10 +420,265 @@ def test_html_is_self_contained_and_tags_every_node_and_edge() -> None:
         (a["data-edge-from"], a["data-edge-to"]) for a in edges if a["data-cross-project"] == "true"
     }
     assert cross == {(a, b) for a, b, _via in EXPECTED_CROSS}
-    projects = [
-        a["data-project"] for t, a in parser.found if t == "g" and a.get("class") == "project"
-    ]
+    projects = [a["data-project"] for a in parser.having("g", "project")]
     assert projects == ["core", "app", "loomy"]
+    # every cross-project edge has a visible label saying how it is read
+    labels = {
+        (a["data-edge-from"], a["data-edge-to"], a["data-via"])
+        for a in parser.having("g", "edge-label")
+    }
+    assert labels == EXPECTED_CROSS
+    assert sorted(t for c, t in parser.texts if c == "edge-label-text") == sorted(
+        via for _a, _b, via in EXPECTED_CROSS
+    )
+    # project subtitles are written whole (the page wraps them; nothing is cut with an ellipsis)
+    subtitles = [t for c, t in parser.texts if c == "project-meta"]
+    assert subtitles[1] == "4 nodes · reads core · no local build"
+    assert not any("\u2026" in t for _c, t in parser.texts)
+
+
+def test_long_names_and_subtitles_are_written_whole() -> None:
+    upstreams = tuple(f"upstream_project_number_{i}" for i in range(8))
+    long_name = "a_model_name_much_longer_than_any_box_of_a_fixed_width_would_hold"
+    app = factories.manifest("app", [factories.model("app", long_name, access="protected")])
+    graph = build_graph(
+        [*(ProjectInput(u) for u in upstreams), ProjectInput("app", upstreams, manifest=app)]
+    )
+    parser = parse(to_html(graph))
+    assert ("node-name", long_name) in parser.texts
+    assert ("project-meta", "1 nodes · reads " + ", ".join(upstreams) + " · no local build") in (
+        parser.texts
+    )
+
+
+def test_public_models_show_their_data_age_when_known() -> None:
+    docs = inputs()
+    docs[0] = dataclasses.replace(
+        docs[0],
+        built_at={
+            "model.core.orders": "2026-11-23T10:00:00Z",
+            "model.app.a": "2026-01-01T00:00:00Z",
+        },
+    )
+    graph = build_graph(docs)
+    assert graph.nodes["model.core.orders"].built_at == "2026-11-23T10:00:00Z"
+    # a project only dates its own nodes
+    assert graph.nodes["model.app.a"].built_at is None
+    doc = orjson.loads(to_json(graph))
+    ages = {n["id"]: n["built_at"] for n in doc["nodes"]}
+    assert (
+        ages["model.core.orders"] == "2026-11-23T10:00:00Z" and ages["model.core.revenue"] is None
+    )
+    parser = parse(to_html(graph))
+    dated = [a for a in parser.having("text", "node-age")]
+    assert [a["data-built-at"] for a in dated] == ["2026-11-23T10:00:00Z"]
+    orders = next(a for a in parser.having("g", "node") if a["data-node-id"] == "model.core.orders")
+    assert orders["data-built-at"] == "2026-11-23T10:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (None, {}),
+        (b"not json", {}),
+        (b"[1, 2]", {}),
+        (b'{"format": 2, "nodes": {"model.p.a": {"built_at": "2026-11-23T10:00:00Z"}}}', {}),
+        (b'{"format": 1, "nodes": ["model.p.a"]}', {}),
+        (
+            b'{"format": 1, "project": "p", "env": "prod", "nodes": {'
+            b'"model.p.a": {"built_at": "2026-11-23T10:00:00Z", "rows": 3},'
+            b'"model.p.b": {"built_at": "2026-11-23T11:30:00+01:00"},'
+            b'"model.p.c": {"built_at": "2026-11-23T10:00:00"},'
+            b'"model.p.d": {"built_at": "yesterday"},'
+            b'"model.p.e": {"built_at": 1732356000},'
+            b'"model.p.f": "2026-11-23T10:00:00Z",'
+            b'"model.p.g": {}}}',
+            {
+                "model.p.a": "2026-11-23T10:00:00Z",
+                "model.p.b": "2026-11-23T10:30:00Z",
+                "model.p.c": "2026-11-23T10:00:00Z",
+            },
+        ),
+    ],
+)
+def test_freshness_objects_read_leniently(body: bytes | None, expected: dict[str, str]) -> None:
+    assert freshness_of(body) == expected
+
+
+def test_vendored_elk_is_the_pinned_release_with_its_licence() -> None:
+    assert hashlib.sha256(ELK_BUNDLE.read_bytes()).hexdigest() == ELKJS_SHA256
+    licence = (ELK_BUNDLE.parent / "elkjs-LICENSE.md").read_text(encoding="utf-8")
+    assert licence.startswith("# Eclipse Public License - v 2.0")
+    assert f"elkjs {ELKJS_VERSION}" in (ELK_BUNDLE.parent / "README.md").read_text()
+
+
+def test_package_ships_the_page_assets(tmp_path: Path) -> None:
+    """What `pip install` copies: the package data declared in pyproject.toml."""
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    shutil.copytree(REPO / "mesh", tmp_path / "mesh", ignore=shutil.ignore_patterns("__pycache__"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import setuptools; setuptools.setup()",
+            "-q",
+            "build_py",
+            "--build-lib",
+            str(tmp_path / "lib"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    shipped = {p.name for p in (tmp_path / "lib/mesh/assets").iterdir()}
+    assert {"elk.bundled.js", "elkjs-LICENSE.md", "lineage.js", "lineage.css"} <= shipped
+
+
+# --- checking a drawn page -----------------------------------------------------------------------
+
+
+def two_projects() -> Graph:
+    up = factories.manifest("up", [factories.model("up", "a")])
+    mid = factories.manifest("mid", [factories.model("mid", "m", depends_on=["model.up.a"])])
+    down = factories.manifest(
+        "down", [factories.model("down", "d", depends_on=["model.up.a", "model.mid.m"])]
+    )
+    return build_graph(
+        [
+            ProjectInput("up", manifest=up),
+            ProjectInput("mid", ("up",), manifest=mid),
+            ProjectInput("down", ("up", "mid"), manifest=down),
+        ]
+    )
+
+
+def sound_geometry() -> dict[str, Any]:
+    """up | mid | down side by side, the up -> down edge routed below mid."""
+    return {
+        "projects": [
+            {"name": "up", "box": [0, 0, 100, 100]},
+            {"name": "mid", "box": [150, 0, 100, 100]},
+            {"name": "down", "box": [300, 0, 100, 100]},
+        ],
+        "nodes": [
+            {"id": "model.up.a", "project": "up", "box": [10, 40, 80, 30]},
+            {"id": "model.mid.m", "project": "mid", "box": [160, 40, 80, 30]},
+            {"id": "model.down.d", "project": "down", "box": [310, 40, 80, 30]},
+        ],
+        "edges": [
+            {
+                "from": "model.up.a",
+                "to": "model.mid.m",
+                "cross_project": True,
+                "points": [[90, 50], [160, 50]],
+                "label": {"text": "ref", "box": [110, 42, 20, 16]},
+            },
+            {
+                "from": "model.mid.m",
+                "to": "model.down.d",
+                "cross_project": True,
+                "points": [[240, 50], [310, 50]],
+                "label": None,
+            },
+            {
+                "from": "model.up.a",
+                "to": "model.down.d",
+                "cross_project": True,
+                "points": [[90, 60], [120, 60], [120, 120], [280, 120], [280, 60], [310, 60]],
+                "label": None,
+            },
+        ],
+        "texts": [
+            {
+                "owner": "node:model.up.a",
+                "text": "a",
+                "box": [20, 45, 10, 14],
+                "within": [10, 40, 80, 30],
+            },
+            {
+                "owner": "project:up",
+                "text": "up",
+                "box": [10, 5, 30, 19],
+                "within": [0, 0, 100, 100],
+            },
+        ],
+    }
+
+
+def test_segment_crossing_a_box_interior() -> None:
+    box = (10.0, 10.0, 20.0, 20.0)
+    assert segment_crosses((0, 20), (40, 20), box)  # straight through
+    assert segment_crosses((0, 0), (40, 40), box)  # diagonally
+    assert segment_crosses((15, 15), (16, 16), box)  # wholly inside
+    assert not segment_crosses((0, 10), (40, 10), box)  # along the top border
+    assert not segment_crosses((0, 5), (40, 5), box)  # above
+    assert not segment_crosses((0, 20), (10, 20), box)  # ends at the border
+    assert not segment_crosses((0, 0), (10, 10), box)  # touches a corner
+
+
+def test_sound_geometry_has_no_problems() -> None:
+    assert drawing_problems(sound_geometry(), two_projects()) == []
+
+
+def test_an_edge_through_the_middle_project_is_a_problem() -> None:
+    geometry = sound_geometry()
+    geometry["edges"][2]["points"] = [[90, 60], [310, 60]]  # straight through mid and its node
+    assert drawing_problems(geometry, two_projects()) == [
+        "edge model.up.a -> model.down.d runs through node model.mid.m",
+        "edge model.up.a -> model.down.d runs through project mid",
+    ]
+    # around mid's node, still inside mid's box
+    geometry["edges"][2]["points"] = [
+        [90, 60],
+        [120, 60],
+        [120, 90],
+        [280, 90],
+        [280, 60],
+        [310, 60],
+    ]
+    assert drawing_problems(geometry, two_projects()) == [
+        "edge model.up.a -> model.down.d runs through project mid"
+    ]
+
+
+def test_missing_overlapping_detached_and_clipped_drawings_are_problems() -> None:
+    graph = two_projects()
+    geometry = sound_geometry()
+    del geometry["edges"][1]
+    assert drawing_problems(geometry, graph) == ["edge model.mid.m -> model.down.d is missing"]
+
+    geometry = sound_geometry()
+    geometry["nodes"].pop()
+    assert "node model.down.d is missing" in drawing_problems(geometry, graph)
+
+    geometry = sound_geometry()
+    geometry["nodes"][1]["box"] = [140, 40, 80, 30]  # sticks out of mid
+    assert drawing_problems(geometry, graph)[0] == "node model.mid.m sticks out of its project mid"
+
+    geometry = sound_geometry()
+    geometry["edges"][1]["points"] = [[240, 10], [310, 10]]  # starts and ends beside its nodes
+    assert drawing_problems(geometry, graph) == [
+        "edge model.mid.m -> model.down.d does not start at model.mid.m",
+        "edge model.mid.m -> model.down.d does not end at model.down.d",
+    ]
+
+    geometry = sound_geometry()
+    geometry["edges"][0]["label"]["box"] = [85, 42, 20, 16]  # over node a
+    assert drawing_problems(geometry, graph) == [
+        "the label of edge model.up.a -> model.mid.m covers model.up.a"
+    ]
+
+    geometry = sound_geometry()
+    geometry["texts"][0]["box"] = [20, 45, 75, 14]  # wider than its node
+    assert drawing_problems(geometry, graph) == [
+        "text 'a' of node:model.up.a is clipped by its box"
+    ]
+
+    geometry = sound_geometry()
+    geometry["nodes"].append({"id": "model.up.a", "project": "up", "box": [10, 40, 80, 30]})
+    assert drawing_problems(geometry, graph) == ["a node is drawn twice"]
 
 
 # --- from a mesh folder: registry and manifests --------------------------------------------------
@@ -433,6 +722,26 @@ def test_load_graph_reads_manifests_and_the_registry(mesh: Mesh) -> None:
     assert graph.nodes["model.core.orders"].published
     assert {(e.source, e.target, e.via) for e in graph.cross_edges} == EXPECTED_CROSS
     assert graph.meta["target"] == "local" and graph.meta["registry"].startswith("file://")
+
+
+def test_load_graph_dates_public_models_from_the_freshness_objects(mesh: Mesh) -> None:
+    publish_project(mesh, "core")
+    env = mesh.upstream_env("core")
+    freshness = {
+        "format": 1,
+        "project": "core",
+        "env": env,
+        "nodes": {"model.core.orders": {"built_at": "2026-11-23T10:00:00+00:00", "rows": 12}},
+    }
+    mesh.registry.write_private("core", env, "freshness", orjson.dumps(freshness))
+    mesh.registry.write_private("app", env, "freshness", b"{not json")  # ignored, no crash
+    mesh.registry.write_private("loomy", env, "freshness", orjson.dumps(freshness))
+    corrupt = next((mesh.root / "registry" / "loomy").rglob("freshness/manifest.json"))
+    corrupt.write_bytes(corrupt.read_bytes().replace(b"core", b"cure"))  # checksum mismatch
+    graph = load_graph(mesh)
+    dated = {uid: n.built_at for uid, n in graph.nodes.items() if n.built_at}
+    assert dated == {"model.core.orders": "2026-11-23T10:00:00Z"}
+    assert orjson.loads(to_json(graph))["nodes"][0].keys() >= {"built_at"}
 
 
 def test_run_lineage_writes_all_three_or_prints_one(
