@@ -5,6 +5,7 @@
     mesh [--root DIR] [--target T] validate [--project P | --all | --manifest PATH] [--format json]
     mesh [--root DIR] [--target T] check --project P [--allow-breaking --reason TEXT]
     mesh [--root DIR] [--target T] publish --project P [--allow-breaking --reason TEXT]
+    mesh [--root DIR] add PATH [--upstream NAME ...] [--via loom|sources] [--profiles-dir DIR] [--dry-run]
 
 Exit codes: 0 success, 1 the checked thing failed, 2 bad usage or bad input.
 """
@@ -15,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mesh.config import Mesh, load_mesh
+from mesh.config import Mesh, find_root, load_mesh
 from mesh.errors import ConfigError, LineageError, MeshError
 
 
@@ -99,8 +100,29 @@ def main(argv: list[str] | None = None) -> int:
     val.add_argument("--manifest")
     val.add_argument("--format", default="text", choices=["text", "json"])
     val.add_argument("--record-usage", action="store_true", help="store what passing consumers use")
+    add = sub.add_parser("add", help="register an existing dbt project with the mesh")
+    add.add_argument("path", help="the dbt project's folder (holding dbt_project.yml)")
+    add.add_argument(
+        "--upstream", action="append", default=[], metavar="NAME",
+        help="an upstream project it reads (repeatable; those in its dependencies.yml are read from there)",
+    )
+    add.add_argument("--via", help="how it reads upstreams: sources (generated dbt sources, default) or loom")
+    add.add_argument(
+        "--profiles-dir", metavar="DIR",
+        help="build with the project's own profiles folder instead of a profile the mesh writes",
+    )
+    add.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     args = parser.parse_args(argv)
     try:
+        if args.command == "add":
+            from mesh.onboard import add_project
+
+            added = add_project(
+                args.root or find_root(), Path(args.path), args.upstream, args.via,
+                args.profiles_dir, args.dry_run,
+            )
+            print("\n".join(added.lines()))
+            return 0
         mesh = load_mesh(args.root, args.target)
         if args.command == "publish":
             print(run_publish(mesh, args.project, args.allow_breaking, args.reason))

@@ -14,6 +14,7 @@ from mesh.contracts import publish_gate
 from mesh.dbt import DbtRun, check_target_env, run_dbt
 from mesh.errors import ConfigError, LineageError
 from mesh.manifest import load_manifest, public_node_ids, reused_manifests
+from mesh.profiles import check_profiles
 from mesh.publish import PublishResult, publish_project, save_state
 from mesh.sync import GENERATED_PREFIX, SyncPlan, _is_generated, apply_plan, model_paths, plan_sync
 from mesh.usage import record_usage
@@ -47,6 +48,7 @@ def build_project(
     """`dbt build` one project; consumers sync first. `defer` reads unchanged parents from state."""
     project = mesh.project(name)
     check_target_env(mesh)  # before sync touches the registry
+    check_profiles(mesh)  # no two projects write to one database
     if project.upstreams:
         plan = sync_project(mesh, name)
         say(f"sync {name}: {len(plan.changes)} file changes; upstreams " + ", ".join(f"{k}@{v}" for k, v in plan.upstream_versions.items()))
@@ -102,6 +104,7 @@ def run_mesh(mesh: Mesh, say: Say = print) -> MeshRun:
     """Build, test and publish every project in dependency order, then validate all lineage."""
     started = time.monotonic()
     check_target_env(mesh)
+    check_profiles(mesh)
     result = MeshRun()
     order = mesh.build_order()
     steps = len(order) + 1
