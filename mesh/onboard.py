@@ -525,7 +525,7 @@ def _dependencies_write(info: DbtProject, upstreams: Sequence[str]) -> FileWrite
         entry["name"] = name
         yaml_add(projects, None, entry)
     if info.packages_file == "dependencies.yml":
-        reason += f"; its {_count(info.packages, 'package')} kept"
+        reason += "; its `packages:` are kept"
     return FileWrite(path, rt.dump(), False, [reason])
 
 
@@ -764,7 +764,7 @@ def _check_after(ctx: _Add) -> None:
     documents = {ctx.mesh_profiles: ctx.profiles_rt.doc} if ctx.own is None else {}
     environ = render_environ(mesh, ctx.environ)
     for output in ctx.kinds:
-        check_refs(refs, output, environ, documents=documents, root=ctx.root, missing_ok=True)
+        check_refs(refs, output, environ, documents=documents, root=ctx.root, lenient=True)
 
 
 def plan_add(
@@ -851,7 +851,7 @@ def plan_add(
     if info.packages:
         notes.append(
             f"{info.packages_file} lists {_count(info.packages, 'package')}: `dbt deps` installs "
-            "them into dbt_packages/ (git-ignored)"
+            f"{'it' if info.packages == 1 else 'them'} into dbt_packages/ (git-ignored)"
         )
     _check_after(ctx)
     return AddPlan(root, info.name, info.describe(), writes, notes, existing=existing)

@@ -207,12 +207,13 @@ def check_refs(
     environ: Mapping[str, str],
     documents: Mapping[Path, Mapping[str, Any]] | None = None,
     root: Path | None = None,
-    missing_ok: bool = False,
+    lenient: bool = False,
 ) -> list[Resolved]:
     """Resolve every project's output for `target` and raise ConfigError on the first conflict.
 
-    `documents` replaces the profiles.yml read from disk for a folder (a change not written yet);
-    `missing_ok` skips projects whose profile has no output for `target` instead of refusing."""
+    `documents` replaces the profiles.yml read from disk for a folder (a change not written yet).
+    `lenient` skips outputs that are absent or cannot be resolved here (an unset variable) instead
+    of refusing: `add` checks what it can for every target; each build checks its target strictly."""
     refs = list(refs)
     base = root or Path.cwd()
     loaded: dict[Path, Mapping[str, Any]] = dict(documents or {})
@@ -238,7 +239,12 @@ def check_refs(
 
     resolved: list[Resolved] = []
     for ref in refs:
-        res = resolve_output(ref, target, profiles_of(ref.profiles_dir), renderer, missing_ok)
+        try:
+            res = resolve_output(ref, target, profiles_of(ref.profiles_dir), renderer, lenient)
+        except ConfigError:
+            if not lenient:
+                raise
+            continue
         if res is not None:
             resolved.append(res)
 

@@ -237,6 +237,14 @@ def test_dry_run_prints_sentences_and_writes_nothing(template: Path) -> None:
         for line in lines
     )
     assert "  Update mesh.yml: register project mart at mart, reading dbt_up through generated dbt sources" in lines
+    # without --root: the mesh is found from the working folder, as for every other command
+    here = subprocess.run(
+        [str(BIN / "mesh"), "add", ".", "--upstream", "dbt_up", "--dry-run"],
+        cwd=template / "mart", capture_output=True, text=True, check=False, timeout=120,
+    )
+    assert here.returncode == 0, here.stderr
+    assert here.stdout == run.stdout
+    assert snapshot(template) == before
 
 
 # --- refusals: exit 2, one line, nothing written ----------------------------------------------------
@@ -576,3 +584,19 @@ def test_the_check_does_not_import_dbt(template: Path) -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "False"
+
+
+def test_add_is_not_blocked_by_an_unset_variable_of_another_project(
+    template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = template / "profiles/profiles.yml"
+    path.write_text(
+        path.read_text().replace(
+            "{{ env_var('DBT_DOWN_SNOWFLAKE_DATABASE', 'DBT_DOWN_PROD') }}", "{{ env_var('DBT_DOWN_DB') }}"
+        )
+    )
+    monkeypatch.delenv("DBT_DOWN_DB", raising=False)
+    add_project(template, write_project(template / "mart", "mart"))  # a laptop without prod settings
+    check_profiles(load_mesh(template, "local"))
+    with pytest.raises(ConfigError, match="environment variable DBT_DOWN_DB is not set"):
+        check_profiles(load_mesh(template, "prod"))  # every build checks its own target strictly
