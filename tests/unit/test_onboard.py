@@ -600,3 +600,13 @@ def test_add_is_not_blocked_by_an_unset_variable_of_another_project(
     check_profiles(load_mesh(template, "local"))
     with pytest.raises(ConfigError, match="environment variable DBT_DOWN_DB is not set"):
         check_profiles(load_mesh(template, "prod"))  # every build checks its own target strictly
+
+
+def test_a_project_outside_the_mesh_folder_gets_a_relative_path(template: Path, tmp_path: Path) -> None:
+    outside = write_project(tmp_path / "team_repo" / "shop", "shop")
+    add_project(template, outside, ["dbt_up"])
+    mesh = load_mesh(template, "local")
+    assert mesh.config.projects["shop"].path == "../team_repo/shop"
+    assert mesh.project("shop").dir == outside
+    assert str(tmp_path) not in (template / "mesh.yml").read_text()
+    check_profiles(mesh)
