@@ -500,6 +500,38 @@ def emulate_down(c: Context) -> None:
     print("\n".join(f"emulate: {line}" for line in stop_emulators(ROOT)))
 
 
+@task(
+    iterable=["upstream"],
+    help={
+        "path": "the dbt project's folder (holding dbt_project.yml)",
+        "upstream": "an upstream project it reads (repeatable); those in its dependencies.yml "
+        "are read from there",
+        "via": "how it reads upstreams: sources (generated dbt sources, default) or loom (dbt-loom refs)",
+        "profiles_dir": "build with the project's own profiles folder instead of a profile the mesh writes",
+        "dry_run": "print the plan as sentences, write nothing",
+    },
+)
+@_fails_cleanly
+def project_add(
+    c: Context,
+    path: str,
+    upstream: list[str] | None = None,
+    via: str | None = None,
+    profiles_dir: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Register an existing dbt project: mesh.yml, its profile, dependencies.yml, .gitignore."""
+    from mesh.onboard import add_project
+
+    plan = add_project(ROOT, Path(path), upstream or [], via, profiles_dir, dry_run)
+    print("\n".join(plan.lines()))
+    if not dry_run:
+        print("next: `invoke mesh` builds, tests and publishes it with the rest of the mesh")
+
+
+project = Collection("project")
+project.add_task(project_add, name="add")
+
 emulate = Collection("emulate")
 emulate.add_task(emulate_up, name="up")
 emulate.add_task(emulate_run, name="run")
@@ -517,7 +549,7 @@ registry.add_task(registry_prune, name="prune")
 ns = Collection(
     mesh, up, down, build, publish, check, sync, validate, lineage, lint, test, bench,
     reliability, registry,
-    emulate,
+    emulate, project,
 )
 
 from tasks_infra import infra, snowflake  # noqa: E402

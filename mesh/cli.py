@@ -10,6 +10,7 @@ and exit codes; each command is the same library call as its task.
     mesh [--root DIR] [--target T] validate [--project P | --all | --manifest PATH] [--format json]
     mesh [--root DIR] [--target T] lineage [--format mermaid|json|html] [--output PATH]
     mesh [--root DIR] [--target T] run [--jobs N] [--full] [--full-refresh]     (invoke mesh)
+    mesh [--root DIR] add PATH [--upstream NAME ...] [--via loom|sources] [--profiles-dir DIR] [--dry-run]
     mesh --version
 
 Exit codes: 0 success, 1 the checked thing failed, 2 bad usage or bad input (one line on stderr,
@@ -24,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import NoReturn
 
-from mesh.config import Mesh, load_mesh
+from mesh.config import Mesh, find_root, load_mesh
 from mesh.errors import ConfigError, LineageError, MeshError
 from mesh.suggest import did_you_mean
 
@@ -169,6 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     lin = sub.add_parser("lineage", help="draw the cross-project lineage (Mermaid, JSON, HTML)")
     lin.add_argument("--format", choices=["mermaid", "json", "html"], help="default: all three into lineage/")
     lin.add_argument("--output", help="file (with --format) or folder to write")
+    add = sub.add_parser("add", help="register an existing dbt project with the mesh")
+    add.add_argument("path", help="the dbt project's folder (holding dbt_project.yml)")
+    add.add_argument(
+        "--upstream", action="append", default=[], metavar="NAME",
+        help="an upstream project it reads (repeatable; those in its dependencies.yml are read from there)",
+    )
+    add.add_argument("--via", help="how it reads upstreams: sources (generated dbt sources, default) or loom")
+    add.add_argument(
+        "--profiles-dir", metavar="DIR",
+        help="build with the project's own profiles folder instead of a profile the mesh writes",
+    )
+    add.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     return parser
 
 
@@ -232,6 +245,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     try:
+        if args.command == "add":
+            from mesh.onboard import add_project
+
+            added = add_project(
+                args.root or find_root(), Path(args.path), args.upstream, args.via,
+                args.profiles_dir, args.dry_run,
+            )
+            print("\n".join(added.lines()))
+            return 0
         mesh = load_mesh(args.root, args.target)
         if args.command == "publish":
             print(run_publish(mesh, args.project, args.allow_breaking, args.reason))

@@ -256,6 +256,13 @@ def _error_identity(raw: Any, err: Any) -> tuple[Any, ...]:
     return tuple(found)
 
 
+def _pydantic_message(exc: ValidationError) -> str:
+    """The first problem pydantic found, as `key.path: what is wrong` (no file to point into)."""
+    err = exc.errors()[0]
+    loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    return f"{loc}: {err['msg']}"
+
+
 def validation_message(path: Path, exc: ValidationError, model: type[BaseModel]) -> str:
     """One line for the first problem pydantic found in a YAML file: `path:line:column:`, the key
     path, what is wrong and, for an unknown key or value, the closest valid one."""

@@ -13,6 +13,7 @@ from mesh import errors
 from mesh.config import Mesh
 from mesh.dbt import DbtRun, check_target_env
 from mesh.errors import MeshError
+from mesh.profiles import check_profiles
 from mesh.progress import make_display
 from mesh.scheduler import Run, run_projects, shown
 from mesh.steps import BuildOptions, ProjectOutcome
@@ -71,6 +72,7 @@ def build_project(
     first, the build goes through the audit location. `defer` reads unchanged parents from the
     project's last published state; `save_state` (main branch) stores state, usage and fingerprint."""
     check_target_env(mesh)
+    check_profiles(mesh)  # two projects must never write to one database
     project = mesh.project(name)
     if defer:
         plan = sync_project(mesh, name)
@@ -167,6 +169,7 @@ def run_mesh(
     """Build, test and publish every project in dependency order (in parallel where the graph
     allows, skipping projects whose inputs did not change unless `full`), then draw the lineage."""
     check_target_env(mesh)
+    check_profiles(mesh)  # two projects must never write to one database
     display = make_display(say)
     names = mesh.build_order()
     options = BuildOptions(full_refresh=full_refresh)

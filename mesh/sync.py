@@ -476,6 +476,14 @@ def _registry_reference(mesh: Mesh, upstream: str, env: str) -> str:
     return str(registry.latest_path(upstream, env))
 
 
+def _within(node: Json, selected: Json) -> Json:
+    """The node with `depends_on` trimmed to the nodes synced along: dbt-loom adds every parent it
+    names to the graph, and a public parent the consumer does not reference is not there."""
+    depends = node.get("depends_on") or {}
+    kept = [uid for uid in depends.get("nodes") or [] if uid in selected]
+    return {**node, "depends_on": {**depends, "nodes": kept}}
+
+
 def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPlan:
     """Work out every file sync would write for `project_name`; writes nothing. `with_state`:
     also fetch the project's own last published state (only `--defer` reads it)."""
@@ -527,7 +535,7 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
         else:
             path = project.mesh_dir / "upstreams" / f"{upstream}.json"
             wanted.add(path)
-            trimmed = {**interface, "nodes": {k: defuse(v) for k, v in selected.items()}}
+            trimmed = {**interface, "nodes": {k: defuse(_within(v, selected)) for k, v in selected.items()}}
             plan.add(path, dump_json(trimmed), f"dbt-loom input: {count} from {entry.version}")
             if project.config.loom_reads == "registry":
                 loom_refs[upstream] = _registry_reference(mesh, upstream, env)
