@@ -385,7 +385,11 @@ class Mesh:
 
     @property
     def warehouse_dir(self) -> Path:
-        return self.root / "warehouse"
+        """The local warehouse: DuckDB files, one per project (MESH_WAREHOUSE_DIR, else
+        warehouse/ beside mesh.yml). Projects in separate repositories share one by pointing
+        MESH_WAREHOUSE_DIR at it, as they would share one Snowflake account."""
+        override = os.environ.get("MESH_WAREHOUSE_DIR")
+        return Path(override).resolve() if override else self.root / "warehouse"
 
     @property
     def profiles_dir(self) -> Path:

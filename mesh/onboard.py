@@ -594,8 +594,17 @@ def _registered(root: Path, directory: Path, name: str, projects: Mapping[str, A
     """Whether `name` is in the mesh already at this folder; refuse a clash of name or folder."""
     existing = False
     for other, settings in projects.items():
-        if not isinstance(settings, dict) or not isinstance(settings.get("path"), str):
-            raise ConfigError(f"{CONFIG_FILE}: projects.{other} needs a `path:`")
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{CONFIG_FILE}: projects.{other} must be a mapping")
+        if settings.get("path") is None:
+            if other == name:
+                raise ConfigError(
+                    f"{CONFIG_FILE} names {name} as built by another repository (no path): "
+                    "remove that entry to build it here"
+                )
+            continue  # an upstream built and published by another repository
+        if not isinstance(settings.get("path"), str):
+            raise ConfigError(f"{CONFIG_FILE}: projects.{other}.path must be a folder")
         other_dir = (root / _expand(settings["path"], CONFIG_FILE)).resolve()
         if other == name and other_dir != directory:
             raise ConfigError(

@@ -39,6 +39,7 @@ class BuildOptions:
     defer: bool = False
     full_refresh: bool = False
     publish: bool = True  # publish projects with public nodes after a passing build
+    gate: bool = True  # the contract gate before the build and before the swap
     save_state: bool = True  # store the full manifest as the project's private state
     validate: bool = True  # validate consumers' lineage after their build
     record_usage: bool = True  # store what consumers use upstream (main branch / mesh runs)
@@ -199,7 +200,7 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
         inputs = fingerprint.compute(mesh, name, options.fingerprint_options())
 
     outcome.step = "gate"
-    parsed = _gate(mesh, name, options, outcome, step) if options.publish else None
+    parsed = _gate(mesh, name, options, outcome, step) if options.gate else None
 
     outcome.step = "build"
     seeds: list[str] = []
@@ -234,7 +235,7 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
         with reused_manifests():
             manifest = load_manifest(project.target_dir / "manifest.json", project=name)
             public = bool(public_node_ids(manifest))
-            if publishes and public:
+            if options.gate and options.complete and public:
                 outcome.step = "audit"
                 step("audit", "publish audit and contract gate on the built interface")
                 try:

@@ -703,7 +703,9 @@ class MeshUsage:
 def read_usage(mesh: Mesh) -> MeshUsage:
     """Every consumer's usage record in the target's env, across the mesh."""
     found = MeshUsage()
-    for name in mesh.config.projects:
+    # Consumers in other repositories are not in this mesh.yml: the registry knows them all.
+    names = sorted(set(mesh.config.projects) | set(mesh.registry.list_private(mesh.env, "usage")))
+    for name in names:
         body = mesh.registry.read_private(name, mesh.env, "usage")
         if body is None:
             continue

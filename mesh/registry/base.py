@@ -87,6 +87,11 @@ class Registry(Protocol):
         """Read a private object, or None if there is none."""
         ...
 
+    def list_private(self, env: str, name: str) -> list[str]:
+        """Every project holding the private object `name` in `env` (e.g. each consumer's
+        `usage`, whichever repository it lives in)."""
+        ...
+
     def delete_version(self, project: str, env: str, version: str) -> None:
         """Remove one history entry (retention); never called on the version `latest` holds."""
         ...

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from mesh.errors import ChecksumError, ConflictError, NotFoundError, RegistryError
 from mesh.failpoints import failpoint
-from mesh.names import NAME_RE, VERSION_RE, check_name, check_version, sha256_hex
+from mesh.names import NAME_RE, RESERVED, VERSION_RE, check_name, check_version, sha256_hex
 from mesh.registry.base import MANIFEST, PRIVATE_OBJECTS, Entry
 
 LOCK_TIMEOUT_S = 60.0
@@ -141,6 +141,16 @@ class FileRegistry:
             project, env = env_dir.parent.name, env_dir.name
             if NAME_RE.fullmatch(project) and NAME_RE.fullmatch(env):
                 found.append((project, env))
+        return sorted(found)
+
+    def list_private(self, env: str, name: str) -> list[str]:
+        if name not in PRIVATE_OBJECTS or not self.root.is_dir():
+            return []
+        found = []
+        for path in self.root.glob(f"*/{env}/{PRIVATE_OBJECTS[name]}"):
+            project = path.parent.parent.parent.name
+            if NAME_RE.fullmatch(project) and project not in RESERVED:
+                found.append(project)
         return sorted(found)
 
     # --- writing --------------------------------------------------------------------------------

@@ -386,6 +386,20 @@ class S3Registry:
                 found.add((match.group(1), match.group(2)))
         return sorted(found)
 
+    def list_private(self, env: str, name: str) -> list[str]:
+        if name not in PRIVATE_OBJECTS:
+            return []
+        root = f"{self.prefix}/" if self.prefix else ""
+        pattern = re.compile(
+            re.escape(root) + r"([^/]+)/" + re.escape(f"{env}/{PRIVATE_OBJECTS[name]}")
+        )
+        found = set()
+        for key in self._list(root, "list"):
+            match = pattern.fullmatch(key)
+            if match and NAME_RE.fullmatch(match.group(1)) and match.group(1) not in RESERVED:
+                found.add(match.group(1))
+        return sorted(found)
+
     # --- writing --------------------------------------------------------------------------------
 
     def create_version(self, project: str, env: str, version: str, body: bytes) -> None:

@@ -204,6 +204,17 @@ class RegistryContract:
         with pytest.raises(RegistryError):
             registry.write_private(P, E, "secrets", b"x")
 
+    def test_private_objects_are_listed_by_kind_and_env(self, registry: Any) -> None:
+        assert registry.list_private(E, "usage") == []
+        registry.write_private("consumer_b", E, "usage", b"{}")
+        registry.write_private("consumer_a", E, "usage", b"{}")
+        registry.write_private("consumer_c", "other", "usage", b"{}")
+        registry.write_private(P, E, "state", b"{}")
+        assert registry.list_private(E, "usage") == ["consumer_a", "consumer_b"]
+        assert registry.list_private(E, "state") == [P]
+        assert registry.list_private("other", "usage") == ["consumer_c"]
+        assert registry.list_private(E, "secrets") == []
+
     # --- integrity ----------------------------------------------------------------------------
 
     def test_corrupt_history_entry_fails_its_checksum(self, registry: Any) -> None:
