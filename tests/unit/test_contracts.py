@@ -189,9 +189,24 @@ def test_additions_and_descriptions_are_not_breaking() -> None:
 
 
 def test_column_changes_of_a_never_enforced_contract_are_notices() -> None:
+    """As in dbt-core, for columns nobody observed: an interface published before the mesh read
+    uncontracted columns from the catalog (their entries carry no `"contract": false`)."""
     old = iface(model(enforced=False))
     new = iface(model(enforced=False, columns={"id": "varchar"}))
+    for node in (*old.values(), *new.values()):
+        for column in node["columns"].values():
+            del column["contract"]
     assert all(not c.breaking for c in diff_interfaces(old, new))
+
+
+def test_observed_columns_of_an_uncontracted_model_are_judged() -> None:
+    """Columns marked `"contract": false` (observed in the warehouse) are what consumers read: their
+    removal or type change is breaking under the model's mode; the gate blocks it only where a
+    consumer's recorded usage reaches it."""
+    old = iface(model(enforced=False))
+    new = iface(model(enforced=False, columns={"id": "varchar"}))
+    changes = {(c.kind, c.column): c.breaking for c in diff_interfaces(old, new)}
+    assert changes == {("column_removed", "amount"): True, ("data_type_changed", "id"): True}
 
 
 # --- compatibility modes ---------------------------------------------------------------------------
