@@ -17,6 +17,10 @@ Never breaking (reported as notices): `model_added`, `version_added`, `column_ad
 `backward`), `description_changed`, `contract_enforced`, `constraint_added`, `latest_version_changed`,
 `deprecation_changed`, `relation_changed`, `compatibility_changed`, a materialization change that
 drops no enforced constraint, and a widened size/precision (varchar(10) -> varchar(20)).
+Column changes of a model whose contract was never enforced are notices, as in dbt-core, except on
+columns the producer's catalog observed (`"contract": false` in the interface: public seeds,
+snapshots and uncontracted models), which consumers read all the same: those are judged by the
+modes below, and the gate blocks them only where a consumer's recorded usage reaches them.
 
 Compatibility modes, per model version, from `meta.mesh.compatibility` (as in a Kafka schema
 registry; named in the API sense: "backward compatible" = existing consumers keep working):
@@ -58,7 +62,7 @@ from typing import Any
 
 from mesh.config import Mesh
 from mesh.errors import BreakingChangeError, ConfigError, ManifestError
-from mesh.manifest import Json, extract_interface, load_interface, load_manifest
+from mesh.manifest import Json, extract_interface, load_interface, load_manifest, public_node_ids
 from mesh.usage import ALL_COLUMNS, Use
 
 Say = Callable[[str], None]
@@ -667,7 +671,6 @@ def check_project(
                 args.append("--no-partial-parse")
         run_dbt(mesh, name, args)
     manifest = load_manifest(check_dir / "manifest.json", project=name)
-    from mesh.manifest import public_node_ids
     from mesh.publish import ensure_catalog, refuse_uncontracted
 
     ids = public_node_ids(manifest)

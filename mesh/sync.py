@@ -1,10 +1,10 @@
 """Sync a consumer with its upstreams: plan the generated files, then apply (or print) the plan.
 
 For each upstream a consumer declares in `dependencies.yml`, sync reads the upstream's interface
-from the registry (the env the target binds), keeps the models the consumer references (or all, with
-`sync_scope: all`), and writes:
+from the registry (the env the target binds), keeps the public models, seeds and snapshots the
+consumer references (or all, with `sync_scope: all`), and writes:
 - `upstreams_via: sources`: `models/_mesh_<upstream>.yml`, dbt sources whose tables resolve to exactly
-  each upstream model's relation (one `sources:` entry per database and schema);
+  each upstream node's relation (one `sources:` entry per database and schema);
 - `upstreams_via: loom`: `.mesh/upstreams/<upstream>.json` (a verified, trimmed interface) and
   `dbt_loom.config.yml` pointing dbt-loom at it;
 - `.mesh/lock.json`: which registry version of each upstream the consumer was synced to;
