@@ -166,6 +166,21 @@ def refuse_uncontracted(mesh: Mesh, project_name: str, manifest: Json, ids: list
     )
 
 
+def check_catalog(catalog: Json, project_name: str, what: str) -> Json:
+    """A dbt catalog.json of an allow-listed schema that dbt wrote without errors."""
+    check_schema(catalog, CATALOG_SCHEMAS, what)
+    if not isinstance(catalog.get("nodes"), dict):
+        raise ManifestError(f"{what} has no `nodes` object")
+    errors = catalog.get("errors")
+    if errors:
+        first = " ".join(str(errors[0] if isinstance(errors, list) else errors).split())[:300]
+        raise PublishRefusedError(
+            f"dbt docs generate could not read all of {project_name}'s relations ({first}): "
+            "fix the warehouse connection, then publish again"
+        )
+    return catalog
+
+
 def _catalog_selector(node: Json) -> str:
     fqn = node.get("fqn")
     if isinstance(fqn, list) and fqn and all(isinstance(part, str) for part in fqn):
@@ -208,15 +223,7 @@ def ensure_catalog(mesh: Mesh, project_name: str, manifest: Json, ids: list[str]
         if saved.is_file():  # start from the build's parse: a partial parse, not a full one
             shutil.copyfile(saved, folder / "partial_parse.msgpack")
         run_dbt(mesh, project_name, ["docs", "generate", "--select", *selectors, "--target-path", str(folder)])
-    catalog = load_json(catalog_path, "catalog.json")
-    check_schema(catalog, CATALOG_SCHEMAS, f"catalog {catalog_path}")
-    errors = catalog.get("errors")
-    if errors:
-        first = " ".join(str(errors[0]).split())[:300]
-        raise PublishRefusedError(
-            f"dbt docs generate could not read the catalog of {project_name} ({first}): "
-            "fix the warehouse connection and publish again"
-        )
+    catalog = check_catalog(load_json(catalog_path, "catalog.json"), project_name, f"catalog {catalog_path}")
     if not reusable:
         stamp_path.write_bytes(dump_json(stamp))
     return catalog
@@ -239,6 +246,8 @@ def prepare(mesh: Mesh, project_name: str, catalog: Json | None = None) -> tuple
     refuse_uncontracted(mesh, project_name, manifest, ids)
     if catalog is None:
         catalog = ensure_catalog(mesh, project_name, manifest, ids)
+    elif uncontracted_ids(manifest, ids):
+        catalog = check_catalog(catalog, project_name, f"the catalog given for {project_name}")
     if catalog is not None:
         tables = catalog.get("nodes") or {}
         unseen = [

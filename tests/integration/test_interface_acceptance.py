@@ -19,7 +19,7 @@ from mesh.contracts import check_project
 from mesh.dbt import run_dbt
 from mesh.errors import BuildFailedError, PublishRefusedError
 from mesh.pipeline import MeshRun, run_mesh
-from mesh.publish import publish_project
+from mesh.publish import ensure_catalog, publish_project
 from mesh.validate import validate_projects
 from tests.conftest import REPO
 from tests.unit.test_publish_sync import snapshot
@@ -107,6 +107,10 @@ def test_uncontracted_columns_come_from_the_catalog(built: tuple[Path, MeshRun])
     results = orjson.loads((target / "run_results.json").read_bytes())
     assert manifest["metadata"]["invocation_id"] == results["metadata"]["invocation_id"]
     assert catalog["metadata"]["invocation_id"] != manifest["metadata"]["invocation_id"]
+    # Publishing this build again (a rerun, a lost race) reuses that catalog: no second dbt run.
+    stamp = (target / "mesh_catalog/catalog.json").stat().st_mtime_ns
+    assert ensure_catalog(load_mesh(root, "local"), "shop", manifest) == catalog
+    assert (target / "mesh_catalog/catalog.json").stat().st_mtime_ns == stamp
 
 
 def test_dbt_loom_injects_the_seed_and_the_snapshot(copy: Path) -> None:

@@ -4,6 +4,7 @@ hints, validate's edges and its refusal of a failed build, the contract diff's w
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,10 @@ from ruamel.yaml.events import AliasEvent
 
 from mesh.config import Mesh, load_mesh
 from mesh.contracts import diff_interfaces
-from mesh.errors import BuildFailedError, PublishRefusedError, SyncError
+from mesh.errors import BuildFailedError, ManifestError, PublishRefusedError, SyncError
 from mesh.manifest import content_sha256, extract_interface, public_node_ids
 from mesh.pipeline import sync_project
-from mesh.publish import publish_project
+from mesh.publish import ensure_catalog, publish_project
 from mesh.validate import validate_manifest
 from tests import factories
 from tests.unit.test_publish_sync import snapshot, write_build
@@ -361,3 +362,32 @@ def test_observed_columns_are_judged_and_unknown_types_are_news() -> None:
     before = extract_interface(producer())[0]  # YAML columns, no types
     news = [c for c in diff_interfaces(before, old) if c.unique_id == "model.core.events"]
     assert news and not any(c.breaking for c in news)
+
+
+@pytest.mark.parametrize(
+    ("breakage", "error", "message"),
+    [
+        ("errors", PublishRefusedError, "dbt docs generate could not read all of core's relations (permission denied on raw): fix"),
+        ("schema", ManifestError, "incompatible schema"),
+        ("nodes", ManifestError, "has no `nodes` object"),
+    ],
+)
+def test_bad_catalog_is_refused_and_nothing_written(mesh: Mesh, breakage: str, error: type, message: str) -> None:
+    bad = copy.deepcopy(CATALOG)
+    if breakage == "errors":
+        bad["errors"] = ["permission denied on raw"]
+    elif breakage == "schema":
+        bad["metadata"]["dbt_schema_version"] = "https://schemas.getdbt.com/dbt/catalog/v9.json"
+    else:
+        bad["nodes"] = []
+    with pytest.raises(error) as info:
+        publish_project(mesh, "core", catalog=bad)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not (mesh.root / "registry").exists()
+
+
+def test_no_catalog_is_generated_when_every_public_node_is_contracted(mesh: Mesh) -> None:
+    """No dbt run at all (this project is not a real dbt project: one would fail)."""
+    doc = factories.producer()
+    assert ensure_catalog(mesh, "core", doc) is None
+    assert not (mesh.root / "core/target/mesh_catalog").exists()
