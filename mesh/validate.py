@@ -199,8 +199,10 @@ def validate_manifest(
                 report.findings.append(Finding(severity, kind, name, node, upstream_node, message))
 
             if upstream not in declared:
-                if via == "source" and upstream not in mesh.config.projects:
-                    continue  # an ordinary dbt source, not a mesh upstream
+                if upstream not in mesh.config.projects:
+                    # An ordinary dbt source, or a node of an installed dbt package (packages ship
+                    # models and seeds): not a mesh upstream.
+                    continue
                 add("undeclared", f"depends on {upstream}, which {name}/dependencies.yml does not declare", parent)
                 continue
             target_id = parent

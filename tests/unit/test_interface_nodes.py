@@ -391,3 +391,13 @@ def test_no_catalog_is_generated_when_every_public_node_is_contracted(mesh: Mesh
     doc = factories.producer()
     assert ensure_catalog(mesh, "core", doc) is None
     assert not (mesh.root / "core/target/mesh_catalog").exists()
+
+
+def test_validate_ignores_dbt_package_nodes_and_flags_undeclared_mesh_projects(mesh: Mesh, tmp_path: Path) -> None:
+    publish_project(mesh, "core", catalog=CATALOG)
+    path = tmp_path / "target/manifest.json"
+    parents = ["seed.core.country_codes", "seed.dbt_date.holidays", "model.dbt_utils.calendar", "model.app.a"]
+    write_consumer(path, "loomy", {"model.loomy.b": parents})
+    report = validate_manifest(mesh, path)
+    assert [(f.kind, f.upstream_node) for f in report.findings] == [("undeclared", "model.app.a")]
+    assert [e.upstream_node for e in report.edges] == ["seed.core.country_codes"]
