@@ -152,7 +152,10 @@ def refuse_uncontracted(mesh: Mesh, project_name: str, manifest: Json, ids: list
     if not missing:
         return
     first, kind = missing[0], resource_label(missing[0])
-    more = f" (and {len(missing) - 1} more: {', '.join(missing[1:4])}{', …' if len(missing) > 4 else ''})" if len(missing) > 1 else ""
+    more = ""
+    if len(missing) > 1:
+        listed = ", ".join(missing[1:4]) + (", …" if len(missing) > 4 else "")
+        more = f" (and {len(missing) - 1} more: {listed})"
     if kind == "model":
         fix = "add `contract: {enforced: true}` and every column's data_type to its YAML"
     else:
@@ -219,6 +222,7 @@ def ensure_catalog(mesh: Mesh, project_name: str, manifest: Json, ids: list[str]
 
         folder.mkdir(parents=True, exist_ok=True)
         stamp_path.unlink(missing_ok=True)
+        catalog_path.unlink(missing_ok=True)  # never read an earlier run's catalog as this one's
         saved = project.target_dir / "partial_parse.msgpack"
         if saved.is_file():  # start from the build's parse: a partial parse, not a full one
             shutil.copyfile(saved, folder / "partial_parse.msgpack")
