@@ -401,3 +401,27 @@ def test_validate_ignores_dbt_package_nodes_and_flags_undeclared_mesh_projects(m
     report = validate_manifest(mesh, path)
     assert [(f.kind, f.upstream_node) for f in report.findings] == [("undeclared", "model.app.a")]
     assert [e.upstream_node for e in report.edges] == ["seed.core.country_codes"]
+
+
+def test_nested_catalog_types_reach_sources_and_odd_ones_are_refused(mesh: Mesh) -> None:
+    nested = factories.catalog(
+        {
+            **{uid: [(c["name"], c["type"]) for c in t["columns"].values()] for uid, t in CATALOG["nodes"].items()},
+            "seed.core.country_codes": [("code", "VARCHAR"), ("names", "STRUCT(en VARCHAR, de VARCHAR)"), ("tags", "VARCHAR[]")],
+        }
+    )
+    publish_project(mesh, "core", catalog=nested)
+    sync_project(mesh, "app")
+    data = YAML(typ="safe").load((mesh.root / "app/models/_mesh_core.yml").read_text())
+    table = next(t for s in data["sources"] for t in s["tables"] if t["name"] == "country_codes")
+    assert [c["data_type"] for c in table["columns"]] == ["varchar", "struct(en varchar, de varchar)", "varchar[]"]
+    odd = copy.deepcopy(nested)
+    odd["nodes"]["seed.core.country_codes"]["columns"]["names"]["type"] = 'STRUCT("a b" VARCHAR)'
+    doc = producer()
+    doc["metadata"]["generated_at"] = "2026-11-23T11:00:00.000000Z"
+    write_build(mesh.root / "core", doc)
+    publish_project(mesh, "core", catalog=odd)
+    before = snapshot(mesh.root / "app")
+    with pytest.raises(SyncError, match="which is not a SQL type"):
+        sync_project(mesh, "app")
+    assert snapshot(mesh.root / "app") == before
