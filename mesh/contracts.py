@@ -66,7 +66,7 @@ from typing import Any
 
 from mesh.config import Mesh
 from mesh.errors import BreakingChangeError, ConfigError, ManifestError
-from mesh.manifest import Json, extract_interface, load_interface, load_manifest
+from mesh.manifest import Json, extract_interface, load_interface, load_manifest, public_node_ids
 from mesh.usage import ALL_COLUMNS, Feed, MeshUsage, Use, read_usage
 
 Say = Callable[[str], None]
@@ -279,6 +279,16 @@ def _enforced(node: Json) -> bool:
     return bool((node.get("contract") or {}).get("enforced") or ((node.get("config") or {}).get("contract") or {}).get("enforced"))
 
 
+def _kind(uid: str) -> str:
+    """`model`, `seed` or `snapshot`, from a unique_id."""
+    return uid.partition(".")[0] or "model"
+
+
+def _observed(column: Json) -> bool:
+    """A column the producer's catalog observed on a node without an enforced contract."""
+    return column.get("contract") is False
+
+
 def _materialized(node: Json) -> str | None:
     value = (node.get("config") or {}).get("materialized")
     return None if value is None else str(value)
@@ -321,6 +331,8 @@ class _Differ:
     def removed(self, uid: str, node: Json, new_nodes: Json, audience: str) -> None:
         modes = (compatibility(node),)
         deprecated = f" (deprecated since {node['deprecation_date']})" if node.get("deprecation_date") else ""
+        # dbt-core's wording for a contracted model; a seed, snapshot or uncontracted model says what it is.
+        what = "Contracted model" if _enforced(node) else f"Public {_kind(uid)}"
         if _version(node) is not None and _latest_uid(new_nodes, str(node.get("name"))) is not None:
             self.add(
                 VERSION_REMOVED, uid, None, _version(node), None,
@@ -335,13 +347,13 @@ class _Differ:
             access = current.get("access") or (current.get("config") or {}).get("access")
             self.add(
                 ACCESS_CHANGED, uid, None, "public", access,
-                f"Model '{uid}' is no longer public (access: {access}): consumers cannot ref it{deprecated}",
+                f"{_kind(uid).capitalize()} '{uid}' is no longer public (access: {access}): consumers cannot ref it{deprecated}",
                 _MODEL, modes, audience,
             )
         elif disabled:
-            self.add(MODEL_REMOVED, uid, None, "enabled", "disabled", f"Contracted model '{uid}' was disabled{deprecated}", _MODEL, modes, audience)
+            self.add(MODEL_REMOVED, uid, None, "enabled", "disabled", f"{what} '{uid}' was disabled{deprecated}", _MODEL, modes, audience)
         else:
-            self.add(MODEL_REMOVED, uid, None, uid, None, f"Contracted model '{uid}' was deleted or renamed{deprecated}", _MODEL, modes, audience)
+            self.add(MODEL_REMOVED, uid, None, uid, None, f"{what} '{uid}' was deleted or renamed{deprecated}", _MODEL, modes, audience)
 
     def compare(self, uid: str, old: Json, new: Json, audience: str) -> None:
         """Changes from `old` to `new`, reported on `uid` (the node consumers resolved)."""
@@ -404,9 +416,11 @@ class _Differ:
                     add(CONSTRAINT_ADDED, name, None, constraint, f"Column level constraint was added: '{_constraint_label(constraint)}' constraint on column {name}", None)
             if (col.get("description") or "") != (other.get("description") or ""):
                 add(DESCRIPTION_CHANGED, name, col.get("description"), other.get("description"), f"Description of column {name} changed", None)
+        observed_before = any(_observed(col) for col in old_cols.values())
         for name, col in new_cols.items():
             if name not in old_cols:
-                add(COLUMN_ADDED, name, None, col.get("data_type"), f"Column was added: {name} ({col.get('data_type')})", _ADDITION if judged else None)
+                seen = judged or (observed_before and _observed(col))
+                add(COLUMN_ADDED, name, None, col.get("data_type"), f"Column was added: {name} ({col.get('data_type')})", _ADDITION if seen else None)
         old_model_cons = list(old.get("constraints") or [])
         new_model_cons = list(new.get("constraints") or [])
         for constraint in old_model_cons:
@@ -479,7 +493,7 @@ def diff_interfaces(
         if name in old_names and _version(node) is not None:
             differ.add(VERSION_ADDED, uid, None, None, _version(node), f"Version {_version(node)} of '{name}' was added", None, (compatibility(node),))
         else:
-            differ.add(MODEL_ADDED, uid, None, None, uid, f"Model '{uid}' was added to the public interface", None, (compatibility(node),))
+            differ.add(MODEL_ADDED, uid, None, None, uid, f"{_kind(uid).capitalize()} '{uid}' was added to the public interface", None, (compatibility(node),))
     for name in sorted(old_names & new_names):
         before, after = old_latest.get(name), new_latest.get(name)
         if before is None or after is None or before == after:
@@ -937,7 +951,9 @@ def check_project(
     Parses the project (`dbt parse` into `target/check/`, so the last build's artifacts stay for
     publish), extracts its interface and compares it with `latest`. Does not raise on a breaking
     change: callers print `lines()` and raise `error()` when `blocked`. `manifest_path`: a parse
-    the caller made already (with `parse=False`).
+    the caller made already (with `parse=False`). Refuses (exit 1), as
+    publish would, a public node without an enforced contract where mesh.yml requires contracts.
+    The columns of public nodes without a contract come from the warehouse (`ensure_catalog`).
     """
     from mesh.dbt import run_dbt
 
@@ -953,7 +969,12 @@ def check_project(
             sync_project(mesh, name)  # a change invalidates dbt's partial parsing
         run_dbt(mesh, name, args)
     manifest = load_manifest(manifest_path or check_dir / "manifest.json", project=name)
-    nodes, _groups = extract_interface(manifest)
+    from mesh.publish import ensure_catalog, refuse_uncontracted
+
+    ids = public_node_ids(manifest)
+    refuse_uncontracted(mesh, name, manifest, ids)
+    catalog = ensure_catalog(mesh, name, manifest, ids)
+    nodes, _groups = extract_interface(manifest, ids, catalog=catalog)
     entry = mesh.registry.read_latest(name, mesh.env)
     if entry is None:
         return GateResult(name, mesh.env, None)

@@ -1,9 +1,24 @@
 """Read dbt artifacts and extract a project's public interface.
 
 The interface is a manifest-shaped JSON document (dbt-loom reads it unchanged) holding only the
-project's own `access: public` models, trimmed to what a consumer needs: no SQL, no private or
+project's own public nodes a consumer can ref: `access: public` models (every version), and seeds
+and snapshots marked public (below), trimmed to what a consumer needs: no SQL, no private or
 protected nodes, no sources, macros or tests. It is the unit of contract comparison and the only
 thing consumers ever see of a producer.
+
+dbt-core 1.11 gives `access` to models only (and to functions, which no ref reaches): its node
+classes and its YAML schema have no `access` on seeds or snapshots. dbt still keeps a seed's or
+snapshot's `config: {access: public}` as a custom config key, and dbt-loom reads exactly that to
+inject a seed or snapshot into a consumer, so the mesh honours it too. On adapters where dbt checks
+YAML against its schema (Snowflake, BigQuery, Databricks, Redshift), dbt 1.11 warns about that key
+(CustomKeyInConfigDeprecation); `config: {meta: {mesh: {access: public}}}` says the same without a
+warning. dbt enforces contracts on models only: a seed or snapshot is never contracted here, whatever
+its config says (dbt accepts `contract: {enforced: true}` on a seed and ignores it).
+
+Columns: a public model with an enforced contract publishes its contract's columns as they are. Any
+other public node publishes the columns the producer's catalog (`dbt docs generate`) observed in the
+warehouse, types lower-cased, with the YAML descriptions and constraints, each entry marked
+`"contract": false` (observed, not guaranteed); contracted entries carry no `contract` key.
 """
 
 from __future__ import annotations
@@ -32,7 +47,12 @@ RUN_RESULTS_SCHEMAS = {
 INTERFACE_FORMAT = 1
 # Statuses of a node in run_results.json that mean it built or passed.
 PASSING_STATUSES = frozenset({"success", "pass", "warn"})
-_UNIQUE_ID_RE = re.compile(r"model\.([a-z_][a-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)(\.v[A-Za-z0-9_.]+)?")
+# The resource types a consumer can ref across projects (dbt's refable nodes).
+PUBLIC_RESOURCE_TYPES = ("model", "seed", "snapshot")
+_UNIQUE_ID_RE = re.compile(
+    r"(?:model\.([a-z_][a-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)(\.v[A-Za-z0-9_.]+)?"
+    r"|(?:seed|snapshot)\.([a-z_][a-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*))"
+)
 
 Json = dict[str, Any]
 
@@ -165,7 +185,7 @@ def check_manifest(doc: Json, what: str, project: str | None = None) -> Json:
 
 
 def check_run_results(path: Path, manifest: Json, public_ids: list[str]) -> None:
-    """Refuse unless the build that wrote `manifest` ran every public model and nothing failed."""
+    """Refuse unless the build that wrote `manifest` ran every public node and nothing failed."""
     doc = load_json(path, "run_results.json")
     check_schema(doc, RUN_RESULTS_SCHEMAS, f"run_results {path}")
     invocation = manifest["metadata"].get("invocation_id")
@@ -191,7 +211,7 @@ def check_run_results(path: Path, manifest: Json, public_ids: list[str]) -> None
     missing = [uid for uid in public_ids if uid not in built]
     if missing:
         raise PublishRefusedError(
-            f"the last build did not run public model {missing[0]}"
+            f"the last build did not run public {resource_label(missing[0])} {missing[0]}"
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
             + ": run a full `invoke build` before publishing"
         )
@@ -206,11 +226,83 @@ def _column(column: Json) -> Json:
     }
 
 
-def interface_node(node: Json, public_ids: set[str]) -> Json:
-    """The interface view of one public model node."""
+def resource_label(unique_id: str) -> str:
+    """`model`, `seed` or `snapshot`: what a unique_id names, for messages."""
+    return unique_id.partition(".")[0] or "node"
+
+
+def _access(node: Json) -> Any:
     config = node.get("config") or {}
-    contract = node.get("contract") or config.get("contract") or {}
+    access = node.get("access") or config.get("access")
+    if access is None and node.get("resource_type") in ("seed", "snapshot"):
+        meta = config.get("meta") or node.get("meta") or {}
+        mesh_meta = meta.get("mesh") if isinstance(meta, dict) else None
+        access = mesh_meta.get("access") if isinstance(mesh_meta, dict) else None
+    return access
+
+
+def has_enforced_contract(node: Json) -> bool:
+    """Whether dbt enforces the node's contract: models only (dbt ignores it on seeds, snapshots)."""
+    if node.get("resource_type") != "model":
+        return False
+    contract = node.get("contract") or (node.get("config") or {}).get("contract") or {}
+    return bool(contract.get("enforced"))
+
+
+def _data_type(value: Any) -> str | None:
+    """A catalog type as the interface writes it: lower-case, single spaces (`decimal(18,2)`)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return " ".join(value.lower().split())
+
+
+def observed_columns(node: Json, catalog_table: Json | None) -> Json:
+    """Columns of an uncontracted public node: the catalog's (in the relation's order, types
+    lower-cased) with the YAML's descriptions and constraints, each marked `"contract": false`.
+    Without a catalog entry (the relation is not built), the YAML's columns, marked the same way."""
+    declared: Json = node.get("columns") or {}
+    by_lower = {str(name).lower(): col for name, col in declared.items()}
+    observed = (catalog_table or {}).get("columns") if isinstance(catalog_table, dict) else None
+    columns: Json = {}
+    if isinstance(observed, dict) and observed:
+        def position(col: Json) -> int:
+            index = col.get("index")
+            return index if isinstance(index, int) else 1 << 30
+
+        ordered = sorted(
+            (col for col in observed.values() if isinstance(col, dict) and col.get("name")),
+            key=position,
+        )
+        for col in ordered:
+            raw = str(col["name"])
+            yaml_col = by_lower.get(raw.lower())
+            # Snowflake reports unquoted identifiers upper-cased; YAML spells them as declared.
+            name = str(yaml_col.get("name")) if yaml_col else (raw.lower() if raw.isupper() else raw)
+            entry = _column(yaml_col or {"name": name})
+            entry["name"] = name
+            entry["data_type"] = _data_type(col.get("type"))
+            entry["contract"] = False
+            columns[name] = entry
+        return columns
+    for name, col in declared.items():
+        entry = _column(col)
+        entry["data_type"] = _data_type(entry["data_type"])
+        entry["contract"] = False
+        columns[name] = entry
+    return columns
+
+
+def interface_node(node: Json, public_ids: set[str], catalog_table: Json | None = None) -> Json:
+    """The interface view of one public node (`catalog_table`: its entry in the producer's
+    catalog, for the columns of a node without an enforced contract)."""
+    config = node.get("config") or {}
+    enforced = has_enforced_contract(node)
     depends = (node.get("depends_on") or {}).get("nodes") or []
+    columns = (
+        {name: _column(col) for name, col in (node.get("columns") or {}).items()}
+        if enforced
+        else observed_columns(node, catalog_table)
+    )
     return {
         "unique_id": node["unique_id"],
         "name": node["name"],
@@ -221,17 +313,17 @@ def interface_node(node: Json, public_ids: set[str]) -> Json:
         "alias": node.get("alias"),
         "relation_name": node.get("relation_name"),
         "access": "public",
-        "group": node.get("group"),
+        "group": node.get("group") or config.get("group"),
         "version": node.get("version"),
         "latest_version": node.get("latest_version"),
         "deprecation_date": node.get("deprecation_date"),
         "description": node.get("description") or "",
-        "columns": {name: _column(col) for name, col in (node.get("columns") or {}).items()},
+        "columns": columns,
         "constraints": node.get("constraints") or [],
-        "contract": {"enforced": bool(contract.get("enforced"))},
+        "contract": {"enforced": enforced},
         "config": {
             "materialized": config.get("materialized"),
-            "contract": {"enforced": bool(contract.get("enforced"))},
+            "contract": {"enforced": enforced},
             "access": "public",
             "event_time": config.get("event_time"),
         },
@@ -242,26 +334,35 @@ def interface_node(node: Json, public_ids: set[str]) -> Json:
 
 
 def public_node_ids(manifest: Json) -> list[str]:
-    """Unique ids of the project's own public models, sorted."""
+    """Unique ids of the project's own public models, seeds and snapshots, sorted."""
     project = manifest["metadata"].get("project_name")
     found = []
     for unique_id, node in manifest["nodes"].items():
-        if node.get("resource_type") != "model" or node.get("package_name") != project:
+        if node.get("resource_type") not in PUBLIC_RESOURCE_TYPES or node.get("package_name") != project:
             continue
-        access = node.get("access") or (node.get("config") or {}).get("access")
-        if access == "public":
+        if _access(node) == "public":
             if not _UNIQUE_ID_RE.fullmatch(unique_id):
-                raise ManifestError(f"public model has a malformed unique_id {unique_id!r}")
+                kind = node.get("resource_type")
+                raise ManifestError(f"public {kind} has a malformed unique_id {unique_id!r}")
             found.append(unique_id)
     return sorted(found)
 
 
-def extract_interface(manifest: Json, ids: list[str] | None = None) -> tuple[Json, Json]:
-    """Return (nodes, groups) of the interface: the project's public models and their groups
-    (`ids`: `public_node_ids(manifest)`, when the caller has it already)."""
+def uncontracted_ids(manifest: Json, ids: list[str]) -> list[str]:
+    """The public nodes among `ids` without an enforced contract (their columns need a catalog)."""
+    return [uid for uid in ids if not has_enforced_contract(manifest["nodes"][uid])]
+
+
+def extract_interface(
+    manifest: Json, ids: list[str] | None = None, catalog: Json | None = None
+) -> tuple[Json, Json]:
+    """Return (nodes, groups) of the interface: the project's public nodes and their groups
+    (`ids`: `public_node_ids(manifest)`, when the caller has it already; `catalog`: the
+    producer's catalog.json, for the columns of public nodes without an enforced contract)."""
     ids = public_node_ids(manifest) if ids is None else ids
     id_set = set(ids)
-    nodes = {uid: interface_node(manifest["nodes"][uid], id_set) for uid in ids}
+    tables: Json = (catalog or {}).get("nodes") or {}
+    nodes = {uid: interface_node(manifest["nodes"][uid], id_set, tables.get(uid)) for uid in ids}
     group_names = {n["group"] for n in nodes.values() if n["group"]}
     groups = {
         uid: {"name": g.get("name"), "owner": g.get("owner") or {}, "description": g.get("description")}

@@ -1,14 +1,21 @@
 """Write-audit-publish a project's interface to the registry.
 
 Audit first (the build and its tests passed, the manifest is a dbt manifest of this project with
-public models, it is not older than what `latest` holds), then write the history entry, then move
-`latest` by compare-and-swap. Any refusal happens before the first write, so the registry is left
+public nodes, every public node has an enforced contract where mesh.yml requires contracts, it is
+not older than what `latest` holds), then write the history entry, then move `latest` by
+compare-and-swap. Any refusal happens before the first write, so the registry is left
 byte-for-byte unchanged.
+
+Public nodes without an enforced contract (seeds, snapshots, uncontracted models) publish the
+columns the warehouse holds: `ensure_catalog` runs `dbt docs generate` for exactly those nodes into
+`target/mesh_catalog/`, so the build's own artifacts (which the audit ties together by invocation
+id) stay as they are.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,14 +30,19 @@ from mesh.manifest import (
     Json,
     build_interface,
     check_run_results,
+    check_schema,
     content_sha256,
     dump_interface,
+    dump_json,
     extract_interface,
     load_interface,
+    load_json,
     load_manifest,
     paused_gc,
     public_node_ids,
     read_interface,
+    resource_label,
+    uncontracted_ids,
 )
 from mesh.names import new_version
 from mesh.registry import Entry, Registry, commit_version
@@ -126,18 +138,134 @@ def interrupted_publish(
     return None
 
 
-def prepare(mesh: Mesh, project_name: str) -> tuple[Json, Json, Json, str]:
-    """Audit the project's last build; return (manifest, nodes, groups, content sha)."""
+CATALOG_DIR = "mesh_catalog"
+CATALOG_SCHEMAS = {f"https://schemas.getdbt.com/dbt/catalog/v{n}.json": n for n in (1,)}
+_CATALOG_STAMP = "mesh_catalog_of.json"
+
+
+def refuse_uncontracted(mesh: Mesh, project_name: str, manifest: Json, ids: list[str]) -> None:
+    """Refuse (PublishRefusedError) a public node without an enforced contract when mesh.yml
+    requires contracts for `project_name` (`require_contracts`, mesh-wide or per project)."""
+    if not mesh.requires_contracts(project_name):
+        return
+    missing = uncontracted_ids(manifest, ids)
+    if not missing:
+        return
+    first, kind = missing[0], resource_label(missing[0])
+    more = ""
+    if len(missing) > 1:
+        listed = ", ".join(missing[1:4]) + (", …" if len(missing) > 4 else "")
+        more = f" (and {len(missing) - 1} more: {listed})"
+    if kind == "model":
+        fix = "add `contract: {enforced: true}` and every column's data_type to its YAML"
+    else:
+        fix = (
+            f"dbt enforces contracts on models only, so a {kind} cannot have one: make it "
+            "non-public and publish a contracted model that selects from it"
+        )
+    raise PublishRefusedError(
+        f"{project_name}: public {kind} {first} has no enforced contract{more}, and mesh.yml sets "
+        f"require_contracts: {fix}, or set `require_contracts: false` for {project_name} in mesh.yml"
+    )
+
+
+def check_catalog(catalog: Json, project_name: str, what: str) -> Json:
+    """A dbt catalog.json of an allow-listed schema that dbt wrote without errors."""
+    check_schema(catalog, CATALOG_SCHEMAS, what)
+    if not isinstance(catalog.get("nodes"), dict):
+        raise ManifestError(f"{what} has no `nodes` object")
+    errors = catalog.get("errors")
+    if errors:
+        first = " ".join(str(errors[0] if isinstance(errors, list) else errors).split())[:300]
+        raise PublishRefusedError(
+            f"dbt docs generate could not read all of {project_name}'s relations ({first}): "
+            "fix the warehouse connection, then publish again"
+        )
+    return catalog
+
+
+def _catalog_selector(node: Json) -> str:
+    fqn = node.get("fqn")
+    if isinstance(fqn, list) and fqn and all(isinstance(part, str) for part in fqn):
+        return "fqn:" + ".".join(fqn)
+    version = node.get("version")
+    return f"{node['name']}.v{version}" if version not in (None, "") else str(node["name"])
+
+
+def ensure_catalog(mesh: Mesh, project_name: str, manifest: Json, ids: list[str] | None = None) -> Json | None:
+    """The producer's catalog for its public nodes without an enforced contract; None when every
+    public node has one (nothing to run).
+
+    Runs `dbt docs generate --select <those nodes>` into `target/mesh_catalog/`, never into the
+    build's target folder: the build's manifest.json and run_results.json stay untouched. A catalog
+    already generated there for this very manifest (same invocation id) and selection is reused.
+    """
+    ids = public_node_ids(manifest) if ids is None else ids
+    needed = uncontracted_ids(manifest, ids)
+    if not needed:
+        return None
+    project = mesh.project(project_name)
+    folder = project.target_dir / CATALOG_DIR
+    selectors = sorted({_catalog_selector(manifest["nodes"][uid]) for uid in needed})
+    stamp = {
+        "manifest_invocation_id": manifest["metadata"].get("invocation_id"),
+        "manifest_generated_at": manifest["metadata"].get("generated_at"),
+        "select": selectors,
+    }
+    stamp_path, catalog_path = folder / _CATALOG_STAMP, folder / "catalog.json"
+    try:
+        reusable = stamp_path.read_bytes() == dump_json(stamp) and catalog_path.is_file()
+    except OSError:
+        reusable = False
+    if not reusable:
+        from mesh.dbt import run_dbt
+
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp_path.unlink(missing_ok=True)
+        catalog_path.unlink(missing_ok=True)  # never read an earlier run's catalog as this one's
+        saved = project.target_dir / "partial_parse.msgpack"
+        if saved.is_file():  # start from the build's parse: a partial parse, not a full one
+            shutil.copyfile(saved, folder / "partial_parse.msgpack")
+        run_dbt(mesh, project_name, ["docs", "generate", "--select", *selectors, "--target-path", str(folder)])
+    catalog = check_catalog(load_json(catalog_path, "catalog.json"), project_name, f"catalog {catalog_path}")
+    if not reusable:
+        stamp_path.write_bytes(dump_json(stamp))
+    return catalog
+
+
+def prepare(mesh: Mesh, project_name: str, catalog: Json | None = None) -> tuple[Json, Json, Json, str]:
+    """Audit the project's last build; return (manifest, nodes, groups, content sha).
+
+    `catalog`: the producer's catalog.json for this build when the caller has it; otherwise
+    `ensure_catalog` generates it if a public node lacks an enforced contract."""
     project = mesh.project(project_name)
     manifest = load_manifest(project.target_dir / "manifest.json", project=project_name)
     ids = public_node_ids(manifest)
     if not ids:
         raise PublishRefusedError(
-            f"{project_name} has no public model to publish: give at least one model "
-            "`access: public` (with an enforced contract) and rebuild"
+            f"{project_name} has no public model, seed or snapshot to publish: give at least one "
+            "model `access: public` (with an enforced contract) and rebuild"
         )
     check_run_results(project.target_dir / "run_results.json", manifest, ids)
-    nodes, groups = extract_interface(manifest, ids)
+    refuse_uncontracted(mesh, project_name, manifest, ids)
+    if catalog is None:
+        catalog = ensure_catalog(mesh, project_name, manifest, ids)
+    elif uncontracted_ids(manifest, ids):
+        catalog = check_catalog(catalog, project_name, f"the catalog given for {project_name}")
+    if catalog is not None:
+        tables = catalog.get("nodes") or {}
+        unseen = [
+            uid
+            for uid in uncontracted_ids(manifest, ids)
+            if uid not in tables
+            and (manifest["nodes"][uid].get("config") or {}).get("materialized") != "ephemeral"
+        ]
+        if unseen:
+            raise PublishRefusedError(
+                f"the warehouse has no relation for public {resource_label(unseen[0])} {unseen[0]} "
+                "(dbt docs generate did not find it): run `invoke build` again, then publish"
+            )
+    nodes, groups = extract_interface(manifest, ids, catalog=catalog)
     return manifest, nodes, groups, content_sha256(nodes, groups)
 
 
@@ -147,9 +275,11 @@ def publish_project(
     project_name: str,
     checks: tuple[LatestCheck, ...] = (),
     extra_meta: dict[str, Any] | None = None,
+    catalog: Json | None = None,
 ) -> PublishResult:
-    """Publish `project_name`'s interface from its last build to the target's registry."""
-    manifest, nodes, groups, sha = prepare(mesh, project_name)
+    """Publish `project_name`'s interface from its last build to the target's registry
+    (`catalog`: its catalog.json for this build, if at hand; see `prepare`)."""
+    manifest, nodes, groups, sha = prepare(mesh, project_name, catalog)
     registry, env = mesh.registry, mesh.env
     built_at = _built_at(manifest)
 

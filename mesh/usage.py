@@ -2,7 +2,8 @@
 
 For every node of a consumer whose parents cross a project boundary, usage records the upstream
 public model it reads and the columns it selects from it:
-- dbt-loom parents `model.<upstream>.<name>[.v<N>]` are the upstream unique_id itself;
+- dbt-loom parents `model.<upstream>.<name>[.v<N>]` (or `seed.…`, `snapshot.…`) are the upstream
+  unique_id itself;
 - generated-source parents `source.<consumer>.<upstream>.<table>` map back to the upstream
   unique_id through the `meta.mesh.unique_id` that sync wrote.
 Columns come from the node's `compiled_code` (present after a build), parsed with sqlglot in the
@@ -38,7 +39,14 @@ from typing import Any
 
 from mesh.config import Mesh
 from mesh.errors import ManifestError
-from mesh.manifest import Json, dump_json, load_interface, load_manifest, parse_json
+from mesh.manifest import (
+    PUBLIC_RESOURCE_TYPES,
+    Json,
+    dump_json,
+    load_interface,
+    load_manifest,
+    parse_json,
+)
 
 USAGE_FORMAT = 2  # 2: adds `lineage`; records of format 1 are still read
 READABLE_FORMATS = (1, 2)
@@ -298,7 +306,7 @@ def _upstream_target(
     """(upstream, upstream unique_id, via, node-or-source) for a parent crossing into an upstream."""
     parts = parent.split(".")
     names = set(upstreams)
-    if parts[0] == "model" and len(parts) >= 3 and parts[1] != project and parts[1] in names:
+    if parts[0] in PUBLIC_RESOURCE_TYPES and len(parts) >= 3 and parts[1] != project and parts[1] in names:
         return parts[1], parent, "ref", (manifest.get("nodes") or {}).get(parent) or {}
     if parts[0] == "source" and len(parts) >= 4 and parts[1] == project and parts[2] in names:
         source = (manifest.get("sources") or {}).get(parent) or {}

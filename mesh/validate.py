@@ -1,13 +1,19 @@
-"""Validate cross-project lineage: each upstream edge of a consumer must resolve to a published model.
+"""Validate cross-project lineage: each upstream edge of a consumer must resolve to a published node.
 
 A consumer's `parent_map` must show every upstream dependency, and each one must resolve to a public
-model in the interface its upstream currently publishes (the env the target binds):
-- dbt-loom consumers: parents `model.<upstream>.<name>[.v<N>]`;
+model, seed or snapshot in the interface its upstream currently publishes (the env the target binds):
+- dbt-loom consumers: parents `model.<upstream>.<name>[.v<N>]`, `seed.<upstream>.<name>`,
+  `snapshot.<upstream>.<name>`;
 - source consumers: parents `source.<consumer>.<upstream>.<table>`, mapped back to the upstream
-  model through the `meta.mesh.unique_id` that sync wrote, and checked to still point at that
-  model's relation.
+  node through the `meta.mesh.unique_id` that sync wrote, and checked to still point at that
+  node's relation.
 Findings are errors (broken, non-public, missing, stale) or warnings (deprecated version, synced to an
 older interface). Errors make validate exit 1.
+
+A manifest whose build failed proves nothing: when the consumer's run_results.json beside it comes
+from the same dbt invocation and records a failure, validate refuses to judge (exit 1). Without a
+run_results.json of that invocation (a `dbt parse` manifest given with `--manifest`), it judges the
+manifest as it is.
 """
 
 from __future__ import annotations
@@ -18,7 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from mesh.config import Mesh
-from mesh.manifest import Json, load_interface, load_manifest
+from mesh.errors import BuildFailedError, ManifestError
+from mesh.manifest import (
+    PUBLIC_RESOURCE_TYPES,
+    RUN_RESULTS_SCHEMAS,
+    Json,
+    check_schema,
+    load_interface,
+    load_json,
+    load_manifest,
+    resource_label,
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +51,7 @@ class Finding:
 
 @dataclass
 class Edge:
-    """A resolved cross-project edge: consumer node -> upstream public model."""
+    """A resolved cross-project edge: consumer node -> upstream public model, seed or snapshot."""
 
     consumer: str
     node: str
@@ -89,7 +105,7 @@ _CONSUMER_NODE_TYPES = frozenset(
 def _upstream_of_parent(parent: str, project: str) -> tuple[str, str] | None:
     """(via, upstream) if `parent` crosses a project boundary, else None."""
     parts = parent.split(".")
-    if parts[0] == "model" and len(parts) >= 3 and parts[1] != project:
+    if parts[0] in PUBLIC_RESOURCE_TYPES and len(parts) >= 3 and parts[1] != project:
         return "ref", parts[1]
     if parts[0] == "source" and len(parts) >= 4 and parts[1] == project:
         return "source", parts[2]
@@ -105,11 +121,45 @@ def _source_relation(source: Json) -> str:
     return ".".join(str(v or "").lower() for v in (source.get("database"), source.get("schema"), ident))
 
 
+# Statuses in run_results.json that mean a node did not build or a test did not pass.
+_FAILED_STATUSES = frozenset({"error", "fail", "runtime error", "partial success"})
+
+
+def refuse_failed_build(manifest_path: Path, manifest: Json) -> None:
+    """Raise BuildFailedError (exit 1) when run_results.json beside `manifest_path` comes from the
+    dbt invocation that wrote the manifest and records a failure; nothing when there is none."""
+    path = manifest_path.parent / "run_results.json"
+    if not path.is_file():
+        return
+    doc = load_json(path, "run_results.json")
+    check_schema(doc, RUN_RESULTS_SCHEMAS, f"run_results {path}")
+    invocation = manifest["metadata"].get("invocation_id")
+    if invocation is None or doc["metadata"].get("invocation_id") != invocation:
+        return  # another invocation's results (e.g. the manifest is a later `dbt parse`)
+    results = doc.get("results")
+    if not isinstance(results, list):
+        raise ManifestError(f"run_results {path} has no `results` list")
+    failed = [
+        f"{r.get('unique_id')} ({r.get('status')})"
+        for r in results
+        if isinstance(r, dict) and r.get("status") in _FAILED_STATUSES
+    ]
+    if failed:
+        name = manifest["metadata"].get("project_name")
+        more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+        raise BuildFailedError(
+            f"{name}'s last build failed ({', '.join(failed[:3])}{more}), so its manifest proves "
+            f"no lineage: fix the build (`invoke build --project {name}`), then validate"
+        )
+
+
 def validate_manifest(
     mesh: Mesh, manifest_path: Path, project_name: str | None = None, today: datetime | None = None
 ) -> Report:
-    """Validate one consumer manifest; raises MeshError only for bad input (exit 2)."""
+    """Validate one consumer manifest; raises BuildFailedError (exit 1) when the build that wrote
+    it failed, and MeshError for bad input (exit 2)."""
     manifest = load_manifest(manifest_path, project=project_name)
+    refuse_failed_build(manifest_path, manifest)
     name = manifest["metadata"]["project_name"]
     project = mesh.project(name)
     report = Report(name, str(manifest_path))
@@ -149,8 +199,10 @@ def validate_manifest(
                 report.findings.append(Finding(severity, kind, name, node, upstream_node, message))
 
             if upstream not in declared:
-                if via == "source" and upstream not in mesh.config.projects:
-                    continue  # an ordinary dbt source, not a mesh upstream
+                if upstream not in mesh.config.projects:
+                    # An ordinary dbt source, or a node of an installed dbt package (packages ship
+                    # models and seeds): not a mesh upstream.
+                    continue
                 add("undeclared", f"depends on {upstream}, which {name}/dependencies.yml does not declare", parent)
                 continue
             target_id = parent
@@ -168,7 +220,7 @@ def validate_manifest(
             if published is None:
                 add(
                     "broken",
-                    f"{target_id} is not a public model of {upstream} at "
+                    f"{target_id} is not a public {resource_label(target_id)} of {upstream} at "
                     f"{report.upstream_versions.get(upstream)} (removed, renamed or not public)",
                     target_id,
                 )

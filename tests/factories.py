@@ -105,3 +105,54 @@ def producer(project: str = "core") -> dict[str, Any]:
             model(project, "revenue", schema="finance", alias="daily_revenue", depends_on=[f"model.{project}.orders"]),
         ],
     )
+
+
+def seed(project: str, name: str, access: str | None = "public", schema: str = "raw",
+         columns: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+    """A seed as dbt 1.11 writes it: no node-level `access` (dbt has none for seeds); a public one
+    carries `config.access`, the custom config key dbt-loom reads."""
+    node = model(project, name, schema=schema, columns=columns if columns is not None else {},
+                 materialized="seed", enforced=False, **extra)
+    node["unique_id"] = f"seed.{project}.{name}"
+    node["resource_type"] = "seed"
+    node["access"] = None
+    node.pop("contract")
+    node["config"] = {"materialized": "seed", "contract": {"enforced": False}, "meta": {}}
+    if access is not None:
+        node["config"]["access"] = access
+    return node
+
+
+def snapshot(project: str, name: str, public_via_meta: bool = True, **extra: Any) -> dict[str, Any]:
+    """A snapshot, public through `config.meta.mesh.access` (dbt's place for custom keys)."""
+    node = seed(project, name, access=None, schema="snapshots", **extra)
+    node["unique_id"] = f"snapshot.{project}.{name}"
+    node["resource_type"] = "snapshot"
+    node["config"]["materialized"] = "snapshot"
+    if public_via_meta:
+        node["config"]["meta"] = {"mesh": {"access": "public"}}
+    return node
+
+
+def catalog(tables: dict[str, list[tuple[str, str]]]) -> dict[str, Any]:
+    """A catalog.json as `dbt docs generate` writes it: unique_id -> [(column, warehouse type)]."""
+    return {
+        "metadata": {
+            "dbt_schema_version": "https://schemas.getdbt.com/dbt/catalog/v1.json",
+            "invocation_id": "docs-1",
+        },
+        "nodes": {
+            uid: {
+                "unique_id": uid,
+                "metadata": {"type": "BASE TABLE", "owner": "SOMEONE"},
+                "columns": {
+                    name: {"name": name, "type": kind, "index": i + 1, "comment": None}
+                    for i, (name, kind) in enumerate(columns)
+                },
+                "stats": {},
+            }
+            for uid, columns in tables.items()
+        },
+        "sources": {},
+        "errors": None,
+    }

@@ -66,8 +66,10 @@ def _work(args: argparse.Namespace) -> Callable[[], dict[str, Any]]:
 
             extract = publish_module.extract_interface
 
-            def earlier(manifest: dict[str, Any], ids: list[str] | None = None) -> Any:
-                nodes, groups = extract(manifest, ids)
+            def earlier(
+                manifest: dict[str, Any], ids: list[str] | None = None, catalog: Any = None
+            ) -> Any:
+                nodes, groups = extract(manifest, ids, catalog=catalog)
                 first = next(iter(nodes.values()))
                 first["description"] += " (an earlier build)"
                 return nodes, groups

@@ -115,7 +115,10 @@ def test_reference_to_non_public_model_fails_naming_it(workspace: Path, project:
     (workspace / project / "models/marts/sneaky.sql").write_text(sql)
     with pytest.raises(SyncError) as info:
         build_project(load_mesh(workspace, "local"), project, say=lambda _m: None)
-    assert f"{project}/models/marts/sneaky.sql: {shown} is not a public model of dbt_up" in str(info.value)
+    assert f"{project}/models/marts/sneaky.sql: {shown} does not resolve in dbt_up" in str(info.value)
+    name = shown.split("'")[3]
+    assert f"dbt_up publishes no public model, seed or snapshot named {name}" in str(info.value)
+    assert "sync cannot tell whether one exists with another access" in str(info.value)
 
 
 def test_loom_ref_bypassing_sync_fails_in_dbt(workspace: Path) -> None:

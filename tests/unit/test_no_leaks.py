@@ -1,10 +1,11 @@
-"""The published interface leaks nothing: no SQL, no private or protected node, no profile, host,
-user, key, path or environment variable value.
+"""The published interface leaks nothing: no SQL, no private or protected node (model, seed or
+snapshot), no profile, host, user, key, path or environment variable value.
 
 Distinctive values are planted where a careless implementation would pick them up: credentials and
 connection settings in the environment (SNOWFLAKE_*, AWS_*, DBT_ENV_CUSTOM_ENV_* that dbt copies into
 its manifest metadata, a HOME and USER of their own), an env_var() rendered into the SQL of a public
-and of a private model, canaries in private and protected models' SQL, descriptions and meta. The
+and of a private model, canaries in private and protected models' SQL, descriptions and meta, and a
+public seed whose columns come from the warehouse's catalog (`dbt docs generate`). The
 producer is rebuilt by real dbt and published on the local target; then every byte of every
 interface object in the registry (latest and history, not the project's own private state) is
 searched. (Log redaction is tested in the prod rehearsal, tests/e2e.)
@@ -62,6 +63,15 @@ def plant(root: Path) -> None:
         f"-- {PUBLIC_SQL_CANARY} built by {{{{ env_var('SNOWFLAKE_USER') }}}} "
         f"in {{{{ env_var('HOME') }}}}\n" + public.read_text()
     )
+    seeds = root / "dbt_up" / "seeds"
+    (seeds / "public_rates.csv").write_text("currency,rate\nEUR,1.0\nUSD,1.1\n")
+    (seeds / "public_rates.yml").write_text(
+        "version: 2\nseeds:\n  - name: public_rates\n    description: Exchange rates.\n"
+        "    config: {access: public}\n"
+    )
+    # A seed cannot carry an enforced contract: this producer publishes uncontracted nodes.
+    config = root / "mesh.yml"
+    config.write_text(config.read_text().replace("require_contracts: true", "require_contracts: false"))
     docs = models / "marts" / "orders" / "public_orders.yml"
     # A change consumers can see, so that this build publishes a new version.
     docs.write_text(docs.read_text().replace("One row per order", "One row per order (rebuilt)", 1))
@@ -88,9 +98,13 @@ def test_published_interface_leaks_nothing(workspace: Path, monkeypatch: pytest.
         assert value in full_text, f"{value} was not planted"
     hidden = [
         uid for uid, node in full["nodes"].items()
-        if node["resource_type"] == "model" and node.get("access") != "public"
+        if node["resource_type"] in ("model", "seed", "snapshot")
+        and (node.get("access") or node["config"].get("access")) != "public"
     ]
     assert "model.dbt_up.leaky_private" in hidden and "model.dbt_up.customer_scoring" in hidden
+    assert "seed.dbt_up.raw_orders" in hidden
+    catalog = orjson.loads((workspace / "dbt_up/target/mesh_catalog/catalog.json").read_bytes())
+    assert list(catalog["nodes"]) == ["seed.dbt_up.public_rates"]  # the catalog ran, for it only
 
     env_dir = workspace / "registry" / "dbt_up" / "local"
     interfaces = [env_dir / "latest" / "manifest.json", *sorted((env_dir / "history").glob("*/manifest.json"))]
@@ -116,4 +130,6 @@ def test_published_interface_leaks_nothing(workspace: Path, monkeypatch: pytest.
         assert doc["sources"] == {} and doc["macros"] == {}
         assert all(node["access"] == "public" for node in doc["nodes"].values())
         assert doc["metadata"]["mesh"]["publisher"] == "local"
+    rates = orjson.loads(interfaces[0].read_bytes())["nodes"]["seed.dbt_up.public_rates"]
+    assert {name: c["data_type"] for name, c in rates["columns"].items()} == {"currency": "varchar", "rate": "double"}
     assert os.environ["SNOWFLAKE_USER"] == SECRETS["SNOWFLAKE_USER"]

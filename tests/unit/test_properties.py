@@ -1,7 +1,8 @@
 """Properties of the interface, the contract diff, publish and version ids, for generated inputs.
 
 - the interface of any manifest (random public / protected / private models, versions, models of
-  other packages, tests and seeds) holds exactly the project's own public models, and no SQL;
+  other packages, tests, seeds and snapshots) holds exactly the project's own public models, seeds
+  and snapshots, and no SQL;
 - the contract diff of an interface with itself (or a copy of it) is empty;
 - publish then fetch returns identical bytes, whose nodes are exactly the interface;
 - version ids sort by publish time.
@@ -39,8 +40,9 @@ SLOW = settings(
 
 @st.composite
 def manifests(draw: st.DrawFn) -> dict[str, Any]:
-    """A manifest of `core` with random models, versions and access, plus nodes that never cross:
-    models of another package, tests, seeds."""
+    """A manifest of `core` with random models, versions and access, plus other packages' models
+    (never cross), tests (never cross), and seeds and snapshots of random access, public through
+    `config.access` or `config.meta.mesh.access`, of this project or another."""
     nodes: list[dict[str, Any]] = []
     for name in draw(st.lists(NAMES, min_size=1, max_size=8, unique=True)):
         package = draw(st.sampled_from([P, P, P, "dep"]))
@@ -62,9 +64,21 @@ def manifests(draw: st.DrawFn) -> dict[str, Any]:
                 node["access"] = None
             nodes.append(node)
     for kind in draw(st.lists(st.sampled_from(["test", "seed", "snapshot"]), max_size=3)):
-        extra = factories.model(P, f"{kind}_{len(nodes)}", access="public")
-        uid = f"{kind}.{P}.{kind}_{len(nodes)}"
-        nodes.append({**extra, "unique_id": uid, "resource_type": kind})
+        name = f"{kind}_{len(nodes)}"
+        package = draw(st.sampled_from([P, P, "dep"]))
+        if kind == "test":
+            extra = factories.model(package, name, access="public")
+            nodes.append({**extra, "unique_id": f"test.{package}.{name}", "resource_type": "test"})
+            continue
+        node = factories.seed(package, name, access=None, columns={"id": "integer"})
+        node["unique_id"], node["resource_type"] = f"{kind}.{package}.{name}", kind
+        where = draw(st.sampled_from(["config", "meta", "none"]))
+        access = draw(ACCESS)
+        if where == "config":
+            node["config"]["access"] = access
+        elif where == "meta":
+            node["config"]["meta"] = {"mesh": {"access": access}}
+        nodes.append(node)
     doc = factories.manifest(P, nodes)
     # A depends_on edge to every kind of node: the interface keeps only those to public models.
     ids = list(doc["nodes"])
@@ -73,33 +87,52 @@ def manifests(draw: st.DrawFn) -> dict[str, Any]:
     return doc
 
 
+def _declared_access(node: dict[str, Any]) -> Any:
+    config = node["config"]
+    if node["resource_type"] == "model":
+        return node.get("access") or config.get("access")
+    return config.get("access") or ((config.get("meta") or {}).get("mesh") or {}).get("access")
+
+
 def expected_public(doc: dict[str, Any]) -> set[str]:
     return {
         uid
         for uid, node in doc["nodes"].items()
-        if node["resource_type"] == "model"
+        if node["resource_type"] in ("model", "seed", "snapshot")
         and node["package_name"] == P
-        and (node.get("access") or node["config"].get("access")) == "public"
+        and _declared_access(node) == "public"
     }
+
+
+def catalog_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """What `dbt docs generate` would find for every seed, snapshot and model of `doc`."""
+    return factories.catalog(
+        {uid: [(name, "INTEGER") for name in node["columns"]] for uid, node in doc["nodes"].items()}
+    )
 
 
 @FAST
 @given(doc=manifests())
-def test_interface_holds_exactly_the_public_models(doc: dict[str, Any]) -> None:
-    nodes, _groups = extract_interface(doc)
+def test_interface_holds_exactly_the_public_nodes(doc: dict[str, Any]) -> None:
+    nodes, _groups = extract_interface(doc, catalog=catalog_of(doc))
     public = expected_public(doc)
     assert set(nodes) == public
     text = orjson.dumps(nodes).decode()
     assert "raw_code" not in text and "compiled_code" not in text and "select 1" not in text
-    for node in nodes.values():
+    for uid, node in nodes.items():
         assert node["access"] == "public"
+        assert node["resource_type"] == uid.split(".")[0]
         assert set(node["depends_on"]["nodes"]) <= public
+        # Columns are the contract's (no `contract` key) or observed (`"contract": false`).
+        enforced = node["contract"]["enforced"]
+        assert enforced == (node["resource_type"] == "model" and doc["nodes"][uid]["contract"]["enforced"])
+        assert all(("contract" in col) != enforced for col in node["columns"].values())
 
 
 @FAST
 @given(doc=manifests())
 def test_contract_diff_of_an_interface_with_itself_is_empty(doc: dict[str, Any]) -> None:
-    nodes, _ = extract_interface(doc)
+    nodes, _ = extract_interface(doc, catalog=catalog_of(doc))
     assert diff_interfaces(nodes, nodes) == []
     assert diff_interfaces(nodes, copy.deepcopy(nodes), adapter_type="duckdb", manifest=doc) == []
     # and through JSON, as a consumer reads it back from the registry
@@ -120,7 +153,7 @@ def test_publish_then_fetch_returns_identical_bytes(doc: dict[str, Any]) -> None
         )
         (root / P / "target/manifest.json").write_bytes(orjson.dumps(doc))
         (root / P / "target/run_results.json").write_bytes(orjson.dumps(factories.run_results(doc)))
-        result = publish_project(load_mesh(root, "local"), P)
+        result = publish_project(load_mesh(root, "local"), P, catalog=catalog_of(doc))
         fresh = FileRegistry(root / "registry")  # another client: nothing cached
         latest = fresh.read_latest(P, "local")
         assert latest is not None and latest.version == result.version
@@ -128,7 +161,7 @@ def test_publish_then_fetch_returns_identical_bytes(doc: dict[str, Any]) -> None
         assert latest.body == fresh.read_version(P, "local", result.version).body == stored
         assert (root / "registry" / P / "local" / "latest" / "manifest.json").read_bytes() == stored
         fetched = load_interface(latest.body, "latest", P)
-        assert fetched["nodes"] == orjson.loads(orjson.dumps(extract_interface(doc)[0]))
+        assert fetched["nodes"] == orjson.loads(orjson.dumps(extract_interface(doc, catalog=catalog_of(doc))[0]))
 
 
 @FAST

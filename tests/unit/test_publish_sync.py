@@ -183,7 +183,8 @@ def test_sync_refuses_non_public_reference_and_writes_nothing(mesh: Mesh) -> Non
     publish_project(mesh, "core")
     (mesh.root / "app/models/bad.sql").write_text("select * from {{ source('core', 'int_secret') }}")
     before = snapshot(mesh.root / "app")
-    with pytest.raises(SyncError, match=r"app/models/bad.sql: source\('core', 'int_secret'\) is not a public model"):
+    with pytest.raises(SyncError, match=r"app/models/bad.sql: source\('core', 'int_secret'\) does not resolve in core "
+                       r"\(published .*\): core publishes no public model, seed or snapshot named int_secret"):
         sync_project(mesh, "app")
     assert snapshot(mesh.root / "app") == before
 
