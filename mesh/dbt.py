@@ -41,7 +41,7 @@ _GENERIC_LINES = re.compile(
 )
 
 # Where dbt's console output goes (None: dbt's own default, the terminal), and who hears progress.
-_LOG: ContextVar[tuple[TextIO, Path] | None] = ContextVar("mesh_dbt_log", default=None)
+_LOG: ContextVar[Path | None] = ContextVar("mesh_dbt_log", default=None)
 Progress = Callable[[str, dict[str, Any]], None]
 _PROGRESS: ContextVar[Progress | None] = ContextVar("mesh_dbt_progress", default=None)
 # Extra environment of every dbt call in a block (an audit build's MESH_BUILD_DIR, for one).
@@ -121,17 +121,16 @@ def clean_message(text: str, limit: int = 400) -> str:
 
 
 @contextlib.contextmanager
-def dbt_log(path: Path, progress: Progress | None = None) -> Iterator[TextIO]:
-    """Within the block, dbt's console output of every `run_dbt` goes to `path` (appended)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8", buffering=1) as stream:
-        log_token = _LOG.set((stream, path))
-        progress_token = _PROGRESS.set(progress)
-        try:
-            yield stream
-        finally:
-            _LOG.reset(log_token)
-            _PROGRESS.reset(progress_token)
+def dbt_log(path: Path, progress: Progress | None = None) -> Iterator[Path]:
+    """Within the block, dbt's console output of every `run_dbt` is appended to `path` (the file
+    is created by the first dbt call, so a step that fails before dbt runs writes nothing)."""
+    log_token = _LOG.set(path)
+    progress_token = _PROGRESS.set(progress)
+    try:
+        yield path
+    finally:
+        _LOG.reset(log_token)
+        _PROGRESS.reset(progress_token)
 
 
 @contextlib.contextmanager
@@ -266,21 +265,25 @@ def run_dbt(
         "--target",
         mesh.dbt_target,
     ]
-    if log is not None:
-        full.append("--no-use-colors")
-        log[0].write(f"\n=== dbt {' '.join(args)} ({project_name}, target {mesh.dbt_target})\n")
-        run.log = str(log[1])
     from dbt_common.events.functions import capture_stdout_logs, stop_capture_stdout_logs
 
     extra = {**_EXTRA_ENV.get(), **(env or {})}
-    with _LOCK, _environment(dbt_env(mesh, project_name, extra), project.dir):
+    with contextlib.ExitStack() as stack:
+        stream: TextIO | None = None
         if log is not None:
-            capture_stdout_logs(log[0])
-        try:
-            outcome = dbtRunner(callbacks=[on_event]).invoke(full)
-        finally:
-            if log is not None:
-                stop_capture_stdout_logs()
+            full.append("--no-use-colors")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            stream = stack.enter_context(open(log, "a", encoding="utf-8", buffering=1))
+            stream.write(f"\n=== dbt {' '.join(args)} ({project_name}, target {mesh.dbt_target})\n")
+            run.log = str(log)
+        with _LOCK, _environment(dbt_env(mesh, project_name, extra), project.dir):
+            if stream is not None:
+                capture_stdout_logs(stream)
+            try:
+                outcome = dbtRunner(callbacks=[on_event]).invoke(full)
+            finally:
+                if stream is not None:
+                    stop_capture_stdout_logs()
     if isinstance(outcome.exception, KeyboardInterrupt):
         raise Interrupted(f"dbt {args[0]}", project_name)
     run.success = bool(outcome.success)
