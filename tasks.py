@@ -90,7 +90,8 @@ def down(c: Context, target: str | None = None, yes: bool = False) -> None:
         "target": TARGET_HELP,
         "select": "dbt node selection, e.g. state:modified+",
         "defer": "defer unchanged parents to this project's last published state",
-        "save_state": "store the full manifest as this project's state after a passing build (main)",
+        "save_state": "after a passing build (main): store the full manifest as this project's "
+        "state, and record when its public nodes were built (freshness)",
     }
 )
 @_fails_cleanly
@@ -110,8 +111,14 @@ def build(
     run = build_project(m, project, select=select, defer=defer)
     print(run.summary())
     if save_state:
+        from mesh.freshness import record_freshness
+        from mesh.text import plural
+
         size = store_state(m, project)
         print(f"state: stored {project}/{m.env} full manifest ({size} bytes)")
+        fresh = record_freshness(m, project)
+        if fresh is not None:
+            print(f"freshness: recorded {plural(len(fresh['nodes']), 'public node')} of {project}/{m.env}")
 
 
 @task(
@@ -222,10 +229,10 @@ def lineage(
     print(run_lineage(_mesh(target), format, output))
 
 
-@task(help={"project": "only this project's history", "target": TARGET_HELP})
+@task(help={"project": "only this project's versions, newest first", "target": TARGET_HELP})
 @_fails_cleanly
 def registry_list(c: Context, project: str | None = None, target: str | None = None) -> None:
-    """List published projects, or one project's versions."""
+    """List published projects, or one project's versions (damaged ones marked)."""
     from mesh.report import registry_list_lines
 
     print("\n".join(registry_list_lines(_mesh(target), project)))
@@ -289,7 +296,7 @@ def registry_diff(
 @task(
     help={
         "project": "the project to roll back",
-        "to": "the history version to make latest again",
+        "to": "the history version to make latest again (see registry.list; works on a damaged latest)",
         "reason": "why (recorded in the new history entry)",
         "allow_breaking": "roll back even if consumers use what the rollback removes",
         "target": TARGET_HELP,
@@ -304,7 +311,7 @@ def registry_rollback(
     allow_breaking: bool = False,
     target: str | None = None,
 ) -> None:
-    """Make an earlier version latest again, as a new recorded publish."""
+    """Make an earlier version latest again, as a new recorded publish (also over a damaged latest)."""
     from mesh.contracts import rollback_project
 
     print(rollback_project(_mesh(target), project, to, reason, allow_breaking).summary())
@@ -322,14 +329,14 @@ def registry_consumers(c: Context, project: str, target: str | None = None) -> N
 @task(
     help={
         "project": "the project whose registry objects to check (in the target's env)",
-        "repair": "remove leftovers of interrupted writes (when no publish is running; damaged "
-        "entries are only reported)",
+        "repair": "remove leftovers of interrupted writes, and recover a damaged latest (the newest "
+        "intact version becomes latest again, as a recorded publish); damaged entries are kept",
         "target": TARGET_HELP,
     }
 )
 @_fails_cleanly
 def registry_fsck(c: Context, project: str, repair: bool = False, target: str | None = None) -> None:
-    """Find (with --repair: remove) what interrupted publishes left in one project's registry."""
+    """Check one project's registry objects; --repair removes leftovers, recovers a damaged latest."""
     from mesh.retention import fsck_project
 
     result = fsck_project(_mesh(target), project, repair)

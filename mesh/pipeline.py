@@ -13,6 +13,7 @@ from mesh.config import Mesh
 from mesh.contracts import publish_gate
 from mesh.dbt import DbtRun, check_target_env, run_dbt
 from mesh.errors import ConfigError, LineageError
+from mesh.freshness import record_freshness
 from mesh.manifest import load_manifest, public_node_ids, reused_manifests
 from mesh.publish import PublishResult, publish_project, save_state
 from mesh.sync import GENERATED_PREFIX, SyncPlan, _is_generated, apply_plan, model_paths, plan_sync
@@ -113,6 +114,7 @@ def run_mesh(mesh: Mesh, say: Say = print) -> MeshRun:
                 pub = publish_project(mesh, name, checks=(publish_gate(mesh, name, say=say),))
                 say(f"[{index}/{steps}] publish {pub.summary()}")
                 result.publishes.append(pub)
+                record_freshness(mesh, name)  # every passing build: data changes, interfaces may not
             save_state(mesh, name)
     say(f"[{steps}/{steps}] validate lineage of {', '.join(consumers(mesh)) or 'no consumer'}")
     result.reports = validate_projects(mesh, consumers(mesh))
