@@ -313,8 +313,17 @@ def registry_rollback(
 ) -> None:
     """Make an earlier version latest again, as a new recorded publish (also over a damaged latest)."""
     from mesh.contracts import rollback_project
+    from mesh.text import plural
 
-    print(rollback_project(_mesh(target), project, to, reason, allow_breaking).summary())
+    result = rollback_project(_mesh(target), project, to, reason, allow_breaking)
+    where = f"{result.project}/{result.env} in {result.registry}"
+    if result.status == "unchanged":
+        print(f"{where}: latest {result.version} already holds what {to} holds; nothing published")
+    else:
+        print(
+            f"{where}: rolled back to {to} as {result.version} "
+            f"({plural(result.public_models, 'public model')}), previous {result.previous or 'none'}"
+        )
 
 
 @task(help={"project": "the producer whose consumers to list", "target": TARGET_HELP})

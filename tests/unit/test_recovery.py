@@ -419,11 +419,11 @@ def test_task_surface_walk_through(tmp_path: Path) -> None:
     registry = FileRegistry(tmp_path / "registry")
     project = "dbt_up"  # a project of the repository's mesh.yml, which the tasks read
     versions = []
-    for i in range(2):
+    for i in range(3):
         version, body = interface(i, project)
         assert commit_version(registry, project, ENV, version, body, lambda _current: True)
         versions.append(version)
-    path = registry.root / project / ENV / "history" / versions[1] / "manifest.json"
+    path = registry.root / project / ENV / "history" / versions[2] / "manifest.json"
     path.write_bytes(path.read_bytes()[:100])
     url = registry.url
     fix = f"invoke registry.fsck --project {project} --repair"
@@ -432,15 +432,21 @@ def test_task_surface_walk_through(tmp_path: Path) -> None:
     assert shown.returncode == 2 and shown.stdout == ""
     assert shown.stderr.count("\n") == 1 and fix in shown.stderr
     listing = invoke(url, "registry.list", "--project", project)
-    assert listing.returncode == 0 and f"{versions[1]}  latest DAMAGED" in listing.stdout
+    assert listing.returncode == 0 and f"{versions[2]}  latest DAMAGED" in listing.stdout
     found = invoke(url, "registry.fsck", "--project", project)
-    assert found.returncode == 1 and f"latest {versions[1]} is damaged" in found.stdout
+    assert found.returncode == 1 and f"latest {versions[2]} is damaged" in found.stdout
     assert found.stderr.strip().startswith(f"error: fsck {project}/{ENV}: 1 problem remains; run `{fix}`")
     repaired = invoke(url, "registry.fsck", "--project", project, "--repair")
     assert repaired.returncode == 0, repaired.stderr
-    assert "repaired: latest is now " in repaired.stdout and f"holding {versions[0]}" in repaired.stdout
+    assert "repaired: latest is now " in repaired.stdout and f"holding {versions[1]}" in repaired.stdout
     clean = invoke(url, "registry.fsck", "--project", project)
     assert clean.returncode == 0 and f"{project}/{ENV} in {url}: clean" in clean.stdout
+    back = invoke(url, "registry.rollback", "--project", project, "--to", versions[0])
+    assert back.returncode == 0, back.stderr
+    assert f"{project}/{ENV} in {url}: rolled back to {versions[0]} as " in back.stdout
+    assert "(2 public models), previous " in back.stdout
+    again = invoke(url, "registry.rollback", "--project", project, "--to", versions[0])
+    assert again.returncode == 0 and "nothing published" in again.stdout
     nowhere = invoke(f"file://{tmp_path / 'nowhere'}", "registry.list")
     assert nowhere.returncode == 0 and nowhere.stdout.strip().endswith("0 published project/env pairs")
     assert nowhere.stderr.startswith("warning: registry folder") and nowhere.stderr.count("\n") == 1
