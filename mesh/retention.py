@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -116,15 +116,14 @@ def history(registry: Registry, project: str, env: str) -> list[VersionInfo]:
 
 
 def newest_intact(
-    registry: Registry, project: str, env: str, before: str | None = None, skip: Iterable[str] = ()
+    registry: Registry, project: str, env: str, before: str | None = None
 ) -> VersionInfo | None:
     """The newest history entry that reads back whole, older than `before` when given.
 
-    Entries newer than a damaged `latest` are never chosen: they never were latest (a publish
-    that lost its race to a newer build, or one still in flight)."""
-    skipped = set(skip)
+    Recovery passes the damaged latest as `before`: entries newer than it are never chosen, they
+    never were latest (a publish that lost its race to a newer build, or one still in flight)."""
     for version in reversed(registry.list_versions(project, env)):
-        if version in skipped or (before is not None and version >= before):
+        if before is not None and version >= before:
             continue
         info = inspect_version(registry, project, env, version)
         if info.intact:

@@ -12,6 +12,7 @@ out.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -363,6 +364,21 @@ def test_s3_damaged_entry_of_an_intact_latest_is_recorded_again(s3_env: Any, mot
     meta = load_interface(latest.body, "latest", P)["metadata"]["mesh"]
     assert (meta["rollback_of"], meta["recovered_from"]) == (versions[1], versions[1])
     assert fsck_project(mesh, P).ok
+
+
+def test_folder_latest_pointing_at_a_missing_entry_is_recovered(tmp_path: Path) -> None:
+    mesh = make_mesh(tmp_path / "mesh", f"file://{tmp_path / 'registry'}")
+    v0, v1 = publish_versions(mesh, 2)
+    shutil.rmtree(tmp_path / "registry" / P / ENV / "history" / v1)
+    assert mesh.registry.list_published() == [(P, ENV)]  # a dangling latest is still published
+    with pytest.raises(CorruptLatestError) as info:
+        registry_show_lines(mesh, P, None)
+    assert "which is missing or incomplete" in one_line_hint(info.value)
+    found = fsck_project(mesh, P)
+    assert found.found == [f"latest {v1} is damaged: it points at history entry {v1}, which is missing or incomplete ({tmp_path / 'registry' / P / ENV / 'history' / v1 / 'manifest.json'})"]
+    repaired = fsck_project(mesh, P, repair=True)
+    assert repaired.ok and f"holding {v0}" in repaired.actions[0]
+    assert fsck_project(mesh, P).lines() == [f"fsck {P}/{ENV} in {mesh.registry.url}: clean"]
 
 
 def test_no_intact_version_to_recover_to_is_left_for_a_human(mesh: Mesh) -> None:
