@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from mesh.dbt import run_dbt
 from mesh.freshness import parse_time, read_freshness
 from mesh.manifest import dump_json, load_manifest, public_node_ids
 from mesh.validate import validate_projects
+from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent
 
@@ -89,3 +91,29 @@ def test_stale_upstream_fails_validate_of_a_consumer_that_declares_freshness(wor
     assert cli.returncode == 1, cli.stderr
     assert "ERROR   freshness   model.dbt_down.stg_orders: stg_orders reads model.dbt_up.public_orders" in cli.stdout
     assert cli.stderr.strip().startswith("error: ") and "dbt_down" in cli.stderr
+
+
+def test_build_save_state_records_freshness_again(workspace: Path) -> None:
+    """`invoke build --save-state` (CI on main) records freshness after every passing build, even
+    when the interface did not change."""
+    shutil.copy2(REPO / "tasks.py", workspace / "tasks.py")
+    shutil.copy2(REPO / "tasks_infra.py", workspace / "tasks_infra.py")
+    mesh = load_mesh(workspace, "local")
+    before = read_freshness(mesh, "dbt_up")
+    latest = mesh.registry.read_latest("dbt_up", "local")
+    assert before is not None and latest is not None
+    run = subprocess.run(
+        [str(BIN / "invoke"), "-r", str(workspace), "build", "--project", "dbt_up", "--save-state"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "freshness: recorded 5 public nodes of dbt_up/local" in run.stdout
+    after = read_freshness(mesh, "dbt_up")
+    invocation = orjson.loads((workspace / "dbt_up" / "target" / "run_results.json").read_bytes())
+    assert after is not None and after["build"]["invocation_id"] == invocation["metadata"]["invocation_id"]
+    assert after["build"]["invocation_id"] != before["build"]["invocation_id"]
+    assert all(
+        parse_time(after["nodes"][uid]["built_at"], "after") > parse_time(node["built_at"], "before")
+        for uid, node in before["nodes"].items()
+    )
+    assert mesh.registry.read_latest("dbt_up", "local") == latest  # nothing published
