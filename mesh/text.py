@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 
-def plural(count: int, word: str, many: str | None = None) -> str:
-    """`1 change`, `2 changes`, `0 changes`; `many` for irregular plurals (`1 entry`, `2 entries`)."""
-    if count == 1:
-        return f"{count} {word}"
-    return f"{count} {many or word + 's'}"
+def plural(count: int, word: str) -> str:
+    """`1 change`, `2 changes`, `0 changes`."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
