@@ -165,7 +165,7 @@ def build(
     )
     print(run.summary())
     if save_state:
-        print(f"state: stored {project}/{m.env} (full manifest, usage, fingerprint)")
+        print(f"state: stored {project}/{m.env} (full manifest, usage, freshness, fingerprint)")
 
 
 @task(
@@ -278,10 +278,10 @@ def lineage(
     print(run_lineage(_mesh(target), format, output))
 
 
-@task(help={"project": "only this project's history", "target": TARGET_HELP})
+@task(help={"project": "only this project's versions, newest first", "target": TARGET_HELP})
 @_fails_cleanly
 def registry_list(c: Context, project: str | None = None, target: str | None = None) -> None:
-    """List published projects, or one project's versions."""
+    """List published projects, or one project's versions (damaged ones marked)."""
     from mesh.report import registry_list_lines
 
     print("\n".join(registry_list_lines(_mesh(target), project)))
@@ -345,7 +345,7 @@ def registry_diff(
 @task(
     help={
         "project": "the project to roll back",
-        "to": "the history version to make latest again",
+        "to": "the history version to make latest again (see registry.list; works on a damaged latest)",
         "reason": "why (recorded in the new history entry)",
         "allow_breaking": "roll back even if consumers use what the rollback removes",
         "target": TARGET_HELP,
@@ -360,10 +360,19 @@ def registry_rollback(
     allow_breaking: bool = False,
     target: str | None = None,
 ) -> None:
-    """Make an earlier version latest again, as a new recorded publish."""
+    """Make an earlier version latest again, as a new recorded publish (also over a damaged latest)."""
     from mesh.contracts import rollback_project
+    from mesh.text import plural
 
-    print(rollback_project(_mesh(target), project, to, reason, allow_breaking).summary())
+    result = rollback_project(_mesh(target), project, to, reason, allow_breaking)
+    where = f"{result.project}/{result.env} in {result.registry}"
+    if result.status == "unchanged":
+        print(f"{where}: latest {result.version} already holds what {to} holds; nothing published")
+    else:
+        print(
+            f"{where}: rolled back to {to} as {result.version} "
+            f"({plural(result.public_models, 'public model')}), previous {result.previous or 'none'}"
+        )
 
 
 @task(help={"project": "the producer whose consumers to list", "target": TARGET_HELP})
@@ -378,14 +387,14 @@ def registry_consumers(c: Context, project: str, target: str | None = None) -> N
 @task(
     help={
         "project": "the project whose registry objects to check (in the target's env)",
-        "repair": "remove leftovers of interrupted writes (when no publish is running; damaged "
-        "entries are only reported)",
+        "repair": "remove leftovers of interrupted writes, and recover a damaged latest (the newest "
+        "intact version becomes latest again, as a recorded publish); damaged entries are kept",
         "target": TARGET_HELP,
     }
 )
 @_fails_cleanly
 def registry_fsck(c: Context, project: str, repair: bool = False, target: str | None = None) -> None:
-    """Find (with --repair: remove) what interrupted publishes left in one project's registry."""
+    """Check one project's registry objects; --repair removes leftovers, recovers a damaged latest."""
     from mesh.retention import fsck_project
 
     result = fsck_project(_mesh(target), project, repair)

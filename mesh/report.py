@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 import orjson
 
 from mesh.config import Mesh
 from mesh.manifest import load_interface
+from mesh.names import check_name
 from mesh.sync import SyncPlan
+from mesh.text import plural
 from mesh.validate import Report
+
+Say = Callable[[str], None]
 
 
 def plan_lines(mesh: Mesh, plan: SyncPlan, dry_run: bool) -> list[str]:
     """A sync plan as sentences, dbt-meshify style."""
     verb = "would change" if dry_run else "changed"
-    lines = [f"sync {plan.project}: {len(plan.changes)} files {verb}"]
+    lines = [f"sync {plan.project}: {plural(len(plan.changes), 'file')} {verb}"]
     lines += [f"  {change.sentence(mesh.root)}" for change in plan.changes]
     lines += [f"  note: {note}" for note in plan.notes]
     if not plan.changes:
@@ -31,28 +38,86 @@ def validate_output(reports: list[Report], fmt: str) -> str:
     return "\n".join(r.text() for r in reports)
 
 
-def registry_list_lines(mesh: Mesh, project: str | None) -> list[str]:
-    """Versions in the registry: one project's history, or every project's latest."""
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _missing_folder_warning(mesh: Mesh) -> str | None:
+    """A warning when the target's registry is a folder that does not exist (a wrong path lists
+    nothing, exactly like an empty registry)."""
+    from mesh.registry.file import FileRegistry
+
     registry = mesh.registry
+    if isinstance(registry, FileRegistry) and not registry.root.is_dir():
+        return (
+            f"warning: registry folder {registry.root} does not exist: nothing was published there "
+            f"yet, or the `registry` of target {mesh.target_name} in mesh.yml (or MESH_REGISTRY) "
+            "points elsewhere"
+        )
+    return None
+
+
+def registry_list_lines(mesh: Mesh, project: str | None, warn: Say = _stderr) -> list[str]:
+    """Versions in the registry: every project's latest, or one project's history, newest first.
+
+    A damaged `latest` or history entry is listed and marked, never fatal: this is where one
+    picks the version to recover or roll back to. A registry folder that does not exist is
+    listed as empty, with a warning through `warn`."""
+    from mesh.registry import read_latest_or_damage
+    from mesh.retention import history
+
+    registry = mesh.registry
+    warning = _missing_folder_warning(mesh)
+    if warning:
+        warn(warning)
     if project is None:
         published = registry.list_published()
-        lines = [f"registry {registry.url}: {len(published)} published project/env pairs"]
+        lines = [f"registry {registry.url}: {plural(len(published), 'published project/env pair')}"]
         for name, env in published:
-            latest = registry.read_latest(name, env)
-            lines.append(f"  {name}/{env}: latest {latest.version if latest else '-'}")
+            latest = read_latest_or_damage(registry, name, env)
+            if latest is not None and latest.damaged:
+                lines.append(
+                    f"  {name}/{env}: latest {latest.version or '(unknown version)'} DAMAGED: run "
+                    f"`invoke registry.fsck --project {name} --repair`"
+                )
+            else:
+                lines.append(f"  {name}/{env}: latest {latest.version if latest else '-'}")
         return lines
     env = mesh.env
-    versions = registry.list_versions(project, env)
-    latest = registry.read_latest(project, env)
-    lines = [f"{project}/{env} in {registry.url}: {len(versions)} versions"]
-    for version in versions:
-        doc = load_interface(registry.read_version(project, env, version).body, version, project)
-        meta = doc["metadata"]["mesh"]
-        mark = "  <- latest" if latest and latest.version == version else ""
-        lines.append(
-            f"  {version}  {meta.get('public_models', len(doc['nodes'])):>4} public models  "
-            f"published {meta.get('published_at')}  by {meta.get('publisher')}{mark}"
+    check_name("project", project)
+    latest = read_latest_or_damage(registry, project, env)
+    infos = history(registry, project, env)
+    head = f"{project}/{env} in {registry.url}: {plural(len(infos), 'version')}"
+    if latest is None:
+        head += ", none of them latest" if infos else ": nothing published"
+    elif latest.damaged:
+        head += (
+            f", newest first; latest {latest.version or '(unknown version)'} is DAMAGED: run "
+            f"`invoke registry.fsck --project {project} --repair`, or `invoke registry.rollback "
+            f"--project {project} --to VERSION` with an intact VERSION below"
         )
+    else:
+        head += f", newest first; latest {latest.version}"
+    lines = [head]
+    for info in infos:
+        is_latest = latest is not None and latest.version == info.version
+        marks = [m for m, on in (("latest", is_latest), ("DAMAGED", not info.intact)) if on]
+        copy_damaged = is_latest and latest is not None and bool(latest.damaged) and info.intact
+        if copy_damaged:
+            marks.append("DAMAGED")  # S3 keeps latest as a copy: the copy is, this entry is not
+        mark = " ".join(marks)
+        if not info.intact:
+            lines.append(f"  {info.version}  {mark:14}  {info.damage}")
+            continue
+        count = plural(info.public_models or 0, "public node")
+        detail = f"published {info.published_at} by {info.publisher}, {count}"
+        if info.rollback_of:
+            detail += f"; rollback to {info.rollback_of}"
+        if info.recovered_from:
+            detail += f", recovered from the damaged {info.recovered_from}"
+        if copy_damaged:
+            detail += "; only the copy in latest/ is damaged, this entry is intact"
+        lines.append(f"  {info.version}  {mark:14}  {detail}")
     return lines
 
 
@@ -67,24 +132,40 @@ def registry_show_lines(mesh: Mesh, project: str, version: str | None) -> list[s
     doc = load_interface(entry.body, entry.version, project)
     meta = doc["metadata"]["mesh"]
     lines = [f"{project}/{env} {entry.version}"]
-    for key in ("published_at", "built_at", "content_sha256", "dbt_version", "git_sha", "publisher", "previous", "reason"):
+    keys = (
+        "published_at", "built_at", "content_sha256", "dbt_version", "git_sha", "publisher",
+        "previous", "rollback_of", "recovered_from", "reason",
+    )
+    for key in keys:
         if meta.get(key) is not None:
             lines.append(f"  {key:15} {meta[key]}")
-    lines.append(f"  {len(doc['nodes'])} public models:")
+    lines.append(f"  {plural(len(doc['nodes']), 'public model')}:")
     for uid, node in sorted(doc["nodes"].items()):
-        cols = len(node.get("columns") or {})
+        cols = plural(len(node.get("columns") or {}), "column")
         dep = f", deprecated {node['deprecation_date']}" if node.get("deprecation_date") else ""
-        lines.append(f"    {uid:45} {node.get('relation_name')}  ({cols} columns{dep})")
+        lines.append(f"    {uid:45} {node.get('relation_name')}  ({cols}{dep})")
     return lines
 
 
 def registry_diff_lines(mesh: Mesh, project: str, from_version: str | None, to_version: str | None) -> list[str]:
     """The contract diff between two history versions of a project."""
-    from mesh.contracts import diff_versions, plural
+    from mesh.contracts import diff_versions
 
     old, new, changes = diff_versions(mesh, project, from_version, to_version)
+    skipped = [
+        v for v in mesh.registry.list_versions(project, mesh.env)
+        if from_version is None and (old or "") < v < new
+    ]
+    note = [f"  note: skipped damaged {', '.join(skipped)} (see `invoke registry.fsck --project {project}`)"] if skipped else []
+    if old is None:
+        lines = [
+            f"{project}/{mesh.env} {new}: the first version, there is no earlier version to compare "
+            f"with; {plural(len(changes), 'public model')} added"
+        ]
+        return lines + note + [f"  {change.line()}" for change in changes]
     breaking = sum(c.breaking for c in changes)
     lines = [f"{project}/{mesh.env} {old} -> {new}: {plural(len(changes), 'change')}, {breaking} breaking"]
+    lines += note
     lines += [f"  {change.line()}" for change in changes]
     if not changes:
         lines.append("  the interfaces are identical")
@@ -94,7 +175,8 @@ def registry_diff_lines(mesh: Mesh, project: str, from_version: str | None, to_v
 def consumers_lines(mesh: Mesh, project: str) -> list[str]:
     """Who uses each public model (and version) of `project`, as recorded by consumers' validation,
     and which public columns of consumers that publish derive from it (their column lineage)."""
-    from mesh.contracts import plural, short_id
+    from mesh.contracts import short_id
+    from mesh.text import plural
     from mesh.usage import ALL_COLUMNS, read_usage
 
     registry, env = mesh.registry, mesh.env

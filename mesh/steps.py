@@ -266,6 +266,10 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
             result = publish_project(mesh, name, checks=(gate,), extra_meta=record)
             outcome.publish = result
             outcome.notes.append(_publish_note(result))
+        if public and (publishes or options.save_state):
+            from mesh.freshness import record_freshness
+
+            record_freshness(mesh, name)  # when each public node's data was built (even unchanged)
         if options.save_state and options.complete:
             from mesh.publish import save_state
 

@@ -250,6 +250,7 @@ def validate_manifest(
                     f"it: is the manifest stale? run `invoke build --project {name}`",
                 )
             )
+    report.findings.extend(freshness_findings(mesh, manifest, name, report.edges, today))
     return report
 
 
@@ -282,6 +283,86 @@ def _deprecation_finding(
         add("deprecated", f"{target_id} was deprecated on {when}, past its deprecation_date: {who}: {to}", target_id)
     else:
         add("deprecated", f"{target_id} is deprecated from {when}: {who} before then: {to}", target_id, "warning")
+
+
+# --- freshness of upstream data (mesh.freshness) -------------------------------------------------
+
+
+def _reads_upstream(manifest: Json, project: str, uid: str, edges: list[Edge]) -> set[tuple[str, str]]:
+    """(upstream, upstream model) pairs `uid` reads: its own cross-project edges and those of the
+    project's own models it is built from."""
+    direct: dict[str, set[tuple[str, str]]] = {}
+    for edge in edges:
+        direct.setdefault(edge.node, set()).add((edge.upstream, edge.upstream_node))
+    parent_map: Json = manifest.get("parent_map") or {}
+    found: set[tuple[str, str]] = set()
+    seen: set[str] = set()
+    stack = [uid]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        found |= direct.get(node, set())
+        for parent in parent_map.get(node) or []:
+            kind, _, rest = str(parent).partition(".")
+            if kind in ("model", "snapshot", "seed") and rest.partition(".")[0] == project:
+                stack.append(parent)
+    return found
+
+
+def freshness_findings(
+    mesh: Mesh, manifest: Json, project: str, edges: list[Edge], now: datetime | None = None
+) -> list[Finding]:
+    """Stale upstream data, by consumer model: for each model of `project` that declares
+    `meta.mesh.freshness`, every upstream public model it reads is checked against the upstream's
+    recorded `built_at`: an error past `error_after`, a warning past `warn_after`, a warning when the
+    upstream recorded no freshness. No declaration, no check. A bad declaration raises ConfigError."""
+    from mesh.freshness import age_text, declared_freshness, parse_time, read_freshness
+
+    moment = now or datetime.now(UTC)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    declared = {}
+    for uid, node in sorted((manifest.get("nodes") or {}).items()):
+        if isinstance(node, dict) and node.get("resource_type") == "model" and node.get("package_name") == project:
+            requirement = declared_freshness(node)
+            if requirement is not None:
+                declared[uid] = requirement
+    findings: list[Finding] = []
+    records: dict[str, Json | None] = {}
+    for uid, requirement in declared.items():
+        model = ".".join(uid.split(".")[2:])
+        for upstream, upstream_node in sorted(_reads_upstream(manifest, project, uid, edges)):
+            if upstream not in records:
+                records[upstream] = read_freshness(mesh, upstream)
+            record = records[upstream]
+            entry = ((record or {}).get("nodes") or {}).get(upstream_node)
+            if entry is None:
+                findings.append(
+                    Finding(
+                        "warning", "freshness", project, uid, upstream_node,
+                        f"{model} declares meta.mesh.freshness but {upstream} recorded no freshness "
+                        f"for {upstream_node}: it is recorded by `invoke mesh` or `invoke build "
+                        f"--project {upstream} --save-state`",
+                    )
+                )
+                continue
+            age = moment - parse_time(entry["built_at"], "built_at")
+            for severity, key, limit in (
+                ("error", "error_after", requirement.error_after),
+                ("warning", "warn_after", requirement.warn_after),
+            ):
+                if limit is not None and age > limit.delta:
+                    findings.append(
+                        Finding(
+                            severity, "freshness", project, uid, upstream_node,
+                            f"{model} reads {upstream_node}, built {age_text(age)} ago "
+                            f"({entry['built_at']}), past its {key} of {limit}: the upstream "
+                            "data is stale",
+                        )
+                    )
+                    break
+    return findings
 
 
 def validate_projects(mesh: Mesh, names: list[str]) -> list[Report]:

@@ -7,9 +7,17 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from mesh.errors import ConfigError, ConflictError
-from mesh.registry.base import MANIFEST, Entry, Registry
+from mesh.registry.base import MANIFEST, CorruptLatestError, Entry, Registry
 
-__all__ = ["MANIFEST", "Entry", "Registry", "commit_version", "open_registry"]
+__all__ = [
+    "MANIFEST",
+    "CorruptLatestError",
+    "Entry",
+    "Registry",
+    "commit_version",
+    "open_registry",
+    "read_latest_or_damage",
+]
 
 # Bounded: each lost race re-reads `latest` and re-runs the caller's checks against it.
 CAS_ATTEMPTS = 16
@@ -48,6 +56,7 @@ def commit_version(
     should_replace: Callable[[Entry | None], bool],
     attempts: int = CAS_ATTEMPTS,
     create: bool = True,
+    over_damaged: bool = False,
 ) -> bool:
     """Write `version` to history, then make it `latest` by compare-and-swap.
 
@@ -55,11 +64,16 @@ def commit_version(
     each attempt (e.g. "is my build newer?"); when it says no, the version stays in history only and
     this returns False. Returns True once `latest` holds `version`. `create=False` finishes a commit
     whose history entry is written already (an interrupted publish being rerun).
+
+    A damaged `latest` raises CorruptLatestError, unless `over_damaged` (a recovery): the check then
+    sees an Entry with `damaged` set and the damaged object's token, which the swap replaces.
     """
     if create:
         registry.create_version(project, env, version, body)
     for _ in range(attempts):
-        current = registry.read_latest(project, env)
+        current = read_latest_or_damage(registry, project, env) if over_damaged else (
+            registry.read_latest(project, env)
+        )
         if not should_replace(current):
             return False
         try:
@@ -71,3 +85,11 @@ def commit_version(
         f"gave up making {version} latest of {project}/{env} after {attempts} lost races; "
         "it is in history: rerun the publish"
     )
+
+
+def read_latest_or_damage(registry: Registry, project: str, env: str) -> Entry | None:
+    """`latest`, or for a damaged one a stand-in Entry (`damaged` set, empty body, its token)."""
+    try:
+        return registry.read_latest(project, env)
+    except CorruptLatestError as exc:
+        return Entry(exc.version or "", b"", exc.token, damaged=exc.cause)

@@ -22,10 +22,22 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from mesh.errors import ChecksumError, ConflictError, NotFoundError, RegistryError
+from mesh.errors import (
+    ChecksumError,
+    ConflictError,
+    InvalidNameError,
+    NotFoundError,
+    RegistryError,
+)
 from mesh.failpoints import failpoint
 from mesh.names import NAME_RE, RESERVED, VERSION_RE, check_name, check_version, sha256_hex
-from mesh.registry.base import MANIFEST, PRIVATE_OBJECTS, Entry
+from mesh.registry.base import (
+    MANIFEST,
+    PRIVATE_OBJECTS,
+    CorruptLatestError,
+    Entry,
+    damaged_entry_problem,
+)
 
 LOCK_TIMEOUT_S = 60.0
 
@@ -118,8 +130,23 @@ class FileRegistry:
             return None
         except OSError as exc:
             raise RegistryError(f"{link} is not a symlink to a history entry: {exc}") from exc
-        version = Path(target).name
-        entry = self.read_version(project, env, version)
+        version = Path(target).name  # the compare-and-swap token, whatever state the entry is in
+        path = self._env_dir(project, env) / "history" / version / MANIFEST
+        try:
+            entry = self.read_version(project, env, version)
+        except InvalidNameError as exc:
+            raise CorruptLatestError(
+                project, env, None, version, f"{link} points at {target!r}, not a history entry"
+            ) from exc
+        except NotFoundError as exc:
+            raise CorruptLatestError(
+                project, env, version, version,
+                f"it points at history entry {version}, which is missing or incomplete ({path})",
+            ) from exc
+        except ChecksumError as exc:
+            raise CorruptLatestError(
+                project, env, version, version, f"{path} does not match its stored SHA-256 checksum"
+            ) from exc
         return Entry(version, entry.body, token=version)
 
     def list_versions(self, project: str, env: str) -> list[str]:
@@ -136,8 +163,11 @@ class FileRegistry:
         found = []
         if not self.root.is_dir():
             return []
-        for link in self.root.glob(f"*/*/latest/{MANIFEST}"):
-            env_dir = link.parent.parent
+        for env_dir in self.root.glob("*/*/"):
+            link = env_dir / "latest"
+            # A dangling `latest` link (its entry is gone) is still published: fsck repairs it.
+            if not (link.is_symlink() or (link / MANIFEST).is_file()):
+                continue
             project, env = env_dir.parent.name, env_dir.name
             if NAME_RE.fullmatch(project) and NAME_RE.fullmatch(env):
                 found.append((project, env))
@@ -159,28 +189,31 @@ class FileRegistry:
         check_version(version)
         history = self._env_dir(project, env) / "history"
         history.mkdir(parents=True, exist_ok=True)
-        tmp = history / f".tmp-{version}-{secrets.token_hex(4)}"
-        tmp.mkdir()
-        try:
-            _write_file(tmp / f"{MANIFEST}.sha256", sha256_hex(body).encode("ascii"))
-            failpoint("registry.history.partial")
-            _write_file(tmp / MANIFEST, body)
-            _fsync_dir(tmp)
-            failpoint("registry.history.uncommitted")
+        # Shared lock while the temporary folder exists: fsck --repair removes leftovers under the
+        # exclusive lock, so it never takes an entry being written for one a crash left behind.
+        with self._lock(self._env_dir(project, env), shared=True):
+            tmp = history / f".tmp-{version}-{secrets.token_hex(4)}"
+            tmp.mkdir()
             try:
-                os.rename(tmp, history / version)
-            except OSError as exc:
-                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise RegistryError(
-                        f"version {version} of {project}/{env} exists already; history is "
-                        "create-only"
-                    ) from exc
-                raise RegistryError(f"cannot commit {history / version}: {exc}") from exc
-            _fsync_dir(history)
-            failpoint("registry.history.committed")
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+                _write_file(tmp / f"{MANIFEST}.sha256", sha256_hex(body).encode("ascii"))
+                failpoint("registry.history.partial")
+                _write_file(tmp / MANIFEST, body)
+                _fsync_dir(tmp)
+                failpoint("registry.history.uncommitted")
+                try:
+                    os.rename(tmp, history / version)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise RegistryError(
+                            f"version {version} of {project}/{env} exists already; history is "
+                            "create-only"
+                        ) from exc
+                    raise RegistryError(f"cannot commit {history / version}: {exc}") from exc
+                _fsync_dir(history)
+                failpoint("registry.history.committed")
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
 
     def swap_latest(
         self, project: str, env: str, version: str, body: bytes, expected_token: str | None
@@ -257,22 +290,26 @@ class FileRegistry:
         env_dir = self._env_dir(project, env)
         problems: list[str] = []
         history = env_dir / "history"
-        leftovers = [p for p in history.glob(".tmp-*")] if history.is_dir() else []
-        leftovers += list(env_dir.glob(".latest-*"))
-        for state_dir in (env_dir / "state", env_dir / "usage"):
-            leftovers += list(state_dir.glob(".tmp-*")) if state_dir.is_dir() else []
-        for path in leftovers:
-            problems.append(f"leftover of an interrupted write: {path.relative_to(self.root)}")
-            if repair:
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
+        # Under the exclusive lock: every write in progress holds the lock (history entries a
+        # shared one), so what is found here was left by a writer that died.
+        with self._lock(env_dir) if env_dir.is_dir() else contextlib.nullcontext():
+            leftovers = [p for p in history.glob(".tmp-*")] if history.is_dir() else []
+            leftovers += list(env_dir.glob(".latest-*"))
+            for rel in PRIVATE_OBJECTS.values():
+                private_dir = (env_dir / rel).parent
+                leftovers += list(private_dir.glob(".tmp-*")) if private_dir.is_dir() else []
+            for path in leftovers:
+                problems.append(f"leftover of an interrupted write: {path.relative_to(self.root)}")
+                if repair:
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink(missing_ok=True)
         for version in self.list_versions(project, env):
             try:
                 self.read_version(project, env, version)
             except RegistryError as exc:
-                problems.append(f"history entry {version} is damaged: {exc}")
+                problems.append(damaged_entry_problem(version, exc))
         link = env_dir / "latest"
         if link.is_symlink() and not link.exists():
             problems.append(f"latest points at a missing history entry: {os.readlink(link)}")

@@ -55,7 +55,13 @@ from mesh.errors import (
 )
 from mesh.failpoints import failpoint
 from mesh.names import NAME_RE, RESERVED, VERSION_RE, check_name, check_version, sha256_hex
-from mesh.registry.base import MANIFEST, PRIVATE_OBJECTS, Entry
+from mesh.registry.base import (
+    MANIFEST,
+    PRIVATE_OBJECTS,
+    CorruptLatestError,
+    Entry,
+    damaged_entry_problem,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -260,8 +266,22 @@ class S3Registry:
         botocore retries a request until an answer's headers arrive; a body that then arrives cut
         short or damaged is fetched again here, within the same MESH_S3_MAX_ATTEMPTS.
         """
+        found = self._fetch(key, action)
+        if found is None:
+            return None
+        body, response, damage = found
+        if damage is not None:
+            raise damage
+        return body, response
+
+    def _fetch(
+        self, key: str, action: str
+    ) -> tuple[bytes, dict[str, Any], ChecksumError | None] | None:
+        """As `_get`, but an object whose bytes keep failing their checksum is returned with the
+        ChecksumError (and the response it came with: its ETag is the token that replaces it)."""
         client = self.client  # sets self._max_attempts
         failure: MeshError | None = None
+        damaged: tuple[bytes, dict[str, Any], ChecksumError] | None = None
         for _attempt in range(self._max_attempts):
             try:
                 response = client.get_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
@@ -274,14 +294,18 @@ class S3Registry:
             try:
                 body = response["Body"].read()
                 self._verify(key, body, response.get("Metadata", {}))
-                return body, dict(response)
+                return body, dict(response), None
             except ChecksumError as exc:
                 failure = exc
+                damaged = (body, dict(response), exc)
             except (BotoCoreError, HTTPClientError) as exc:
+                damaged = None
                 try:
                     self._fail(exc, action, key)
                 except MeshError as error:
                     failure = error
+        if damaged is not None and failure is damaged[2]:
+            return damaged
         assert failure is not None
         raise failure
 
@@ -352,17 +376,27 @@ class S3Registry:
 
     def read_latest(self, project: str, env: str) -> Entry | None:
         key = self._latest_key(project, env)
-        found = self._get(key, "read")
+        found = self._fetch(key, "read")
         if found is None:
             return None
-        body, response = found
-        version = response.get("Metadata", {}).get("version", "")
-        if not VERSION_RE.fullmatch(version):
-            raise RegistryError(
-                f"{self._where(key)} carries no valid `version` metadata ({version!r}); it was not "
-                "written by mesh: republish, or run `invoke registry.fsck`"
+        body, response, damage = found
+        token = str(response["ETag"])
+        claimed = response.get("Metadata", {}).get("version", "")
+        version = claimed if VERSION_RE.fullmatch(claimed) else None
+        if damage is not None:
+            cause = (
+                f"{self._where(key)} has no sha256 metadata, so it cannot be verified"
+                if "no sha256 metadata" in str(damage)
+                else f"{self._where(key)} does not match its stored SHA-256 checksum"
             )
-        return Entry(version, body, token=str(response["ETag"]))
+            raise CorruptLatestError(project, env, version, token, cause) from damage
+        if version is None:
+            raise CorruptLatestError(
+                project, env, None, token,
+                f"{self._where(key)} carries no valid `version` metadata ({claimed!r}); it was "
+                "not written by mesh",
+            )
+        return Entry(version, body, token=token)
 
     def list_versions(self, project: str, env: str) -> list[str]:
         history = f"{self._base(project, env)}/history/"
@@ -511,7 +545,7 @@ class S3Registry:
             try:
                 self.read_version(project, env, version)
             except RegistryError as exc:
-                problems.append(f"history entry {version} is damaged: {exc}")
+                problems.append(damaged_entry_problem(version, exc))
         try:
             latest = self.read_latest(project, env)
         except RegistryError as exc:

@@ -171,7 +171,7 @@ def test_invoke_surface_exit_codes(workspace: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     assert orjson.loads(ok.stdout)["ok"] is True
     listing = subprocess.run([*invoke, "registry.list", "--project", "dbt_up"], capture_output=True, text=True, check=False)
-    assert listing.returncode == 0 and "<- latest" in listing.stdout
+    assert listing.returncode == 0 and "1 version, newest first; latest " in listing.stdout
     first = subprocess.run([*invoke, "sync", "--project", "dbt_down", "--dry-run"], capture_output=True, text=True, check=False)
     # The first mesh run synced dbt_down before its own state existed: the state is new now.
     assert first.returncode == 0 and "Create dbt_down/.mesh/state/manifest.json" in first.stdout

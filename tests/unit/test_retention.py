@@ -189,7 +189,7 @@ def test_tasks_prune_and_fsck(tmp_path: Path) -> None:
     assert registry.list_versions(project, "local") == [vid(2), vid(3)]
     found = invoke("registry.fsck", url, "--project", project)
     assert found.returncode == 1 and "leftover of an interrupted write" in found.stdout
-    assert found.stderr.strip().startswith("error: fsck dbt_up/local: 1 problems remain")
+    assert found.stderr.strip().startswith("error: fsck dbt_up/local: 1 problem remains")
     assert invoke("registry.fsck", url, "--project", project, "--repair").returncode == 0
     clean = invoke("registry.fsck", url, "--project", project)
     assert clean.returncode == 0 and "clean" in clean.stdout
