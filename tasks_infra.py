@@ -16,6 +16,7 @@ from invoke import Collection, Context, Exit, task
 
 from mesh import infra as mesh_infra
 from mesh import snowflake as mesh_snowflake
+from mesh import snowflake_wap
 from mesh.config import Mesh
 from mesh.errors import ConfigError, MeshError
 
@@ -329,9 +330,105 @@ def snowflake_grants(
     )
 
 
+WAP_STEPS = ("env", "prepare", "promote", "discard")
+
+
+@task(
+    name="wap",
+    help={
+        "project": "Project whose Snowflake database is built into an audit copy and swapped in.",
+        "step": "env (print the override for the build), prepare (clone), promote (check the "
+        "audit build, grant, swap) or discard (drop the audit copy).",
+        "target": "mesh.yml target whose registry holds the interface published before "
+        "(promote revokes what it published and the new build does not; default: prod).",
+        "previous": "For promote: `latest` (default), a JSON file, or `none`.",
+        "dry-run": "Print the statements instead of running them; needs no Snowflake credentials "
+        "(promote also carries the database's own grants over, which only a connection shows).",
+    },
+)
+def snowflake_wap_task(
+    c: Context,
+    project: str,
+    step: str,
+    target: str = "prod",
+    previous: str = "latest",
+    dry_run: bool = False,
+) -> None:
+    """Write-audit-publish on Snowflake by hand: prepare, promote or discard a project's audit copy."""
+    if step not in WAP_STEPS:
+        raise Exit(f"--step must be one of {', '.join(WAP_STEPS)}, not {step!r}", 2)
+
+    def plan() -> tuple[mesh_snowflake.MeshLayout, snowflake_wap.WapPlan]:
+        layout = mesh_snowflake.load_layout(ROOT)
+        return layout, snowflake_wap.plan_for(layout, project)
+
+    layout, wap_plan = _run(plan)
+    if step == "env":
+        for name, value in snowflake_wap.build_env(wap_plan).items():
+            print(f"export {name}={value}")
+        return
+    if step == "prepare":
+        if dry_run:
+            _print_statements(snowflake_wap.prepare_statements(wap_plan), "prepare")
+            return
+        _run(lambda: snowflake_wap.prepare(layout, wap_plan))
+        print(f"snowflake.wap prepare: {wap_plan.audit_database} cloned from {wap_plan.database}")
+        return
+    if step == "discard":
+        if dry_run:
+            _print_statements(snowflake_wap.discard_statements(wap_plan), "discard")
+            return
+        _run(lambda: snowflake_wap.discard(layout, wap_plan))
+        print(f"snowflake.wap discard: {wap_plan.audit_database} dropped")
+        return
+
+    def inputs() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        from mesh.manifest import load_json
+
+        spec = layout.projects[project]
+        manifest = load_json(ROOT / spec.project_dir / "target" / "manifest.json", "manifest")
+        if previous == "none":
+            return manifest, []
+        if previous != "latest":
+            return manifest, [_read_json_file(previous, "previous interface")]
+        from mesh.manifest import load_interface
+
+        registry, env = _registry(layout, target)
+        entry = registry.read_latest(project, env)
+        if entry is None:
+            return manifest, []
+        return manifest, [load_interface(entry.body, f"{project} latest", project)]
+
+    manifest, olds = _run(inputs)
+    if dry_run:
+
+        def statements() -> list[str]:
+            from mesh.manifest import extract_interface
+
+            snowflake_wap.check_audit_manifest(wap_plan, manifest)
+            rewritten = snowflake_wap.rewrite_manifest(manifest, wap_plan)
+            nodes, _groups = extract_interface(rewritten)
+            return snowflake_wap.promote_statements(wap_plan, olds, {"nodes": nodes})
+
+        _print_statements(_run(statements), "promote")
+        return
+    done = _run(lambda: snowflake_wap.promote(layout, wap_plan, manifest, previous_interface=olds))
+    print(
+        f"snowflake.wap promote: {wap_plan.audit_database} swapped in as {wap_plan.database} "
+        f"({len(done)} statement(s)); publish the interface next"
+    )
+
+
+def _print_statements(statements: list[str], step: str) -> None:
+    for statement in statements:
+        print(f"{statement};")
+    print(f"-- snowflake.wap {step} dry run: {len(statements)} statement(s), nothing executed")
+
+
 snowflake = Collection("snowflake")
 snowflake.add_task(snowflake_setup)
 snowflake.add_task(snowflake_grants)
+snowflake.add_task(snowflake_wap_task)
 
 # Lets `invoke -c tasks_infra ...` run these tasks without the root tasks.py.
 ns = Collection(infra, snowflake)

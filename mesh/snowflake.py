@@ -799,7 +799,7 @@ class Session:
     def close(self) -> None:
         self._connection.close()
 
-    def run(self, statement: str, *, missing_ok: bool = False) -> list[tuple[Any, ...]] | None:
+    def _execute(self, statement: str, missing_ok: bool) -> Any:
         try:
             cursors = list(self._connection.execute_string(statement, remove_comments=True))
         except self._errors.Error as exc:
@@ -809,13 +809,28 @@ class Session:
             raise SnowflakeExecutionError(
                 f"{self.label} failed on `{statement}`: {reason}"
             ) from exc
-        if not cursors:
+        return cursors[-1] if cursors else False
+
+    def run(self, statement: str, *, missing_ok: bool = False) -> list[tuple[Any, ...]] | None:
+        """Run one statement; its rows (empty when it returns none), None when skipped."""
+        cursor = self._execute(statement, missing_ok)
+        if cursor is None:
+            return None
+        if cursor is False:
             return []
         try:
-            rows = cursors[-1].fetchall()
+            rows = cursor.fetchall()
         except self._errors.Error:
             return []
         return [tuple(row) for row in rows or []]
+
+    def records(self, statement: str) -> list[dict[str, Any]]:
+        """Run one query; its rows as dicts keyed by lower-case column name."""
+        cursor = self._execute(statement, False)
+        if not cursor:
+            return []
+        names = [str(column[0]).lower() for column in cursor.description or []]
+        return [dict(zip(names, row, strict=False)) for row in cursor.fetchall() or []]
 
 
 def project_connection_settings(
