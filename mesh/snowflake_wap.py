@@ -36,6 +36,7 @@ from typing import Any
 
 from mesh.errors import CheckFailedError, ConfigError
 from mesh.snowflake import (
+    IDENTIFIER_RE,
     ConnectionSettings,
     MeshLayout,
     Session,
@@ -228,7 +229,13 @@ def carried_grants(
                 f"SHOW GRANTS ON DATABASE {plan.database} lists privilege {privilege!r}, which "
                 "cannot be carried over: grant it again by hand after the swap"
             )
-        role = check_identifier("grantee role", grantee.strip('"'))
+        role = grantee.strip('"')
+        if not IDENTIFIER_RE.fullmatch(role):
+            raise WapRefusedError(
+                f"{plan.database} grants {privilege} to role {grantee!r}, whose name needs "
+                "quoting: the mesh cannot carry that grant over; grant it again after the swap, "
+                "or set `wap: false`"
+            )
         option = " WITH GRANT OPTION" if str(row.get("grant_option", "")).lower() == "true" else ""
         statements.append(
             f"GRANT {privilege} ON DATABASE {plan.audit_database} TO ROLE {role}{option}"
@@ -258,7 +265,7 @@ def check_statements(plan: WapPlan, statements: Sequence[str]) -> None:
     import sqlglot
     from sqlglot.errors import ParseError
 
-    audit, prod = plan.audit_database, plan.database
+    audit, prod = re.escape(plan.audit_database), re.escape(plan.database)
     allowed = [
         re.compile(rf"CREATE DATABASE {audit} CLONE {prod}"),
         re.compile(rf"ALTER DATABASE {prod} SWAP WITH {audit}"),

@@ -951,3 +951,35 @@ def test_grant_statements_fakesnow_refuses_fail_in_one_line(
         "grants failed on `GRANT USAGE ON DATABASE DBT_UP_PROD TO ROLE R`"
     )
     assert caught.value.exit_code == 1
+
+
+@pytest.mark.parametrize("task", ["snowflake.setup", "snowflake.grants", "snowflake.wap"])
+def test_every_snowflake_task_documents_its_options(task: str) -> None:
+    text = invoke("--help", task).stdout
+    assert "Docstring:" in text and "Options:" in text
+    section = text.split("Options:", 1)[1]
+    lines = [line for line in section.splitlines() if line.strip().startswith("-")]
+    assert lines
+    for line in lines:
+        option, _, help_text = line.strip().partition("   ")
+        assert help_text.strip(), f"{task} {option} has no help"
+
+
+def test_wap_task_dry_runs_and_refuses_bad_input() -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    prepare = invoke(
+        "snowflake.wap", "--project", "dbt_up", "--step", "prepare", "--dry-run", env=env
+    )
+    assert prepare.returncode == 0, prepare.stderr
+    assert prepare.stdout.splitlines()[0] == "CREATE DATABASE DBT_UP_PROD__AUDIT CLONE DBT_UP_PROD;"
+    discard = invoke(
+        "snowflake.wap", "--project", "dbt_up", "--step", "discard", "--dry-run", env=env
+    )
+    assert discard.stdout.splitlines()[0] == "DROP DATABASE IF EXISTS DBT_UP_PROD__AUDIT;"
+    for args, needle in (
+        (("--project", "dbt_up", "--step", "swap"), "--step must be one of"),
+        (("--project", "nope", "--step", "env"), "not in mesh.yml"),
+    ):
+        result = invoke("snowflake.wap", *args, env=env)
+        assert result.returncode == 2 and needle in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""

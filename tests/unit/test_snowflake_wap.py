@@ -163,6 +163,15 @@ def test_check_statements_refuses_what_wap_must_not_run(plan: wap.WapPlan, state
         wap.check_statements(plan, [statement])
 
 
+def test_identifiers_with_a_dollar_sign_are_matched_literally() -> None:
+    layout = sf.MeshLayout({"dbt_up": sf.ProjectSpec("dbt_up", "DB$1", "WH", "R", "MARTS")}, {})
+    plan = wap.plan_for(layout, "dbt_up", env={})
+    assert plan.audit_database == "DB$1__AUDIT"
+    wap.check_statements(plan, [*wap.prepare_statements(plan), *wap.swap_statements(plan)])
+    with pytest.raises(wap.WapRefusedError):
+        wap.check_statements(plan, ["CREATE DATABASE DB__AUDIT CLONE DB1"])
+
+
 def test_no_consumers_means_no_consumer_grants() -> None:
     consumer = wap.plan_for(LAYOUT, "dbt_down", env={})
     assert wap.consumer_grant_statements(consumer, None, interface("x")) == []
@@ -202,7 +211,11 @@ def test_database_grants_are_carried_over_to_the_audit_copy(plan: wap.WapPlan) -
         ),
         (
             {"privilege": "USAGE", "granted_to": "ROLE", "grantee_name": "r x"},
-            sf.UnsafeIdentifierError,
+            wap.WapRefusedError,
+        ),
+        (
+            {"privilege": "USAGE", "granted_to": "ROLE", "grantee_name": "analyst"},
+            wap.WapRefusedError,
         ),
     ],
 )
