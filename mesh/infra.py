@@ -802,36 +802,36 @@ def _hcl_names(text: str) -> list[str]:
 
 
 def _candidate_places(scope: str, text: str, layout: MeshLayout) -> list[tuple[str, str | None]]:
-    """The (database, schema) pairs a Terraform reference can name, given mesh.yml.
+    """The (database, schema) pairs a Terraform reference can name, given mesh.yml (schema None:
+    every schema of the database).
 
-    A literal part is taken as written; a `${var...}` part can be any value mesh.yml gives it: a
-    producer database, paired with that producer's public schema (how the root module calls the
-    consumer-grants module for each edge).
+    A literal part is taken as written. Both parts variables is how the root module calls the
+    consumer-grants module for each edge: a producer database with that producer's public schema.
+    A variable database is any project's database; a variable schema alone, or a reference that
+    cannot be read, is any schema: the rule errs towards refusing.
     """
     parts = _hcl_names(text)
-    producers = [p for p in layout.projects.values() if p.public_schema]
+    databases = sorted({p.database for p in layout.projects.values()})
+
+    def is_var(part: str) -> bool:
+        return part.startswith("${")
+
     if scope == "in_database":
-        database = parts[0] if parts else text
-        if database.startswith("${"):
-            return sorted({(p.database, None) for p in layout.projects.values()})
-        return [(database.upper(), None)]
+        if len(parts) == 1 and not is_var(parts[0]):
+            return [(parts[0].upper(), None)]
+        return [(db, None) for db in databases]
     if len(parts) != 2:
-        return sorted({(p.database, p.public_schema) for p in producers})
+        return [(db, None) for db in databases]
     database, schema = parts
-    pairs = []
-    for producer in producers:
-        db_ok = database.startswith("${") or database.upper() == producer.database
-        schema_ok = schema.startswith("${") or schema.upper() == producer.public_schema
-        if db_ok and schema_ok:
-            pairs.append(
-                (
-                    producer.database,
-                    schema.upper() if not schema.startswith("${") else producer.public_schema,
-                )
-            )
-    if not pairs and not database.startswith("${") and not schema.startswith("${"):
-        pairs.append((database.upper(), schema.upper()))
-    return sorted(set(pairs))
+    if is_var(database) and is_var(schema):
+        return sorted(
+            {(p.database, p.public_schema) for p in layout.projects.values() if p.public_schema}
+        )
+    if is_var(database):
+        return [(db, schema.upper()) for db in databases]
+    if is_var(schema):
+        return [(database.upper(), None)]
+    return [(database.upper(), schema.upper())]
 
 
 def rule_snowflake_schema_wide(

@@ -586,3 +586,43 @@ def test_every_infra_task_documents_its_options(task: str) -> None:
     for line in lines:
         option, _, help_text = line.strip().partition("   ")
         assert help_text.strip(), f"{task} {option} has no help"
+
+
+@pytest.mark.parametrize(
+    ("scope", "text", "expected"),
+    [
+        (
+            "in_schema",
+            '"${var.producer_database_name}"."${var.producer_public_schema}"',
+            [("DBT_UP_PROD", "MARTS")],
+        ),
+        ("in_schema", '"DBT_UP_PROD"."FINANCE"', [("DBT_UP_PROD", "FINANCE")]),
+        ("in_schema", '"DBT_UP_PROD"."${var.any}"', [("DBT_UP_PROD", None)]),
+        (
+            "in_schema",
+            '"${var.db}"."MARTS"',
+            [("DBT_DOWN_LOOM_PROD", "MARTS"), ("DBT_DOWN_PROD", "MARTS"), ("DBT_UP_PROD", "MARTS")],
+        ),
+        ("in_database", '"DBT_UP_PROD"', [("DBT_UP_PROD", None)]),
+        (
+            "in_database",
+            "${var.producer_database_name}",
+            [("DBT_DOWN_LOOM_PROD", None), ("DBT_DOWN_PROD", None), ("DBT_UP_PROD", None)],
+        ),
+    ],
+)
+def test_a_terraform_reference_names_every_place_it_can(
+    scope: str, text: str, expected: list[tuple[str, str | None]]
+) -> None:
+    """Variables resolve to what mesh.yml can give them; an unknown schema is every schema."""
+    assert infra._candidate_places(scope, text, DEFAULT_LAYOUT) == expected
+
+
+def test_a_schema_wide_grant_on_a_whole_database_names_its_private_models(parsed: Path) -> None:
+    contents = infra.schema_contents(DEFAULT_LAYOUT, parsed)
+    exposed = contents.non_public("DBT_UP_PROD", None)
+    assert exposed is not None
+    names = {n.name for n in exposed}
+    assert {"customer_scoring", "stg_orders", "int_order_payments", "raw_orders"} <= names
+    assert not names & {"public_orders", "public_daily_revenue"}
+    assert contents.non_public("DBT_DOWN_PROD", "MARTS") is None  # dbt_down was not parsed
