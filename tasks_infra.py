@@ -16,6 +16,7 @@ from invoke import Collection, Context, Exit, task
 
 from mesh import infra as mesh_infra
 from mesh import snowflake as mesh_snowflake
+from mesh import snowflake_wap
 from mesh.config import Mesh
 from mesh.errors import ConfigError, MeshError
 
@@ -167,8 +168,10 @@ infra.add_task(infra_destroy)
     help={
         "dry-run": "Print the rendered SQL instead of running it; needs no credentials.",
         "skip-resource-monitors": "Leave out 06_resource_monitors.sql (needs ACCOUNTADMIN).",
-        "skip-consumer-grants": "Leave out the schema-wide 05_consumer_grants.sql; grant the "
-        "published relations only with snowflake.grants instead.",
+        "skip-consumer-grants": "Leave out 05_consumer_grants.sql (USAGE on each producer's "
+        "database and public schema); SELECT always follows the interface (snowflake.grants).",
+        "skip-wap": "Leave out 07_write_audit_publish.sql (CREATE DATABASE for the audit clone); "
+        "for a mesh whose Snowflake target sets `wap: false`.",
         "sql-path": "Folder of the numbered SQL scripts (default: snowflake_sql).",
     },
 )
@@ -177,9 +180,10 @@ def snowflake_setup(
     dry_run: bool = False,
     skip_resource_monitors: bool = False,
     skip_consumer_grants: bool = False,
+    skip_wap: bool = False,
     sql_path: str = "snowflake_sql",
 ) -> None:
-    """Create warehouses, roles, databases, CI users and consumer grants from mesh.yml."""
+    """Create warehouses, roles, databases, CI users and consumers' USAGE grants from mesh.yml."""
 
     def render() -> list[mesh_snowflake.RenderedScript]:
         layout = mesh_snowflake.load_layout(ROOT)
@@ -188,6 +192,7 @@ def snowflake_setup(
             _path(sql_path),
             include_resource_monitors=not skip_resource_monitors,
             include_consumer_grants=not skip_consumer_grants,
+            include_wap=not skip_wap,
         )
 
     scripts = _run(render)
@@ -202,44 +207,85 @@ def snowflake_setup(
     )
 
 
-def _read_interface(project: str, target: str, interface: str | None) -> dict[str, Any]:
-    if interface:
-        path = _path(interface)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read interface {interface}: {exc}") from exc
-    else:
-        from mesh.infra import expand_env
-        from mesh.registry import open_registry
+def _read_json_file(value: str, what: str) -> dict[str, Any]:
+    path = _path(value)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {what} {value}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {value} must be a JSON object")
+    return data
 
-        layout = mesh_snowflake.load_layout(ROOT)
-        settings = layout.targets.get(target)
-        if settings is None:
-            raise ConfigError(f"target {target!r} is not in mesh.yml")
-        registry = open_registry(expand_env(settings.get("registry", "")), base_dir=ROOT)
-        entry = registry.read_latest(project, settings.get("env", target))
+
+def _registry(layout: mesh_snowflake.MeshLayout, target: str) -> tuple[Any, str]:
+    from mesh.infra import expand_env
+    from mesh.registry import open_registry
+
+    settings = layout.targets.get(target)
+    if settings is None:
+        raise ConfigError(f"target {target!r} is not in mesh.yml")
+    registry = open_registry(expand_env(settings.get("registry", "")), base_dir=ROOT)
+    return registry, settings.get("env", target)
+
+
+def _interfaces(
+    layout: mesh_snowflake.MeshLayout,
+    project: str,
+    target: str,
+    interface: str | None,
+    previous: str | None,
+) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+    """The interface to grant (latest, or a file) and the ones to revoke against, described."""
+    from mesh.manifest import load_interface
+    from mesh.names import check_version
+
+    previous = previous or ("none" if interface else "history")
+    registry = env = None
+    if not interface or (previous != "none" and not previous.endswith(".json")):
+        registry, env = _registry(layout, target)
+    latest_version = ""
+    if interface:
+        new = _read_json_file(interface, "interface")
+    else:
+        assert registry is not None and env is not None
+        entry = registry.read_latest(project, env)
         if entry is None:
             raise ConfigError(
                 f"{project} has published no interface to target {target}: run "
                 f"`invoke publish --project {project} --target {target}` first"
             )
-        try:
-            data = json.loads(entry.body)
-        except ValueError as exc:
-            raise ConfigError(f"the published interface of {project} is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError("the interface must be a JSON object")
-    return data
+        latest_version = entry.version
+        new = load_interface(entry.body, f"{project} latest", project)
+    if previous == "none":
+        return new, [], "nothing revoked (--previous none)"
+    if previous.endswith(".json"):
+        return new, [_read_json_file(previous, "previous interface")], f"against {previous}"
+    assert registry is not None and env is not None
+    if previous == "history":
+        versions = [v for v in registry.list_versions(project, env) if v != latest_version]
+        described = f"against {len(versions)} earlier version(s) in the registry history"
+    else:
+        versions = [check_version(previous)]
+        described = f"against version {previous}"
+    olds = [
+        load_interface(registry.read_version(project, env, v).body, f"{project} {v}", project)
+        for v in versions
+    ]
+    return new, olds, described
 
 
 @task(
     name="grants",
     help={
-        "project": "Producer whose published public models its consumers may read.",
-        "target": "mesh.yml target to read the interface from (default: prod).",
-        "interface": "Read the interface from this JSON file instead of the registry.",
-        "dry-run": "Print the GRANT statements instead of running them; needs no credentials.",
+        "project": "Producer whose published public relations its consumers may read.",
+        "target": "mesh.yml target to read the interfaces from (default: prod).",
+        "interface": "Grant this interface (a JSON file) instead of the registry's latest.",
+        "previous": "What to revoke what is no longer published against: `history` (every other "
+        "version in the registry; the default with the registry), a version id, a JSON file, "
+        "or `none` (the default with --interface).",
+        "dry-run": "Print the REVOKE and GRANT statements instead of running them; needs no "
+        "Snowflake credentials.",
     },
 )
 def snowflake_grants(
@@ -247,41 +293,142 @@ def snowflake_grants(
     project: str,
     target: str = "prod",
     interface: str | None = None,
+    previous: str | None = None,
     dry_run: bool = False,
 ) -> None:
-    """Grant consumers SELECT on exactly the producer's published public relations."""
+    """Grant consumers SELECT on exactly the published relations; revoke what is no longer."""
 
-    def plan() -> tuple[list[str], list[str]]:
+    def plan() -> tuple[mesh_snowflake.MeshLayout, list[str], list[str], str]:
         layout = mesh_snowflake.load_layout(ROOT)
-        producer = layout.projects.get(project)
-        if producer is None:
+        if project not in layout.projects:
             raise ConfigError(f"project {project!r} is not in mesh.yml")
         roles = [p.role for p in layout.consumers_of(project)]
         if not roles:
             raise ConfigError(
                 f"no project lists {project} in its dependencies.yml: nothing to grant"
             )
-        data = _read_interface(project, target, interface)
-        statements = mesh_snowflake.grants_for_interface(
-            data, roles, public_schema=producer.public_schema
-        )
-        return statements, roles
+        new, olds, described = _interfaces(layout, project, target, interface, previous)
+        statements = mesh_snowflake.sync_grants(layout, project, olds, new, dry_run=True)
+        return layout, statements, roles, described
 
-    statements, roles = _run(plan)
+    layout, statements, roles, described = _run(plan)
+    revokes = sum(1 for s in statements if s.startswith("REVOKE "))
+    counts = f"{revokes} revoke(s), {len(statements) - revokes} grant(s)"
     if dry_run:
         for statement in statements:
             print(f"{statement};")
-        print(f"-- snowflake.grants dry run: {len(statements)} statement(s) for {', '.join(roles)}")
+        print(f"-- snowflake.grants dry run: {counts} for {', '.join(roles)}, {described}")
         return
-    settings = _run(mesh_snowflake.connection_settings_from_env)
-    script = mesh_snowflake.statements_as_script(statements, f"{project} -> {', '.join(roles)}")
-    count = _run(lambda: mesh_snowflake.execute([script], settings))
-    print(f"snowflake.grants done: {count} statement(s) for {', '.join(roles)}")
+    producer = layout.projects[project]
+    settings = _run(
+        lambda: mesh_snowflake.project_connection_settings(producer, query_tag="dbt-mesh-grants")
+    )
+    count = _run(lambda: mesh_snowflake.run_grant_statements(statements, settings, echo=print))
+    print(
+        f"snowflake.grants done as {settings.role}: {count} of {len(statements)} statement(s) "
+        f"({counts}) for {', '.join(roles)}, {described}"
+    )
+
+
+WAP_STEPS = ("env", "prepare", "promote", "discard")
+
+
+@task(
+    name="wap",
+    help={
+        "project": "Project whose Snowflake database is built into an audit copy and swapped in.",
+        "step": "env (print the override for the build), prepare (clone), promote (check the "
+        "audit build, grant, swap) or discard (drop the audit copy).",
+        "target": "mesh.yml target whose registry holds the interface published before "
+        "(promote revokes what it published and the new build does not; default: prod).",
+        "previous": "For promote: `latest` (default), a JSON file, or `none`.",
+        "dry-run": "Print the statements instead of running them; needs no Snowflake credentials "
+        "(promote also carries the database's own grants over, which only a connection shows).",
+    },
+)
+def snowflake_wap_task(
+    c: Context,
+    project: str,
+    step: str,
+    target: str = "prod",
+    previous: str = "latest",
+    dry_run: bool = False,
+) -> None:
+    """Write-audit-publish on Snowflake by hand: prepare, promote or discard a project's audit copy."""
+    if step not in WAP_STEPS:
+        raise Exit(f"--step must be one of {', '.join(WAP_STEPS)}, not {step!r}", 2)
+
+    def plan() -> tuple[mesh_snowflake.MeshLayout, snowflake_wap.WapPlan]:
+        layout = mesh_snowflake.load_layout(ROOT)
+        return layout, snowflake_wap.plan_for(layout, project)
+
+    layout, wap_plan = _run(plan)
+    if step == "env":
+        for name, value in snowflake_wap.build_env(wap_plan).items():
+            print(f"export {name}={value}")
+        return
+    if step == "prepare":
+        if dry_run:
+            _print_statements(snowflake_wap.prepare_statements(wap_plan), "prepare")
+            return
+        _run(lambda: snowflake_wap.prepare(layout, wap_plan))
+        print(f"snowflake.wap prepare: {wap_plan.audit_database} cloned from {wap_plan.database}")
+        return
+    if step == "discard":
+        if dry_run:
+            _print_statements(snowflake_wap.discard_statements(wap_plan), "discard")
+            return
+        _run(lambda: snowflake_wap.discard(layout, wap_plan))
+        print(f"snowflake.wap discard: {wap_plan.audit_database} dropped")
+        return
+
+    def inputs() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        from mesh.manifest import load_json
+
+        spec = layout.projects[project]
+        manifest = load_json(ROOT / spec.project_dir / "target" / "manifest.json", "manifest")
+        if previous == "none":
+            return manifest, []
+        if previous != "latest":
+            return manifest, [_read_json_file(previous, "previous interface")]
+        from mesh.manifest import load_interface
+
+        registry, env = _registry(layout, target)
+        entry = registry.read_latest(project, env)
+        if entry is None:
+            return manifest, []
+        return manifest, [load_interface(entry.body, f"{project} latest", project)]
+
+    manifest, olds = _run(inputs)
+    if dry_run:
+
+        def statements() -> list[str]:
+            from mesh.manifest import extract_interface
+
+            snowflake_wap.check_audit_manifest(wap_plan, manifest)
+            rewritten = snowflake_wap.rewrite_manifest(manifest, wap_plan)
+            nodes, _groups = extract_interface(rewritten)
+            return snowflake_wap.promote_statements(wap_plan, olds, {"nodes": nodes})
+
+        _print_statements(_run(statements), "promote")
+        return
+    done = _run(lambda: snowflake_wap.promote(layout, wap_plan, manifest, previous_interface=olds))
+    print(
+        f"snowflake.wap promote: {wap_plan.audit_database} swapped in as {wap_plan.database} "
+        f"({len(done)} statement(s)); publish the interface next"
+    )
+
+
+def _print_statements(statements: list[str], step: str) -> None:
+    for statement in statements:
+        print(f"{statement};")
+    print(f"-- snowflake.wap {step} dry run: {len(statements)} statement(s), nothing executed")
 
 
 snowflake = Collection("snowflake")
 snowflake.add_task(snowflake_setup)
 snowflake.add_task(snowflake_grants)
+snowflake.add_task(snowflake_wap_task)
 
 # Lets `invoke -c tasks_infra ...` run these tasks without the root tasks.py.
 ns = Collection(infra, snowflake)

@@ -176,6 +176,7 @@ module "snowflake_project" {
   warehouse_name              = module.snowflake_warehouse[each.value.warehouse].warehouse_name
   service_user_name           = each.value.service_user
   service_user_rsa_public_key = lookup(var.service_user_rsa_public_keys, each.key, null)
+  write_audit_publish         = var.write_audit_publish
 }
 
 module "snowflake_consumer_grants" {

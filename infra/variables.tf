@@ -107,6 +107,12 @@ variable "projects" {
   }
 }
 
+variable "write_audit_publish" {
+  description = "Write-audit-publish of the data (mesh.yml targets.<target>.wap): each project role may create the zero-copy clone it builds into before the swap."
+  type        = bool
+  default     = true
+}
+
 variable "service_user_rsa_public_keys" {
   description = "Base64 body of each project's CI public key, by project name (PEM without header, footer and newlines). Projects left out get a CI user without a key."
   type        = map(string)

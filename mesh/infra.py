@@ -9,7 +9,10 @@
 - structural rules on the HCL, read with python-hcl2, that say what this mesh promises: the
   registry bucket is never public and TLS-only, consumers only read, no password anywhere;
 - the SQL scripts rendered and parsed with sqlglot, consumer grants read-only and
-  public-schema-only.
+  public-schema-only;
+- in both, no SELECT on ALL/FUTURE objects of a schema (or database) that holds a model, seed or
+  snapshot that is not `access: public`: what a schema holds comes from the producer's dbt
+  manifest (`<project>/target/manifest.json`), and without one the grant cannot be proven safe.
 
 Each failed rule is reported by name, so a weakened tree fails with a reason, not just a code.
 """
@@ -37,10 +40,12 @@ from urllib.parse import urlparse
 from mesh.errors import CheckFailedError, ConfigError, MeshError
 from mesh.snowflake import (
     DEFAULT_LAYOUT,
+    GRANTABLE_TYPES,
     PRIVATE_SCHEMAS,
     MeshLayout,
     grant_statement_parts,
     load_layout,
+    node_access,
     render_setup,
     unit_contexts,
 )
@@ -58,6 +63,9 @@ CONSUMER_READ_ACTIONS = frozenset(
     {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "kms:Decrypt"}
 )
 CONSUMER_PRIVILEGES = frozenset({"USAGE", "SELECT"})
+# The one account-level privilege a project's own role may hold: write-audit-publish creates the
+# zero-copy clone of its database that it builds into.
+PROJECT_ACCOUNT_PRIVILEGES = frozenset({"CREATE DATABASE"})
 PUBLIC_ACCESS_FLAGS = (
     "block_public_acls",
     "block_public_policy",
@@ -538,16 +546,33 @@ def _grant_targets(block: Block) -> list[str]:
     return targets
 
 
+def _is_own_wap_grant(grant: Block) -> bool:
+    """CREATE DATABASE on the account to the role the same module creates (write-audit-publish)."""
+    privileges = set(_as_list(grant.body.get("privileges")))
+    return (
+        _is_true(grant.body.get("on_account"))
+        and bool(privileges)
+        and privileges <= PROJECT_ACCOUNT_PRIVILEGES
+        and _refers_to(grant.body.get("account_role_name"), "snowflake_account_role.this")
+        and not _is_true(grant.body.get("with_grant_option"))
+        and not _is_true(grant.body.get("all_privileges"))
+    )
+
+
 def rule_snowflake_consumer_grants(tree: HclTree) -> list[Finding]:
     """Privilege grants are USAGE/SELECT only, without grant option, and never on RAW/STAGING.
 
     A project's write power comes from owning its own database (snowflake_grant_ownership), so
-    every privilege grant in the tree is a read grant and must look like one.
+    every privilege grant in the tree is a read grant and must look like one. The one exception is
+    CREATE DATABASE on the account to the project's own role (the audit clone of
+    write-audit-publish), granted in the module that creates that role.
     """
     findings = []
     private = re.compile(rf"\b({'|'.join(sorted(PRIVATE_SCHEMAS))})\b")
     for grant in tree.of_type("resource", "snowflake_grant_privileges_to_account_role"):
         where = tree.where(grant)
+        if _is_own_wap_grant(grant):
+            continue
         extra = sorted(set(_as_list(grant.body.get("privileges"))) - CONSUMER_PRIVILEGES)
         if extra or _is_true(grant.body.get("all_privileges")):
             granted = ", ".join(extra) or "ALL PRIVILEGES"
@@ -632,12 +657,205 @@ HCL_RULES = (
 )
 
 
-def check_hcl(root: Path) -> list[Finding]:
+def check_hcl(
+    root: Path,
+    layout: MeshLayout = DEFAULT_LAYOUT,
+    contents: SchemaContents | None = None,
+) -> list[Finding]:
     """All structural rules on the Terraform tree under `root`."""
     tree = load_hcl(root)
     findings = rule_no_password(root)
     for rule in HCL_RULES:
         findings.extend(rule(tree))
+    contents = contents if contents is not None else schema_contents(layout)
+    findings.extend(rule_snowflake_schema_wide(tree, layout, contents))
+    return findings
+
+
+# --- what a schema holds -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldNode:
+    """A model, seed or snapshot a producer builds into a schema."""
+
+    project: str
+    unique_id: str
+    name: str
+    access: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.access})"
+
+
+@dataclass
+class SchemaContents:
+    """What each producer schema holds, read from the producers' dbt manifests.
+
+    Keys are (DATABASE, SCHEMA) upper-cased; the database is the project's database in mesh.yml
+    (a manifest built for the local DuckDB target names another one), the schema is the one dbt
+    resolved for the node. `missing` maps a database to why its contents are unknown.
+    """
+
+    held: dict[tuple[str, str], list[HeldNode]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def non_public(self, database: str, schema: str | None) -> list[HeldNode] | None:
+        """Non-public nodes in `database.schema` (every schema when None); None when unknown."""
+        if database in self.missing:
+            return None
+        return sorted(
+            (
+                node
+                for (db, sch), nodes in self.held.items()
+                if db == database and (schema is None or sch == schema)
+                for node in nodes
+                if node.access != "public"
+            ),
+            key=lambda n: n.unique_id,
+        )
+
+    def why_unknown(self, database: str) -> str:
+        return self.missing.get(database, f"no project of mesh.yml has the database {database}")
+
+
+def manifest_path(project_root: Path, project_dir: str) -> Path:
+    return project_root / project_dir / "target" / "manifest.json"
+
+
+def schema_contents(layout: MeshLayout, project_root: Path = REPO_ROOT) -> SchemaContents:
+    """Read each project's target/manifest.json (if any) and list what each schema holds."""
+    from mesh.manifest import load_json
+
+    contents = SchemaContents()
+    for name, project in sorted(layout.projects.items()):
+        path = manifest_path(project_root, project.project_dir)
+        if not path.is_file():
+            contents.missing[project.database] = (
+                f"{project.project_dir}/target/manifest.json is missing: build or parse {name} "
+                "first (`invoke build --project " + name + "`)"
+            )
+            continue
+        try:
+            manifest = load_json(path, f"{name} manifest")
+            nodes = manifest.get("nodes")
+            if not isinstance(nodes, dict):
+                raise ConfigError(f"{name} manifest has no nodes")
+        except MeshError as exc:
+            contents.missing[project.database] = f"cannot read {name}'s manifest: {exc}"
+            continue
+        for unique_id, node in sorted(nodes.items()):
+            if not isinstance(node, dict) or node.get("package_name") != name:
+                continue
+            if node.get("resource_type") not in GRANTABLE_TYPES:
+                continue
+            config = node.get("config") if isinstance(node.get("config"), dict) else {}
+            if str((config or {}).get("materialized") or "").lower() == "ephemeral":
+                continue
+            schema = str(node.get("schema") or "").upper()
+            key = (project.database, schema)
+            contents.held.setdefault(key, []).append(
+                HeldNode(name, unique_id, str(node.get("name")), node_access(node))
+            )
+    return contents
+
+
+def _schema_wide_message(
+    what: str, database: str, schema: str | None, contents: SchemaContents, grantee: str = ""
+) -> str | None:
+    """Why a SELECT over a whole schema (or database) is refused, or None when it is safe."""
+    place = f"{database}.{schema}" if schema else f"every schema of {database}"
+    head = f"{what} in {place}{f' to {grantee}' if grantee else ''}"
+    exposed = contents.non_public(database, schema)
+    fix = "grant SELECT per published relation (`invoke snowflake.grants`)"
+    if exposed is None:
+        return f"{head}, and what it holds is unknown ({contents.why_unknown(database)}): {fix}"
+    if exposed:
+        names = ", ".join(str(n) for n in exposed)
+        return f"{head} lets consumers read non-public {exposed[0].project} node(s) {names}: {fix}"
+    return None
+
+
+def _bulk_targets(value: Any) -> list[tuple[str, str, str]]:
+    """(`ALL TABLES`, in_schema|in_database, text) of every bulk block under on_schema_object."""
+    found: list[tuple[str, str, str]] = []
+    for entry in _as_list(value):
+        if not isinstance(entry, dict):
+            continue
+        for bulk in ("all", "future"):
+            for block in _as_list(entry.get(bulk)):
+                if not isinstance(block, dict):
+                    continue
+                kinds = str(block.get("object_type_plural") or "OBJECTS").upper()
+                for scope in ("in_schema", "in_database"):
+                    if block.get(scope):
+                        found.append((f"{bulk.upper()} {kinds}", scope, str(block[scope])))
+    return found
+
+
+_HCL_PART = re.compile(r'\\?"?(\$\{[^}]*\}|[A-Za-z_][A-Za-z0-9_$]*)\\?"?')
+
+
+def _hcl_names(text: str) -> list[str]:
+    """The dot-separated parts of a Terraform schema or database reference."""
+    return [m.group(1) for m in _HCL_PART.finditer(text)]
+
+
+def _candidate_places(scope: str, text: str, layout: MeshLayout) -> list[tuple[str, str | None]]:
+    """The (database, schema) pairs a Terraform reference can name, given mesh.yml (schema None:
+    every schema of the database).
+
+    A literal part is taken as written. Both parts variables is how the root module calls the
+    consumer-grants module for each edge: a producer database with that producer's public schema.
+    A variable database is any project's database; a variable schema alone, or a reference that
+    cannot be read, is any schema: the rule errs towards refusing.
+    """
+    parts = _hcl_names(text)
+    databases = sorted({p.database for p in layout.projects.values()})
+
+    def is_var(part: str) -> bool:
+        return part.startswith("${")
+
+    if scope == "in_database":
+        if len(parts) == 1 and not is_var(parts[0]):
+            return [(parts[0].upper(), None)]
+        return [(db, None) for db in databases]
+    if len(parts) != 2:
+        return [(db, None) for db in databases]
+    database, schema = parts
+    if is_var(database) and is_var(schema):
+        return sorted(
+            {(p.database, p.public_schema) for p in layout.projects.values() if p.public_schema}
+        )
+    if is_var(database):
+        return [(db, schema.upper()) for db in databases]
+    if is_var(schema):
+        return [(database.upper(), None)]
+    return [(database.upper(), schema.upper())]
+
+
+def rule_snowflake_schema_wide(
+    tree: HclTree, layout: MeshLayout, contents: SchemaContents
+) -> list[Finding]:
+    """No SELECT on ALL/FUTURE objects of a schema that holds a non-public model.
+
+    `access:` must mean the same in the warehouse as in dbt: a consumer reads the relations the
+    interface publishes and nothing else, so a grant over a whole schema is only acceptable on a
+    schema that holds public nodes alone (per the producer's manifest).
+    """
+    findings = []
+    for grant in tree.of_type("resource", "snowflake_grant_privileges_to_account_role"):
+        privileges = {str(p).upper() for p in _as_list(grant.body.get("privileges"))}
+        if "SELECT" not in privileges and not _is_true(grant.body.get("all_privileges")):
+            continue
+        for bulk, scope, text in _bulk_targets(grant.body.get("on_schema_object")):
+            resolved = tree.resolve(grant, text)
+            for database, schema in _candidate_places(scope, resolved, layout):
+                message = _schema_wide_message(f"SELECT on {bulk}", database, schema, contents)
+                if message:
+                    findings.append(
+                        Finding("snowflake-consumer-schema-wide", tree.where(grant), message)
+                    )
     return findings
 
 
@@ -676,9 +894,15 @@ def _sql_statements(sql: str, where: str) -> tuple[list[str], list[Finding]]:
     return statements, findings
 
 
-def check_sql(sql_dir: Path = SQL_DIR, layout: MeshLayout = DEFAULT_LAYOUT) -> list[Finding]:
-    """Render every script, parse it, and hold consumer grants to read-only, public-only."""
+def check_sql(
+    sql_dir: Path = SQL_DIR,
+    layout: MeshLayout = DEFAULT_LAYOUT,
+    contents: SchemaContents | None = None,
+) -> list[Finding]:
+    """Render every script, parse it, and hold consumer grants to read-only, public-only, and
+    never SELECT over a whole schema that holds a non-public node."""
     findings: list[Finding] = []
+    contents = contents if contents is not None else schema_contents(layout)
     try:
         scripts = render_setup(layout, sql_dir)
     except MeshError as exc:
@@ -706,6 +930,29 @@ def check_sql(sql_dir: Path = SQL_DIR, layout: MeshLayout = DEFAULT_LAYOUT) -> l
                 )
         if script.unit in edge_values:
             findings.extend(_check_consumer_statements(statements, edge_values[script.unit], where))
+        findings.extend(_check_schema_wide_statements(statements, contents, where))
+    return findings
+
+
+def _check_schema_wide_statements(
+    statements: Sequence[str], contents: SchemaContents, where: str
+) -> list[Finding]:
+    findings = []
+    for statement in statements:
+        parts = grant_statement_parts(statement)
+        if parts is None or "bulk" not in parts or parts["privilege"] != "SELECT":
+            continue
+        database = parts.get("bulk_database") or parts["schema_db"]
+        schema = parts.get("bulk_schema")
+        message = _schema_wide_message(
+            f"SELECT on {parts['bulk']} {parts['bulk_kind']}",
+            database,
+            schema,
+            contents,
+            grantee=parts["role"],
+        )
+        if message:
+            findings.append(Finding("sql-consumer-schema-wide", where, message))
     return findings
 
 
@@ -810,28 +1057,34 @@ def lint(
     sql_dir: Path | None = SQL_DIR,
     layout: MeshLayout | None = None,
     run_checkov: bool = True,
+    project_root: Path = REPO_ROOT,
 ) -> LintReport:
-    """Run every check on the infra tree at `path` (and the SQL scripts); collect all findings."""
+    """Run every check on the infra tree at `path` (and the SQL scripts); collect all findings.
+
+    `project_root` is where the dbt projects live: their `target/manifest.json` say what each
+    schema holds (the schema-wide grant rules).
+    """
     if not path.is_dir():
         raise ConfigError(f"{path} is not a folder: pass --path <infra tree>")
     started = time.monotonic()
     report = LintReport()
+    if layout is None:
+        try:
+            layout = load_layout(REPO_ROOT)
+        except ConfigError:
+            layout = DEFAULT_LAYOUT
+    contents = schema_contents(layout, project_root)
 
     fmt = check_fmt(path)
     report.findings += fmt
     report.steps["fmt"] = "ok" if not fmt else f"{len(fmt)} file(s)"
 
-    hcl = check_hcl(path)
+    hcl = check_hcl(path, layout, contents)
     report.findings += hcl
     report.steps["hcl rules"] = "ok" if not hcl else f"{len(hcl)} finding(s)"
 
     if sql_dir is not None:
-        if layout is None:
-            try:
-                layout = load_layout(REPO_ROOT)
-            except ConfigError:
-                layout = DEFAULT_LAYOUT
-        sql = check_sql(sql_dir, layout)
+        sql = check_sql(sql_dir, layout, contents)
         report.findings += sql
         report.steps["sql"] = "ok" if not sql else f"{len(sql)} finding(s)"
 
@@ -894,7 +1147,13 @@ def terraform_vars(
         if project.service_user:
             entry["service_user"] = project.service_user
         projects[name] = entry
-    return {"registry_bucket_name": parsed.netloc, "registry_prefix": prefix, "projects": projects}
+    wap = str(settings.get("wap", "true")).strip().lower() not in {"false", "0", "no", "off"}
+    return {
+        "registry_bucket_name": parsed.netloc,
+        "registry_prefix": prefix,
+        "projects": projects,
+        "write_audit_publish": wap,
+    }
 
 
 @contextlib.contextmanager

@@ -6,7 +6,9 @@ Two jobs:
   them through snowflake-connector-python with key-pair authentication. Each script says in its
   first line what it is rendered for (`-- mesh:render-per warehouse|project|edge`).
 - `grants_for_interface` turns a producer's published interface into `GRANT USAGE`/`GRANT SELECT`
-  statements for its consumers' roles, on exactly the relations of its public models.
+  statements for its consumers' roles, on exactly the relations of its public nodes (models, seeds,
+  snapshots); `grant_changes` compares it with the previously published interface(s) and adds a
+  `REVOKE` for every relation no longer published; `sync_grants` runs that after a publish.
 
 Every value substituted into SQL is an identifier checked against `^[A-Z_][A-Z0-9_$]*$` first:
 a hostile mesh.yml or interface can make a statement fail, never change what it does.
@@ -28,22 +30,31 @@ from mesh.names import check_name
 __all__ = [
     "IDENTIFIER_RE",
     "ConnectionSettings",
+    "GrantChanges",
     "InterfaceGrantError",
     "MeshLayout",
     "ProjectSpec",
+    "Relation",
     "RenderedScript",
+    "Session",
     "SnowflakeExecutionError",
     "SnowflakeSettingsError",
     "SqlTemplateError",
     "UnsafeIdentifierError",
     "connection_settings_from_env",
     "execute",
+    "grant_changes",
     "grant_statement_parts",
     "grants_for_interface",
+    "grants_for_relations",
     "load_layout",
+    "project_connection_settings",
+    "public_relations",
     "render_setup",
     "render_template",
+    "run_grant_statements",
     "script_unit",
+    "sync_grants",
 ]
 
 IDENTIFIER_RE = re.compile(r"[A-Z_][A-Z0-9_$]*")
@@ -55,6 +66,7 @@ PRIVATE_SCHEMAS = frozenset({"RAW", "STAGING"})
 DEFAULT_SETUP_ROLE = "SYSADMIN"
 RESOURCE_MONITOR_SCRIPT = "06_resource_monitors.sql"
 CONSUMER_GRANTS_SCRIPT = "05_consumer_grants.sql"
+WAP_SCRIPT = "07_write_audit_publish.sql"
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -116,6 +128,12 @@ class ProjectSpec:
     public_schema: str | None = None
     upstreams: tuple[str, ...] = ()
     service_user: str = ""
+    path: str = ""
+
+    @property
+    def project_dir(self) -> str:
+        """The dbt project's folder relative to mesh.yml (mesh.yml's `path`, default its name)."""
+        return self.path or self.name
 
     @property
     def user(self) -> str:
@@ -213,6 +231,7 @@ def load_layout(root: Path, mesh_file: str = "mesh.yml") -> MeshLayout:
                 if sf.get("service_user")
                 else ""
             ),
+            path=str(settings.get("path", name)),
         )
     layout = MeshLayout(projects=projects, targets=_targets(data.get("targets"), mesh_file))
     validate_layout(layout)
@@ -345,6 +364,7 @@ def render_setup(
     *,
     include_resource_monitors: bool = True,
     include_consumer_grants: bool = True,
+    include_wap: bool = True,
 ) -> list[RenderedScript]:
     """Every script rendered for every unit it applies to, in execution order."""
     skipped = set()
@@ -352,6 +372,8 @@ def render_setup(
         skipped.add(RESOURCE_MONITOR_SCRIPT)
     if not include_consumer_grants:
         skipped.add(CONSUMER_GRANTS_SCRIPT)
+    if not include_wap:
+        skipped.add(WAP_SCRIPT)
     rendered = []
     for path in setup_scripts(sql_dir):
         if path.name in skipped:
@@ -374,90 +396,234 @@ def format_scripts(scripts: Iterable[RenderedScript]) -> str:
 # --- grants from the interface -------------------------------------------------------------------
 
 _ID = IDENTIFIER_RE.pattern
+_KIND = r"(?:TABLE|VIEW|DYNAMIC TABLE)"
 GRANT_RE = re.compile(
     rf"GRANT (?P<privilege>USAGE|SELECT) ON "
     rf"(?:DATABASE (?P<database>{_ID})"
     rf"|SCHEMA (?P<schema_db>{_ID})\.(?P<schema>{_ID})"
-    rf"|(?:ALL|FUTURE) (?:TABLES|VIEWS) IN SCHEMA (?P<bulk_db>{_ID})\.(?P<bulk_schema>{_ID})"
-    rf"|(?:TABLE|VIEW) (?P<rel_db>{_ID})\.(?P<rel_schema>{_ID})\.(?P<relation>{_ID}))"
+    rf"|(?P<bulk>ALL|FUTURE) (?P<bulk_kind>TABLES|VIEWS|DYNAMIC TABLES|MATERIALIZED VIEWS) IN "
+    rf"(?:SCHEMA (?P<bulk_db>{_ID})\.(?P<bulk_schema>{_ID})|DATABASE (?P<bulk_database>{_ID}))"
+    rf"|(?P<kind>{_KIND}) (?P<rel_db>{_ID})\.(?P<rel_schema>{_ID})\.(?P<relation>{_ID}))"
     rf" TO ROLE (?P<role>{_ID})"
 )
+REVOKE_RE = re.compile(
+    rf"REVOKE SELECT ON (?P<kind>{_KIND}) (?P<rel_db>{_ID})\.(?P<rel_schema>{_ID})\."
+    rf"(?P<relation>{_ID}) FROM ROLE (?P<role>{_ID})"
+)
+# Node types that become a relation a consumer can select from, when they are public.
+GRANTABLE_TYPES = frozenset({"model", "seed", "snapshot"})
+# How a materialization is named in GRANT ... ON <kind>; everything else that builds a relation is
+# a table (table, incremental, seeds, snapshots). Ephemeral models build nothing.
+RELATION_KINDS = {"view": "VIEW", "dynamic_table": "DYNAMIC TABLE"}
 
 
 def grant_statement_parts(statement: str) -> dict[str, str] | None:
     """Parts of a read-only consumer grant, or None if the statement is anything else.
 
-    The pattern admits USAGE on a database or schema and SELECT on tables and views, nothing more:
-    no other privilege, no WITH GRANT OPTION, no OWNERSHIP.
+    The pattern admits USAGE on a database or schema and SELECT on tables and views (one relation,
+    or ALL/FUTURE in a schema or database), nothing more: no other privilege, no WITH GRANT
+    OPTION, no OWNERSHIP. `bulk` is set (ALL or FUTURE) for a grant over a whole schema or
+    database, which `infra.lint` only accepts on a schema that holds public relations alone.
     """
     normalized = " ".join(statement.replace(";", " ").split()).upper()
     match = GRANT_RE.fullmatch(normalized)
     if not match:
         return None
     parts = {k: v for k, v in match.groupdict().items() if v is not None}
-    parts["schema_db"] = parts.get("schema_db") or parts.get("bulk_db") or parts.get("rel_db", "")
+    parts["schema_db"] = (
+        parts.get("schema_db")
+        or parts.get("bulk_db")
+        or parts.get("bulk_database")
+        or parts.get("rel_db", "")
+    )
     parts["schema"] = parts.get("schema") or parts.get("bulk_schema") or parts.get("rel_schema", "")
     return parts
 
 
-def _materialization(node: Mapping[str, Any]) -> str:
+@dataclass(frozen=True, order=True)
+class Relation:
+    """One relation a consumer may select from: `kind` is TABLE, VIEW or DYNAMIC TABLE."""
+
+    database: str
+    schema: str
+    name: str
+    kind: str = "TABLE"
+    unique_id: str = field(default="", compare=False)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What identifies the relation in Snowflake, whatever its kind."""
+        return self.database, self.schema, self.name
+
+    @property
+    def fqn(self) -> str:
+        return f"{self.database}.{self.schema}.{self.name}"
+
+    def in_database(self, database: str) -> Relation:
+        """The same relation in another database (the audit copy of write-audit-publish)."""
+        return Relation(database, self.schema, self.name, self.kind, self.unique_id)
+
+
+def _config(node: Mapping[str, Any]) -> Mapping[str, Any]:
     config = node.get("config")
-    materialized = config.get("materialized") if isinstance(config, dict) else None
-    materialized = materialized or node.get("materialized")
-    return "VIEW" if str(materialized or "").lower() == "view" else "TABLE"
+    return config if isinstance(config, dict) else {}
 
 
-def grants_for_interface(
-    interface: dict[str, Any],
-    consumer_roles: list[str],
-    *,
-    public_schema: str | None = None,
-) -> list[str]:
-    """GRANT statements that let each consumer role read exactly the interface's public relations.
+def _materialized(node: Mapping[str, Any]) -> str:
+    return str(_config(node).get("materialized") or node.get("materialized") or "").lower()
 
-    For every role: USAGE on each database and schema that holds a public model, then SELECT ON
-    TABLE|VIEW for each relation (VIEW when the node is materialized as a view). Identifiers are
-    checked and upper-cased; a node in RAW or STAGING, outside `public_schema` when given, or with
-    an identifier that would need quoting raises InterfaceGrantError instead of granting anything.
+
+def _materialization(node: Mapping[str, Any]) -> str:
+    return RELATION_KINDS.get(_materialized(node), "TABLE")
+
+
+def node_access(node: Mapping[str, Any]) -> str:
+    """A node's access (`public`, `protected`, `private`), from the node or its config."""
+    return str(node.get("access") or _config(node).get("access") or "protected")
+
+
+def public_relations(
+    interface: Mapping[str, Any], *, producer_database: str | None = None, what: str = "interface"
+) -> list[Relation]:
+    """The relations of an interface's public models, seeds and snapshots, sorted.
+
+    Identifiers are checked and upper-cased (Snowflake resolves unquoted names upper-cased). A
+    public node in RAW or STAGING, outside `producer_database` when given, or with an identifier
+    that would need quoting raises InterfaceGrantError: an interface cannot make a grant reach
+    anything but the producer's own published relations.
     """
-    if not isinstance(interface, dict) or not isinstance(interface.get("nodes"), dict):
-        raise InterfaceGrantError("interface has no `nodes` mapping: is it a published manifest?")
-    roles = sorted({check_identifier("consumer role", role) for role in consumer_roles})
-    expected_schema = check_identifier("public schema", public_schema) if public_schema else None
-
-    relations: set[tuple[str, str, str, str]] = set()
+    if not isinstance(interface, Mapping) or not isinstance(interface.get("nodes"), dict):
+        raise InterfaceGrantError(f"{what} has no `nodes` mapping: is it a published manifest?")
+    expected = (
+        check_identifier("producer database", producer_database) if producer_database else None
+    )
+    relations: dict[tuple[str, str, str], Relation] = {}
     for unique_id, node in sorted(interface["nodes"].items()):
         if not isinstance(node, dict):
-            raise InterfaceGrantError(f"interface node {unique_id!r} is not an object")
-        if node.get("resource_type", "model") != "model" or node.get("access") != "public":
+            raise InterfaceGrantError(f"{what} node {unique_id!r} is not an object")
+        if node.get("resource_type", "model") not in GRANTABLE_TYPES:
+            continue
+        if node_access(node) != "public" or _materialized(node) == "ephemeral":
             continue
         try:
             database = check_identifier("database", node.get("database"))
             schema = check_identifier("schema", node.get("schema"))
             alias = check_identifier("alias", node.get("alias") or node.get("name"))
         except UnsafeIdentifierError as exc:
-            raise InterfaceGrantError(f"interface node {unique_id!r}: {exc}") from exc
+            raise InterfaceGrantError(f"{what} node {unique_id!r}: {exc}") from exc
         if schema in PRIVATE_SCHEMAS:
             raise InterfaceGrantError(
-                f"interface node {unique_id!r} lives in {schema}, a private layer: "
-                "public models must be built into the public schema"
+                f"{what} node {unique_id!r} lives in {schema}, a private layer: "
+                "public models must be built outside RAW and STAGING"
             )
-        if expected_schema and schema != expected_schema:
+        if expected and database != expected:
             raise InterfaceGrantError(
-                f"interface node {unique_id!r} lives in {schema}, not in the public schema "
-                f"{expected_schema}"
+                f"{what} node {unique_id!r} lives in database {database}, not in the producer's "
+                f"database {expected}: an interface can only grant its own relations"
             )
-        relations.add((database, schema, alias, _materialization(node)))
+        relation = Relation(database, schema, alias, _materialization(node), unique_id)
+        relations[relation.key] = relation
+    return sorted(relations.values())
 
-    statements = []
-    for role in roles:
-        for database in sorted({r[0] for r in relations}):
-            statements.append(f"GRANT USAGE ON DATABASE {database} TO ROLE {role}")
-        for database, schema in sorted({(r[0], r[1]) for r in relations}):
-            statements.append(f"GRANT USAGE ON SCHEMA {database}.{schema} TO ROLE {role}")
-        for database, schema, alias, kind in sorted(relations):
-            statements.append(f"GRANT SELECT ON {kind} {database}.{schema}.{alias} TO ROLE {role}")
+
+def _usage_statements(relations: Iterable[Relation], role: str) -> list[str]:
+    rels = list(relations)
+    statements = [
+        f"GRANT USAGE ON DATABASE {database} TO ROLE {role}"
+        for database in sorted({r.database for r in rels})
+    ]
+    statements += [
+        f"GRANT USAGE ON SCHEMA {database}.{schema} TO ROLE {role}"
+        for database, schema in sorted({(r.database, r.schema) for r in rels})
+    ]
     return statements
+
+
+def grants_for_relations(relations: Iterable[Relation], consumer_roles: Iterable[str]) -> list[str]:
+    """USAGE on each database and schema that holds one of `relations`, then SELECT on each."""
+    rels = sorted(relations)
+    statements = []
+    for role in sorted({check_identifier("consumer role", r) for r in consumer_roles}):
+        statements += _usage_statements(rels, role)
+        statements += [f"GRANT SELECT ON {r.kind} {r.fqn} TO ROLE {role}" for r in rels]
+    return statements
+
+
+def grants_for_interface(
+    interface: dict[str, Any],
+    consumer_roles: list[str],
+    *,
+    producer_database: str | None = None,
+) -> list[str]:
+    """GRANT statements that let each consumer role read exactly the interface's public relations.
+
+    For every role: USAGE on each database and schema that holds a public node, then SELECT ON
+    TABLE|VIEW|DYNAMIC TABLE for each relation (by the node's materialization). See
+    `public_relations` for what is refused.
+    """
+    roles = [check_identifier("consumer role", role) for role in consumer_roles]
+    relations = public_relations(interface, producer_database=producer_database)
+    return grants_for_relations(relations, roles)
+
+
+@dataclass(frozen=True)
+class GrantChanges:
+    """What to run after a publish: revoke what is no longer published, grant what is."""
+
+    revokes: list[str]
+    grants: list[str]
+
+    @property
+    def statements(self) -> list[str]:
+        """Revokes first: what stops being published stops being readable before anything else."""
+        return [*self.revokes, *self.grants]
+
+
+def _as_interfaces(value: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [value]
+    return list(value)
+
+
+def grant_changes(
+    previous: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
+    new: Mapping[str, Any],
+    consumer_roles: Iterable[str],
+    *,
+    producer_database: str | None = None,
+    database: str | None = None,
+) -> GrantChanges:
+    """Grants for `new`, and a REVOKE SELECT for each relation `previous` published and `new` does not.
+
+    `previous` is the interface published before (or several, oldest first: every relation any of
+    them published is revoked unless `new` still publishes it, which also covers a rollback or a
+    publish whose grants never ran). Every SELECT of `new` is granted again, not only the added
+    ones: dbt's `CREATE OR REPLACE` drops the grants of every relation it rebuilds. USAGE is never
+    revoked (it shows no data; Terraform and 05_consumer_grants.sql grant it too). `database`
+    renders every statement against another database name (the audit copy before a swap).
+    """
+    roles = sorted({check_identifier("consumer role", r) for r in consumer_roles})
+    wanted = public_relations(new, producer_database=producer_database)
+    wanted_keys = {r.key for r in wanted}
+    gone: dict[tuple[str, str, str], Relation] = {}
+    for number, old in enumerate(_as_interfaces(previous)):
+        for relation in public_relations(
+            old, producer_database=producer_database, what=f"previous interface #{number + 1}"
+        ):
+            if relation.key not in wanted_keys:
+                gone[relation.key] = relation  # a later interface's kind wins
+    if database:
+        target = check_identifier("database", database)
+        wanted = [r.in_database(target) for r in wanted]
+        gone = {k: r.in_database(target) for k, r in gone.items()}
+    revokes = [
+        f"REVOKE SELECT ON {r.kind} {r.fqn} FROM ROLE {role}"
+        for role in roles
+        for r in sorted(gone.values())
+    ]
+    return GrantChanges(revokes=revokes, grants=grants_for_relations(wanted, roles))
 
 
 # --- connection and execution --------------------------------------------------------------------
@@ -475,6 +641,7 @@ class ConnectionSettings:
     host: str | None = None
     port: int | None = None
     protocol: str | None = None
+    query_tag: str = "dbt-mesh-setup"
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for snowflake.connector.connect."""
@@ -484,7 +651,7 @@ class ConnectionSettings:
             "authenticator": "SNOWFLAKE_JWT",
             "private_key_file": str(self.private_key_path),
             "role": self.role,
-            "session_parameters": {"QUERY_TAG": "dbt-mesh-setup"},
+            "session_parameters": {"QUERY_TAG": self.query_tag},
         }
         if self.private_key_passphrase:
             kwargs["private_key_file_pwd"] = self.private_key_passphrase
@@ -548,6 +715,26 @@ def _default_connect(**kwargs: Any) -> _Connection:
     return snowflake.connector.connect(**kwargs)
 
 
+def _connector_errors() -> Any:
+    try:
+        import snowflake.connector.errors as sf_errors
+    except ImportError as exc:  # pragma: no cover - the connector is a pinned dependency
+        raise ConfigError("snowflake-connector-python is not installed: run `make venv`") from exc
+    return sf_errors
+
+
+def _open(settings: ConnectionSettings, connect: Callable[..., _Connection]) -> _Connection:
+    sf_errors = _connector_errors()
+    try:
+        return connect(**settings.connect_kwargs())
+    except (sf_errors.Error, ValueError, TypeError, OSError) as exc:
+        # A wrong passphrase or a key that is not PKCS#8 surfaces as ValueError/TypeError.
+        reason = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
+        raise SnowflakeExecutionError(
+            f"cannot connect to Snowflake account {settings.account} as {settings.user}: {reason}"
+        ) from exc
+
+
 def execute(
     scripts: Sequence[RenderedScript],
     settings: ConnectionSettings,
@@ -560,19 +747,8 @@ def execute(
     Stops at the first statement Snowflake rejects and raises SnowflakeExecutionError naming the
     script and unit, so a re-run (every script is idempotent) picks up from a clean state.
     """
-    try:
-        import snowflake.connector.errors as sf_errors
-    except ImportError as exc:  # pragma: no cover - the connector is a pinned dependency
-        raise ConfigError("snowflake-connector-python is not installed: run `make venv`") from exc
-
-    try:
-        connection = connect(**settings.connect_kwargs())
-    except (sf_errors.Error, ValueError, TypeError, OSError) as exc:
-        # A wrong passphrase or a key that is not PKCS#8 surfaces as ValueError/TypeError.
-        reason = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
-        raise SnowflakeExecutionError(
-            f"cannot connect to Snowflake account {settings.account} as {settings.user}: {reason}"
-        ) from exc
+    sf_errors = _connector_errors()
+    connection = _open(settings, connect)
     count = 0
     try:
         for script in scripts:
@@ -590,7 +766,164 @@ def execute(
     return count
 
 
-def statements_as_script(statements: Sequence[str], label: str) -> RenderedScript:
-    """Wrap generated statements (e.g. interface grants) so `execute` can run them."""
-    sql = "USE ROLE SECURITYADMIN;\n" + "".join(f"{s};\n" for s in statements)
-    return RenderedScript("interface grants", label, sql)
+# Snowflake's error for an object that does not exist (or that the role cannot see).
+OBJECT_MISSING_ERRNO = 2003
+
+
+class Session:
+    """One connection that runs single statements and returns their rows.
+
+    `run` raises SnowflakeExecutionError naming the statement when Snowflake rejects it; with
+    `missing_ok`, a statement on an object that does not exist (errno 2003) is skipped instead and
+    reported by returning None.
+    """
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        connect: Callable[..., _Connection] = _default_connect,
+        label: str = "statement",
+    ) -> None:
+        self.settings = settings
+        self.label = label
+        self._errors = _connector_errors()
+        self._connection = _open(settings, connect)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def _execute(self, statement: str, missing_ok: bool) -> Any:
+        try:
+            cursors = list(self._connection.execute_string(statement, remove_comments=True))
+        except self._errors.Error as exc:
+            if missing_ok and getattr(exc, "errno", None) == OBJECT_MISSING_ERRNO:
+                return None
+            reason = " ".join(str(exc.msg or exc).split())
+            raise SnowflakeExecutionError(
+                f"{self.label} failed on `{statement}`: {reason}"
+            ) from exc
+        return cursors[-1] if cursors else False
+
+    def run(self, statement: str, *, missing_ok: bool = False) -> list[tuple[Any, ...]] | None:
+        """Run one statement; its rows (empty when it returns none), None when skipped."""
+        cursor = self._execute(statement, missing_ok)
+        if cursor is None:
+            return None
+        if cursor is False:
+            return []
+        try:
+            rows = cursor.fetchall()
+        except self._errors.Error:
+            return []
+        return [tuple(row) for row in rows or []]
+
+    def records(self, statement: str) -> list[dict[str, Any]]:
+        """Run one query; its rows as dicts keyed by lower-case column name."""
+        cursor = self._execute(statement, False)
+        if not cursor:
+            return []
+        names = [str(column[0]).lower() for column in cursor.description or []]
+        return [dict(zip(names, row, strict=False)) for row in cursor.fetchall() or []]
+
+
+def project_connection_settings(
+    project: ProjectSpec,
+    env: Mapping[str, str] | None = None,
+    *,
+    query_tag: str = "dbt-mesh",
+) -> ConnectionSettings:
+    """Connection settings of a project's CI user, read as profiles/profiles.yml reads them.
+
+    `<PROJECT>_SNOWFLAKE_USER`, `_PRIVATE_KEY_PATH` and `_ROLE` win over `SNOWFLAKE_USER`,
+    `SNOWFLAKE_PRIVATE_KEY_PATH` and the project's role in mesh.yml; the connection runs as the
+    project's own role, which owns its database and everything in it.
+    """
+    env = os.environ if env is None else env
+    prefix = project.name.upper()
+    merged = dict(env)
+    for name in ("SNOWFLAKE_USER", "SNOWFLAKE_PRIVATE_KEY_PATH"):
+        own = env.get(f"{prefix}_{name}", "").strip()
+        if own:
+            merged[name] = own
+    merged["SNOWFLAKE_ROLE"] = env.get(f"{prefix}_SNOWFLAKE_ROLE", "").strip() or project.role
+    settings = connection_settings_from_env(merged)
+    return ConnectionSettings(
+        account=settings.account,
+        user=settings.user,
+        private_key_path=settings.private_key_path,
+        role=settings.role,
+        private_key_passphrase=settings.private_key_passphrase,
+        host=settings.host,
+        port=settings.port,
+        protocol=settings.protocol,
+        query_tag=query_tag,
+    )
+
+
+def run_grant_statements(
+    statements: Sequence[str],
+    settings: ConnectionSettings,
+    *,
+    connect: Callable[..., _Connection] = _default_connect,
+    echo: Callable[[str], None] | None = None,
+    label: str = "grants",
+) -> int:
+    """Run GRANT/REVOKE statements one by one; return how many ran.
+
+    A REVOKE on a relation that no longer exists is skipped (dbt never drops a removed model's
+    table, but someone may have): it has no grant left to revoke. Anything else Snowflake rejects
+    stops the run with SnowflakeExecutionError; grants are idempotent, so a re-run is safe.
+    """
+    count = 0
+    with Session(settings, connect=connect, label=label) as session:
+        for statement in statements:
+            rows = session.run(statement, missing_ok=statement.startswith("REVOKE "))
+            if rows is None:
+                if echo:
+                    echo(f"-- skipped, the relation does not exist: {statement}")
+                continue
+            count += 1
+    return count
+
+
+def sync_grants(
+    mesh: Any,
+    project: str,
+    previous_interface: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
+    new_interface: Mapping[str, Any],
+    dry_run: bool = False,
+    *,
+    settings: ConnectionSettings | None = None,
+    connect: Callable[..., _Connection] = _default_connect,
+    echo: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Keep the consumers' SELECT grants in step with a producer's interface; return the statements.
+
+    Call it after every publish to Snowflake: it revokes SELECT on every relation the previous
+    interface(s) published and the new one does not, then grants USAGE and SELECT on every
+    relation of the new one to the role of each project whose dependencies.yml lists `project`.
+    `mesh` is a `mesh.config.Mesh` or a `MeshLayout`. With `dry_run` nothing connects; otherwise
+    the statements run as the producer's own role (it owns the relations), with the credentials
+    `project_connection_settings` reads unless `settings` is given.
+    """
+    layout = mesh if isinstance(mesh, MeshLayout) else load_layout(Path(mesh.root))
+    producer = layout.projects.get(project)
+    if producer is None:
+        raise ConfigError(f"project {project!r} is not in mesh.yml")
+    roles = [p.role for p in layout.consumers_of(project)]
+    changes = grant_changes(
+        previous_interface, new_interface, roles, producer_database=producer.database
+    )
+    statements = changes.statements if roles else []
+    if dry_run or not statements:
+        return statements
+    settings = settings or project_connection_settings(producer, query_tag="dbt-mesh-grants")
+    run_grant_statements(statements, settings, connect=connect, echo=echo)
+    return statements

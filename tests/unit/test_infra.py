@@ -19,6 +19,7 @@ import pytest
 
 from mesh import infra
 from mesh.snowflake import DEFAULT_LAYOUT, load_layout
+from tests.parsed_template import parsed_template
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -52,10 +53,11 @@ SPECS = {spec["name"]: spec for spec in fixture_specs()}
 
 
 def weakened_copy(tmp_path: Path, name: str) -> Path:
-    """A copy of infra/ with the fixture's one weakening applied."""
+    """A copy of infra/ (or snowflake_sql/, per the fixture's `tree`) with its one weakening."""
     spec = SPECS[name]
-    tree = tmp_path / f"infra-{name}"
-    shutil.copytree(INFRA, tree, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
+    source = ROOT / spec.get("tree", "infra")
+    tree = tmp_path / f"{source.name}-{name}"
+    shutil.copytree(source, tree, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
     target = tree / spec["file"]
     text = target.read_text(encoding="utf-8")
     assert text.count(spec["old"]) == 1, (
@@ -76,6 +78,19 @@ def hcl() -> infra.HclTree:
     return infra.load_hcl(INFRA)
 
 
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The template with dbt_up's manifest from `dbt parse`: MARTS holds customer_scoring."""
+    return parsed_template(tmp_path_factory)
+
+
+def lint_weakened(tmp_path: Path, name: str, project_root: Path) -> infra.LintReport:
+    tree = weakened_copy(tmp_path, name)
+    if SPECS[name].get("tree", "infra") == "snowflake_sql":
+        return infra.lint(INFRA, sql_dir=tree, run_checkov=False, project_root=project_root)
+    return infra.lint(tree, sql_dir=None, run_checkov=False, project_root=project_root)
+
+
 # --- lint on the real tree and on weakened copies ------------------------------------------------
 
 
@@ -90,18 +105,79 @@ def test_lint_passes_on_the_real_tree(real_lint: subprocess.CompletedProcess[str
 
 
 def test_fixtures_cover_the_required_weakenings() -> None:
-    assert {"public_access_block_off", "consumer_role_insert"} <= set(SPECS)
+    assert {
+        "public_access_block_off",
+        "consumer_role_insert",
+        "consumer_select_schema_wide",
+        "sql_select_schema_wide",
+    } <= set(SPECS)
     for spec in SPECS.values():
         assert spec["rules"], f"{spec['name']} names no rule it must trip"
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
-def test_weakened_tree_fails_naming_the_rule(tmp_path: Path, name: str) -> None:
-    report = infra.lint(weakened_copy(tmp_path, name), sql_dir=None, run_checkov=False)
+def test_weakened_tree_fails_naming_the_rule(tmp_path: Path, name: str, parsed: Path) -> None:
+    report = lint_weakened(tmp_path, name, parsed)
     assert not report.ok
     assert set(SPECS[name]["rules"]) <= set(report.rules()), report.findings
     # One weakening trips its own rules, not unrelated ones.
     assert set(report.rules()) == set(SPECS[name]["rules"]), report.findings
+    # A schema-wide grant is refused naming what it would expose.
+    for model in SPECS[name].get("models", []):
+        assert all(f" {model} (" in f.message for f in report.findings), report.findings
+
+
+@pytest.mark.parametrize("name", ["consumer_select_schema_wide", "sql_select_schema_wide"])
+def test_schema_wide_grant_names_rule_model_and_fix(
+    tmp_path: Path, parsed: Path, name: str
+) -> None:
+    report = lint_weakened(tmp_path, name, parsed)
+    (rule,) = SPECS[name]["rules"]
+    assert report.findings and {f.rule for f in report.findings} == {rule}
+    for finding in report.findings:
+        text = str(finding)
+        assert text.startswith(f"[{rule}]")
+        assert "DBT_UP_PROD.MARTS" in text
+        assert "customer_scoring (protected)" in text
+        assert "public_orders" not in text  # public models are not what the rule is about
+        assert "invoke snowflake.grants" in text
+    # ALL and FUTURE are each caught (for each consumer in the SQL: two roles).
+    assert {"ALL" in str(f) for f in report.findings} == {True, False}
+
+
+def test_schema_wide_grant_without_a_manifest_is_refused_as_unknown(
+    tmp_path: Path, parsed: Path
+) -> None:
+    empty = tmp_path / "no-builds"
+    empty.mkdir()
+    report = lint_weakened(tmp_path, "consumer_select_schema_wide", empty)
+    assert report.rules() == ["snowflake-consumer-schema-wide"]
+    assert all(
+        "unknown" in f.message and "dbt_up/target/manifest.json is missing" in f.message
+        for f in report.findings
+    )
+
+
+def test_schema_wide_grant_on_a_schema_of_public_models_only_passes(
+    tmp_path: Path, parsed: Path
+) -> None:
+    """The rule is about what a schema holds: FINANCE holds public_daily_revenue alone."""
+    tree = weakened_copy(tmp_path, "sql_select_schema_wide")
+    grants = tree / "05_consumer_grants.sql"
+    grants.write_text(
+        grants.read_text().replace(
+            "IN SCHEMA {{ producer_database }}.{{ producer_public_schema }}",
+            "IN SCHEMA {{ producer_database }}.FINANCE",
+        )
+    )
+    contents = infra.schema_contents(DEFAULT_LAYOUT, parsed)
+    assert contents.non_public("DBT_UP_PROD", "FINANCE") == []
+    assert [n.name for n in contents.non_public("DBT_UP_PROD", "MARTS") or []] == [
+        "customer_scoring"
+    ]
+    findings = infra.check_sql(tree, DEFAULT_LAYOUT, contents)
+    # FINANCE is not the public schema mesh.yml names, which is another rule's business.
+    assert {f.rule for f in findings} == {"sql-consumer-public-only"}
 
 
 @pytest.mark.parametrize(
@@ -172,14 +248,28 @@ def test_consumer_policy_grants_no_write_action(hcl: infra.HclTree) -> None:
     assert not any(re.search(r"Put|Delete|Write|Create|\*", a) for a in actions)
 
 
-def test_consumer_policy_reads_latest_history_and_usage_only(hcl: infra.HclTree) -> None:
+def test_consumer_policy_reads_latest_history_usage_and_freshness_only(
+    hcl: infra.HclTree,
+) -> None:
     statements = infra._statements(_doc(hcl, "consumer_read"))
     objects = next(s for s in statements if s.get("sid") == "ReadPublishedObjects")
     suffixes = sorted(r.split("}", 1)[1] for r in objects["resources"])
     assert suffixes == [
+        "/*/freshness/*",
         "/*/history/*/manifest.json",
         "/*/latest/manifest.json",
         "/*/usage/manifest.json",
+    ]
+    assert objects["actions"] == ["s3:GetObject"]
+
+
+def test_project_state_policy_covers_its_own_fingerprint(hcl: infra.HclTree) -> None:
+    statements = infra._statements(_doc(hcl, "project_state"))
+    rw = next(s for s in statements if s.get("sid") == "ReadWriteOwnStateAndUsage")
+    assert rw["resources"] == [
+        "${local.registry_arn}/${each.key}/*/state/*",
+        "${local.registry_arn}/${each.key}/*/usage/*",
+        "${local.registry_arn}/${each.key}/*/fingerprint/*",
     ]
 
 
@@ -246,19 +336,41 @@ def test_consumer_roles_get_usage_and_select_only_never_on_private_layers(
     grants = hcl.of_type("resource", "snowflake_grant_privileges_to_account_role")
     assert grants
     consumer = [g for g in grants if g.file.parent.name == "snowflake_consumer_grants"]
-    assert {g.name for g in consumer} == {
-        "database_usage",
-        "schema_usage",
-        "select_current",
-        "select_future",
-    }
+    # USAGE on the database and the public schema only: SELECT follows each publish, per relation.
+    assert {g.name for g in consumer} == {"database_usage", "schema_usage"}
+    assert all(g.body["privileges"] == ["USAGE"] for g in consumer)
+    assert not any("on_schema_object" in g.body for g in grants)
     for grant in grants:
+        if grant.name == "create_database":
+            continue  # the project role's own privilege, checked below
         assert set(grant.body["privileges"]) <= {"USAGE", "SELECT"}, grant.address
         assert not grant.body.get("all_privileges") and not grant.body.get("with_grant_option")
         for target in infra._grant_targets(grant):
             resolved = hcl.resolve(grant, target)
             assert not re.search(r"\b(RAW|STAGING)\b", resolved), (grant.address, resolved)
     assert infra.rule_snowflake_consumer_grants(hcl) == []
+
+
+def test_the_only_account_privilege_is_create_database_for_the_audit_clone(
+    hcl: infra.HclTree,
+) -> None:
+    grants = hcl.of_type("resource", "snowflake_grant_privileges_to_account_role")
+    account = [g for g in grants if g.body.get("on_account")]
+    (wap,) = account
+    assert wap.file.parent.name == "snowflake_project"
+    assert wap.body["privileges"] == ["CREATE DATABASE"]
+    assert wap.body["account_role_name"] == "${snowflake_account_role.this.name}"
+    assert wap.body["count"] == "${var.write_audit_publish ? 1 : 0}"
+    assert infra._is_own_wap_grant(wap)
+    # The same privilege to any other role is a finding.
+    forged = infra.Block(
+        wap.kind,
+        wap.type,
+        "x",
+        {**wap.body, "account_role_name": "${var.consumer_role_name}"},
+        wap.file,
+    )
+    assert not infra._is_own_wap_grant(forged)
 
 
 def test_public_schema_inputs_refuse_private_layers(hcl: infra.HclTree) -> None:
@@ -410,11 +522,16 @@ def test_terraform_vars_come_from_mesh_yml() -> None:
         "upstreams": [],
     }
     assert projects["dbt_down"]["upstreams"] == ["dbt_up"]
+    assert variables["write_audit_publish"] is True
     assert projects["dbt_down_loom"]["warehouse"] == "DBT_DOWN_WH"
     assert "public_schema" not in projects["dbt_down"]
 
     overridden = infra.terraform_vars(layout, "prod", env={"MESH_REGISTRY": "s3://other/a/b"})
     assert (overridden["registry_bucket_name"], overridden["registry_prefix"]) == ("other", "a/b")
+    off = infra.MeshLayout(
+        layout.projects, {**layout.targets, "prod": {**layout.targets["prod"], "wap": "False"}}
+    )
+    assert infra.terraform_vars(off, "prod", env={})["write_audit_publish"] is False
 
 
 def test_terraform_vars_refuse_a_non_s3_target() -> None:
@@ -469,3 +586,43 @@ def test_every_infra_task_documents_its_options(task: str) -> None:
     for line in lines:
         option, _, help_text = line.strip().partition("   ")
         assert help_text.strip(), f"{task} {option} has no help"
+
+
+@pytest.mark.parametrize(
+    ("scope", "text", "expected"),
+    [
+        (
+            "in_schema",
+            '"${var.producer_database_name}"."${var.producer_public_schema}"',
+            [("DBT_UP_PROD", "MARTS")],
+        ),
+        ("in_schema", '"DBT_UP_PROD"."FINANCE"', [("DBT_UP_PROD", "FINANCE")]),
+        ("in_schema", '"DBT_UP_PROD"."${var.any}"', [("DBT_UP_PROD", None)]),
+        (
+            "in_schema",
+            '"${var.db}"."MARTS"',
+            [("DBT_DOWN_LOOM_PROD", "MARTS"), ("DBT_DOWN_PROD", "MARTS"), ("DBT_UP_PROD", "MARTS")],
+        ),
+        ("in_database", '"DBT_UP_PROD"', [("DBT_UP_PROD", None)]),
+        (
+            "in_database",
+            "${var.producer_database_name}",
+            [("DBT_DOWN_LOOM_PROD", None), ("DBT_DOWN_PROD", None), ("DBT_UP_PROD", None)],
+        ),
+    ],
+)
+def test_a_terraform_reference_names_every_place_it_can(
+    scope: str, text: str, expected: list[tuple[str, str | None]]
+) -> None:
+    """Variables resolve to what mesh.yml can give them; an unknown schema is every schema."""
+    assert infra._candidate_places(scope, text, DEFAULT_LAYOUT) == expected
+
+
+def test_a_schema_wide_grant_on_a_whole_database_names_its_private_models(parsed: Path) -> None:
+    contents = infra.schema_contents(DEFAULT_LAYOUT, parsed)
+    exposed = contents.non_public("DBT_UP_PROD", None)
+    assert exposed is not None
+    names = {n.name for n in exposed}
+    assert {"customer_scoring", "stg_orders", "int_order_payments", "raw_orders"} <= names
+    assert not names & {"public_orders", "public_daily_revenue"}
+    assert contents.non_public("DBT_DOWN_PROD", "MARTS") is None  # dbt_down was not parsed

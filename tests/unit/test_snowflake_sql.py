@@ -7,7 +7,9 @@ database DDL; account-level DDL such as roles and warehouses only a real account
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -90,6 +92,7 @@ def test_the_numbered_scripts_exist() -> None:
         "03_databases.sql",
         "04_users.sql",
         "05_consumer_grants.sql",
+        "07_write_audit_publish.sql",
     ):
         assert expected in names
 
@@ -134,6 +137,29 @@ def test_rendering_covers_every_unit() -> None:
     }
     without = sf.render_setup(sf.DEFAULT_LAYOUT, SQL_DIR, include_resource_monitors=False)
     assert "06_resource_monitors.sql" not in {r.name for r in without}
+    assert {u for n, u in units if n == "07_write_audit_publish.sql"} == {
+        "dbt_up",
+        "dbt_down",
+        "dbt_down_loom",
+    }
+    without = sf.render_setup(sf.DEFAULT_LAYOUT, SQL_DIR, include_wap=False)
+    assert "07_write_audit_publish.sql" not in {r.name for r in without}
+
+
+def test_the_wap_script_grants_create_database_to_the_project_role_only() -> None:
+    scripts = [
+        r
+        for r in sf.render_setup(sf.DEFAULT_LAYOUT, SQL_DIR)
+        if r.name == "07_write_audit_publish.sql"
+    ]
+    for script in scripts:
+        statements, findings = infra._sql_statements(script.sql, script.name)
+        assert findings == []
+        role = sf.DEFAULT_LAYOUT.projects[script.unit].role
+        assert statements == [
+            "USE ROLE SECURITYADMIN",
+            f"GRANT CREATE DATABASE ON ACCOUNT TO ROLE {role}",
+        ]
 
 
 def test_scripts_are_idempotent() -> None:
@@ -155,11 +181,12 @@ def test_consumer_grant_script_is_read_only_and_public_only() -> None:
         statements, findings = infra._sql_statements(script.sql, script.name)
         assert findings == []
         grants = [s for s in statements if not s.upper().startswith("USE ROLE")]
-        assert len(grants) == 6
+        # USAGE on the database and the public schema; SELECT follows the interface, per relation.
+        assert len(grants) == 2
         for statement in grants:
             parts = sf.grant_statement_parts(statement)
             assert parts is not None, statement
-            assert parts["privilege"] in {"USAGE", "SELECT"}
+            assert parts["privilege"] == "USAGE" and "bulk" not in parts
             assert "RAW" not in statement and "STAGING" not in statement
             assert parts.get("database", parts["schema_db"]) == "DBT_UP_PROD"
 
@@ -174,7 +201,8 @@ def test_sql_lint_catches_a_write_grant_to_a_consumer(tmp_path: Path) -> None:
         grants.read_text() + "GRANT INSERT ON ALL TABLES IN SCHEMA {{ producer_database }}.RAW"
         " TO ROLE {{ consumer_role }};\n"
     )
-    rules = {f.rule for f in infra.check_sql(sql_dir, sf.DEFAULT_LAYOUT)}
+    nothing_held = infra.SchemaContents()
+    rules = {f.rule for f in infra.check_sql(sql_dir, sf.DEFAULT_LAYOUT, nothing_held)}
     assert rules == {"sql-consumer-read-only"}
     grants.write_text(
         grants.read_text()
@@ -184,7 +212,7 @@ def test_sql_lint_catches_a_write_grant_to_a_consumer(tmp_path: Path) -> None:
             "SELECT ON ALL TABLES IN SCHEMA {{ producer_database }}.STAGING",
         )
     )
-    rules = {f.rule for f in infra.check_sql(sql_dir, sf.DEFAULT_LAYOUT)}
+    rules = {f.rule for f in infra.check_sql(sql_dir, sf.DEFAULT_LAYOUT, nothing_held)}
     assert rules == {"sql-consumer-public-only"}
 
 
@@ -194,10 +222,10 @@ def test_sql_lint_catches_a_destructive_or_unparsable_script(tmp_path: Path) -> 
     (sql_dir / "01_bad.sql").write_text(
         "-- mesh:render-per project\nDROP DATABASE {{ database }};\nCREATE ROLE {{ role }};\n"
     )
-    rules = {f.rule for f in infra.check_sql(sql_dir, sf.DEFAULT_LAYOUT)}
+    rules = {f.rule for f in infra.check_sql(sql_dir, sf.DEFAULT_LAYOUT, infra.SchemaContents())}
     assert "sql-idempotent" in rules
     (sql_dir / "01_bad.sql").write_text("-- mesh:render-per project\nSELECT (((;\n")
-    rules = {f.rule for f in infra.check_sql(sql_dir, sf.DEFAULT_LAYOUT)}
+    rules = {f.rule for f in infra.check_sql(sql_dir, sf.DEFAULT_LAYOUT, infra.SchemaContents())}
     assert rules == {"sql-parse"}
 
 
@@ -286,7 +314,7 @@ def test_layout_refuses_an_injected_identifier(tmp_path: Path) -> None:
 
 def test_grants_for_interface_grant_exactly_the_public_relations() -> None:
     statements = sf.grants_for_interface(
-        sample_interface(), ["DBT_DOWN_ROLE", "DBT_DOWN_LOOM_ROLE"], public_schema="MARTS"
+        sample_interface(), ["DBT_DOWN_ROLE", "DBT_DOWN_LOOM_ROLE"], producer_database="DBT_UP_PROD"
     )
     per_role = [
         "GRANT USAGE ON DATABASE DBT_UP_PROD TO ROLE {r}",
@@ -321,23 +349,45 @@ def test_materialization_from_a_top_level_field() -> None:
     assert "GRANT SELECT ON VIEW DBT_UP_PROD.MARTS.PUBLIC_ORDERS TO ROLE R" in statements
 
 
-def test_non_public_and_non_model_nodes_get_nothing() -> None:
+def test_non_public_nodes_tests_and_ephemeral_models_get_nothing() -> None:
     interface = sample_interface()
     nodes = interface["nodes"]
+    public = nodes["model.dbt_up.public_orders"]
     nodes["model.dbt_up.stg_orders"] = {
-        **nodes["model.dbt_up.public_orders"],
-        "name": "stg_orders",
-        "alias": "stg_orders",
-        "schema": "STAGING",
+        **public, "name": "stg_orders", "alias": "stg_orders", "schema": "STAGING",
         "access": "protected",
-    }
+    }  # fmt: skip
+    nodes["model.dbt_up.customer_scoring"] = {
+        **public, "name": "customer_scoring", "alias": "customer_scoring", "access": "protected",
+    }  # fmt: skip
     nodes["seed.dbt_up.countries"] = {
-        **nodes["model.dbt_up.public_orders"],
-        "resource_type": "seed",
-        "alias": "countries",
-    }
+        **public, "resource_type": "seed", "alias": "countries", "access": None,
+    }  # fmt: skip
+    nodes["test.dbt_up.not_null_x"] = {**public, "resource_type": "test", "alias": "not_null_x"}
+    nodes["model.dbt_up.inline"] = {
+        **public, "alias": "inline", "config": {"materialized": "ephemeral"},
+    }  # fmt: skip
     statements = sf.grants_for_interface(interface, ["R"])
-    assert not any("STG_ORDERS" in s or "COUNTRIES" in s or "STAGING" in s for s in statements)
+    for name in ("STG_ORDERS", "CUSTOMER_SCORING", "COUNTRIES", "NOT_NULL_X", "INLINE", "STAGING"):
+        assert not any(name in s for s in statements), name
+
+
+def test_public_seeds_and_snapshots_are_granted_like_models() -> None:
+    interface = sample_interface()
+    public = interface["nodes"]["model.dbt_up.public_orders"]
+    interface["nodes"]["seed.dbt_up.countries"] = {
+        **public, "unique_id": "seed.dbt_up.countries", "resource_type": "seed",
+        "name": "countries", "alias": "countries", "config": {"materialized": "seed"},
+    }  # fmt: skip
+    interface["nodes"]["snapshot.dbt_up.orders_history"] = {
+        **public, "unique_id": "snapshot.dbt_up.orders_history", "resource_type": "snapshot",
+        "name": "orders_history", "alias": "orders_history", "schema": "SNAPSHOTS",
+        "config": {"materialized": "snapshot", "access": "public"}, "access": None,
+    }  # fmt: skip
+    statements = sf.grants_for_interface(interface, ["R"])
+    assert "GRANT SELECT ON TABLE DBT_UP_PROD.MARTS.COUNTRIES TO ROLE R" in statements
+    assert "GRANT SELECT ON TABLE DBT_UP_PROD.SNAPSHOTS.ORDERS_HISTORY TO ROLE R" in statements
+    assert "GRANT USAGE ON SCHEMA DBT_UP_PROD.SNAPSHOTS TO ROLE R" in statements
 
 
 @pytest.mark.parametrize("schema", ["RAW", "STAGING", "raw"])
@@ -348,12 +398,22 @@ def test_a_public_node_in_a_private_layer_is_refused(schema: str) -> None:
         sf.grants_for_interface(interface, ["R"])
 
 
-def test_a_node_outside_the_public_schema_is_refused() -> None:
+def test_a_node_outside_the_producer_database_is_refused() -> None:
+    """An interface cannot make the producer grant another project's relations."""
     interface = sample_interface()
-    interface["nodes"]["model.dbt_up.public_orders"]["schema"] = "OTHER"
+    interface["nodes"]["model.dbt_up.public_orders"]["database"] = "DBT_DOWN_PROD"
     assert sf.grants_for_interface(interface, ["R"])
-    with pytest.raises(sf.InterfaceGrantError, match="not in the public schema"):
-        sf.grants_for_interface(interface, ["R"], public_schema="MARTS")
+    with pytest.raises(sf.InterfaceGrantError, match="not in the producer's database DBT_UP_PROD"):
+        sf.grants_for_interface(interface, ["R"], producer_database="DBT_UP_PROD")
+
+
+def test_public_models_in_several_schemas_get_usage_on_each() -> None:
+    interface = sample_interface()
+    interface["nodes"]["model.dbt_up.public_revenue"]["schema"] = "finance"
+    statements = sf.grants_for_interface(interface, ["R"], producer_database="DBT_UP_PROD")
+    assert "GRANT USAGE ON SCHEMA DBT_UP_PROD.FINANCE TO ROLE R" in statements
+    assert "GRANT USAGE ON SCHEMA DBT_UP_PROD.MARTS TO ROLE R" in statements
+    assert "GRANT SELECT ON TABLE DBT_UP_PROD.FINANCE.PUBLIC_REVENUE TO ROLE R" in statements
 
 
 @pytest.mark.parametrize(
@@ -628,3 +688,298 @@ def test_setup_can_leave_out_the_schema_wide_grants() -> None:
     assert "05_consumer_grants.sql" not in result.stdout
     assert "06_resource_monitors.sql" not in result.stdout
     assert "04_users.sql" in result.stdout
+
+
+# --- grants follow every publish: revoke what is no longer published -----------------------------
+
+
+def _without(interface: dict[str, Any], *unique_ids: str) -> dict[str, Any]:
+    """A copy of `interface` without the given nodes (sharing nothing with it)."""
+    nodes = {k: copy.deepcopy(v) for k, v in interface["nodes"].items() if k not in unique_ids}
+    return {**interface, "nodes": nodes}
+
+
+def test_grant_changes_revoke_what_is_no_longer_published() -> None:
+    previous = sample_interface()
+    new = _without(previous, "model.dbt_up.public_revenue")
+    new["nodes"]["model.dbt_up.public_orders"]["access"] = "protected"  # public -> protected
+    changes = sf.grant_changes(previous, new, ["DBT_DOWN_ROLE"], producer_database="DBT_UP_PROD")
+    assert changes.revokes == [
+        "REVOKE SELECT ON TABLE DBT_UP_PROD.MARTS.PUBLIC_ORDERS FROM ROLE DBT_DOWN_ROLE",
+        "REVOKE SELECT ON TABLE DBT_UP_PROD.MARTS.PUBLIC_REVENUE FROM ROLE DBT_DOWN_ROLE",
+    ]
+    # Every relation still published is granted again: dbt's CREATE OR REPLACE drops grants.
+    assert changes.grants == [
+        "GRANT USAGE ON DATABASE DBT_UP_PROD TO ROLE DBT_DOWN_ROLE",
+        "GRANT USAGE ON SCHEMA DBT_UP_PROD.MARTS TO ROLE DBT_DOWN_ROLE",
+        "GRANT SELECT ON VIEW DBT_UP_PROD.MARTS.PUBLIC_CUSTOMERS TO ROLE DBT_DOWN_ROLE",
+        "GRANT SELECT ON TABLE DBT_UP_PROD.MARTS.PUBLIC_ORDERS_V2 TO ROLE DBT_DOWN_ROLE",
+    ]
+    assert changes.statements == changes.revokes + changes.grants
+    for statement in changes.revokes:
+        (expression,) = sqlglot.parse(statement, read="snowflake")
+        assert isinstance(expression, exp.Revoke), statement
+
+
+def test_grant_changes_add_a_new_public_model_and_follow_a_kind_change() -> None:
+    previous = sample_interface()
+    new = sample_interface()
+    added = dict(new["nodes"]["model.dbt_up.public_orders"], name="fresh", alias="fresh")
+    new["nodes"]["model.dbt_up.fresh"] = {**added, "unique_id": "model.dbt_up.fresh"}
+    new["nodes"]["model.dbt_up.public_orders"]["config"] = {"materialized": "view"}
+    changes = sf.grant_changes(previous, new, ["R"])
+    assert changes.revokes == []  # same relation, now a view: nothing to take back
+    assert "GRANT SELECT ON TABLE DBT_UP_PROD.MARTS.FRESH TO ROLE R" in changes.grants
+    assert "GRANT SELECT ON VIEW DBT_UP_PROD.MARTS.PUBLIC_ORDERS TO ROLE R" in changes.grants
+
+
+def test_grant_changes_against_the_whole_history_cover_a_missed_sync() -> None:
+    v1 = sample_interface()
+    v2 = _without(v1, "model.dbt_up.public_revenue")  # its grant sync never ran
+    v3 = _without(v2, "model.dbt_up.public_customers")
+    against_v2 = sf.grant_changes(v2, v3, ["R"])
+    assert [r.split()[4] for r in against_v2.revokes] == ["DBT_UP_PROD.MARTS.PUBLIC_CUSTOMERS"]
+    against_history = sf.grant_changes([v1, v2], v3, ["R"])
+    assert [r.split()[4] for r in against_history.revokes] == [
+        "DBT_UP_PROD.MARTS.PUBLIC_CUSTOMERS",
+        "DBT_UP_PROD.MARTS.PUBLIC_REVENUE",
+    ]
+    assert sf.grant_changes(None, v3, ["R"]).revokes == []
+
+
+def test_grant_changes_render_against_the_audit_database() -> None:
+    previous = sample_interface()
+    new = _without(previous, "model.dbt_up.public_revenue")
+    changes = sf.grant_changes(previous, new, ["R"], database="DBT_UP_PROD__AUDIT")
+    assert all(" DBT_UP_PROD__AUDIT" in s for s in changes.statements)
+    assert not any(
+        " DBT_UP_PROD." in s or s.endswith(" DBT_UP_PROD TO ROLE R") for s in changes.statements
+    )
+
+
+def test_a_malicious_previous_interface_cannot_inject_a_revoke() -> None:
+    previous = sample_interface()
+    previous["nodes"]["model.dbt_up.public_revenue"]["alias"] = "x FROM ROLE R; DROP DATABASE Y"
+    with pytest.raises(sf.InterfaceGrantError, match="previous interface #1"):
+        sf.grant_changes(previous, sample_interface(), ["R"])
+
+
+def test_sync_grants_dry_run_uses_the_consumers_of_mesh_yml() -> None:
+    previous = sample_interface()
+    new = _without(previous, "model.dbt_up.public_revenue")
+    statements = sf.sync_grants(sf.DEFAULT_LAYOUT, "dbt_up", previous, new, dry_run=True)
+    assert statements[:2] == [
+        "REVOKE SELECT ON TABLE DBT_UP_PROD.MARTS.PUBLIC_REVENUE FROM ROLE DBT_DOWN_LOOM_ROLE",
+        "REVOKE SELECT ON TABLE DBT_UP_PROD.MARTS.PUBLIC_REVENUE FROM ROLE DBT_DOWN_ROLE",
+    ]
+    assert len([s for s in statements if s.startswith("GRANT SELECT")]) == 2 * 3
+    # A project nobody reads gets nothing; an unknown one is refused.
+    assert sf.sync_grants(sf.DEFAULT_LAYOUT, "dbt_down", None, {"nodes": {}}, dry_run=True) == []
+    with pytest.raises(ConfigError, match=r"not in mesh\.yml"):
+        sf.sync_grants(sf.DEFAULT_LAYOUT, "nope", None, new, dry_run=True)
+
+
+def test_sync_grants_refuses_relations_of_another_database() -> None:
+    new = sample_interface()
+    new["nodes"]["model.dbt_up.public_orders"]["database"] = "DBT_DOWN_PROD"
+    with pytest.raises(sf.InterfaceGrantError, match="DBT_DOWN_PROD"):
+        sf.sync_grants(sf.DEFAULT_LAYOUT, "dbt_up", None, new, dry_run=True)
+
+
+def test_the_grant_pattern_knows_bulk_grants_and_revokes() -> None:
+    bulk = sf.grant_statement_parts("GRANT SELECT ON FUTURE TABLES IN SCHEMA A.B TO ROLE R")
+    assert bulk is not None and (bulk["bulk"], bulk["schema_db"], bulk["schema"]) == (
+        "FUTURE", "A", "B",
+    )  # fmt: skip
+    whole = sf.grant_statement_parts("GRANT SELECT ON ALL VIEWS IN DATABASE A TO ROLE R")
+    assert whole is not None and (whole["bulk"], whole["bulk_database"]) == ("ALL", "A")
+    assert sf.REVOKE_RE.fullmatch("REVOKE SELECT ON VIEW A.B.C FROM ROLE R")
+    assert not sf.REVOKE_RE.fullmatch("REVOKE SELECT ON VIEW A.B.C FROM ROLE R CASCADE")
+
+
+def test_grants_dry_run_prints_revokes_against_a_previous_file(tmp_path: Path) -> None:
+    previous = tmp_path / "previous.json"
+    previous.write_text(json.dumps(sample_interface()))
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps(_without(sample_interface(), "model.dbt_up.public_revenue")))
+    result = invoke(
+        "snowflake.grants", "--project", "dbt_up", "--interface", str(new),
+        "--previous", str(previous), "--dry-run", env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    revokes = [line for line in lines if line.startswith("REVOKE ")]
+    assert revokes == [
+        "REVOKE SELECT ON TABLE DBT_UP_PROD.MARTS.PUBLIC_REVENUE FROM ROLE DBT_DOWN_LOOM_ROLE;",
+        "REVOKE SELECT ON TABLE DBT_UP_PROD.MARTS.PUBLIC_REVENUE FROM ROLE DBT_DOWN_ROLE;",
+    ]
+    assert lines.index(revokes[-1]) < min(i for i, x in enumerate(lines) if x.startswith("GRANT"))
+    assert "2 revoke(s), 10 grant(s)" in lines[-1]
+
+
+def _registry_root(tmp_path: Path) -> Path:
+    """A template copy that runs the repo's tasks_infra.py, with a local registry."""
+    from tests.conftest import copy_template
+
+    root = copy_template(tmp_path / "mesh")
+    shutil.copy2(ROOT / "tasks_infra.py", root / "tasks_infra.py")
+    return root
+
+
+def _publish(root: Path, interfaces: list[dict[str, Any]]) -> list[str]:
+    """Publish each interface in turn to the local target's registry; return the versions."""
+    from datetime import UTC, datetime
+
+    from mesh.manifest import build_interface, content_sha256, dump_interface
+    from mesh.names import new_version
+    from mesh.registry import commit_version, open_registry
+    from tests.factories import manifest
+
+    registry = open_registry("file://registry", root)
+    versions = []
+    for number, interface in enumerate(interfaces):
+        nodes = interface["nodes"]
+        sha = content_sha256(nodes, {})
+        version = new_version(sha, datetime(2026, 1, 1, 0, 0, number, tzinfo=UTC))
+        meta = {"version": version, "content_sha256": sha, "env": "local"}
+        body = dump_interface(build_interface(manifest("dbt_up", []), nodes, {}, meta))
+        assert commit_version(registry, "dbt_up", "local", version, body, lambda _entry: True)
+        versions.append(version)
+    return versions
+
+
+def _task(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "-c", "tasks_infra", *args],
+        cwd=root, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
+def test_grants_revoke_against_the_registry_history(tmp_path: Path) -> None:
+    root = _registry_root(tmp_path)
+    v1 = sample_interface()
+    v2 = _without(v1, "model.dbt_up.public_revenue")
+    v3 = _without(v2, "model.dbt_up.public_customers")
+    versions = _publish(root, [v1, v2, v3])
+    history = _task(
+        root, "snowflake.grants", "--project", "dbt_up", "--target", "local", "--dry-run"
+    )
+    assert history.returncode == 0, history.stderr
+    revoked = {line.split()[4] for line in history.stdout.splitlines() if line.startswith("REVOKE")}
+    assert revoked == {"DBT_UP_PROD.MARTS.PUBLIC_REVENUE", "DBT_UP_PROD.MARTS.PUBLIC_CUSTOMERS"}
+    assert "against 2 earlier version(s)" in history.stdout
+    one = _task(
+        root, "snowflake.grants", "--project", "dbt_up", "--target", "local",
+        "--previous", versions[1], "--dry-run",
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    revoked = {line.split()[4] for line in one.stdout.splitlines() if line.startswith("REVOKE")}
+    assert revoked == {"DBT_UP_PROD.MARTS.PUBLIC_CUSTOMERS"}
+    granted = [line for line in one.stdout.splitlines() if line.startswith("GRANT SELECT")]
+    assert len(granted) == 2 * 2  # public_orders and public_orders_v2, for both consumers
+    bad = _task(
+        root, "snowflake.grants", "--project", "dbt_up", "--target", "local",
+        "--previous", "yesterday", "--dry-run",
+    )  # fmt: skip
+    assert bad.returncode == 2 and "invalid version" in bad.stderr
+    assert "GRANT" not in bad.stdout and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_grants_without_a_published_interface_say_what_to_run(tmp_path: Path) -> None:
+    root = _registry_root(tmp_path)
+    result = _task(
+        root, "snowflake.grants", "--project", "dbt_up", "--target", "local", "--dry-run"
+    )
+    assert result.returncode == 2
+    assert "invoke publish --project dbt_up --target local" in result.stderr
+
+
+def test_project_settings_read_the_project_variables_as_the_profile_does(tmp_path: Path) -> None:
+    key = tmp_path / "key.p8"
+    key.write_text("not checked here")
+    own = tmp_path / "own.p8"
+    own.write_text("not checked here")
+    env = {
+        "SNOWFLAKE_ACCOUNT": "acme-prod",
+        "SNOWFLAKE_USER": "ADMIN",
+        "SNOWFLAKE_PRIVATE_KEY_PATH": str(key),
+        "SNOWFLAKE_ROLE": "SYSADMIN",
+    }
+    project = sf.DEFAULT_LAYOUT.projects["dbt_up"]
+    settings = sf.project_connection_settings(project, env, query_tag="t")
+    assert (settings.user, settings.role, settings.private_key_path) == (
+        "ADMIN",
+        "DBT_UP_ROLE",
+        key,
+    )
+    assert settings.connect_kwargs()["session_parameters"] == {"QUERY_TAG": "t"}
+    env.update(
+        DBT_UP_SNOWFLAKE_USER="DBT_UP_CI_USER",
+        DBT_UP_SNOWFLAKE_PRIVATE_KEY_PATH=str(own),
+        DBT_UP_SNOWFLAKE_ROLE="other_role",
+    )
+    settings = sf.project_connection_settings(project, env)
+    assert (settings.user, settings.role, settings.private_key_path) == (
+        "DBT_UP_CI_USER", "OTHER_ROLE", own,
+    )  # fmt: skip
+    with pytest.raises(sf.SnowflakeSettingsError, match="SNOWFLAKE_ACCOUNT"):
+        sf.project_connection_settings(project, {})
+
+
+def test_a_revoke_on_a_dropped_relation_is_skipped_on_the_server(
+    tmp_path: Path, fakesnow_port: int
+) -> None:
+    """errno 2003 (does not exist) comes from the server; fakesnow cannot parse GRANT/REVOKE."""
+    settings = _settings(tmp_path, fakesnow_port)
+    with sf.Session(settings, label="grants") as session:
+        assert session.run("SELECT 1") == [(1,)]
+        assert session.run("SELECT * FROM NOPE_DB.MARTS.GONE", missing_ok=True) is None
+        with pytest.raises(sf.SnowflakeExecutionError, match="grants failed on `SELECT"):
+            session.run("SELECT * FROM NOPE_DB.MARTS.GONE")
+
+
+def test_grant_statements_fakesnow_refuses_fail_in_one_line(
+    tmp_path: Path, fakesnow_port: int
+) -> None:
+    settings = _settings(tmp_path, fakesnow_port)
+    statements = sf.grant_changes(None, sample_interface(), ["R"]).statements
+    with pytest.raises(sf.SnowflakeExecutionError) as caught:
+        sf.run_grant_statements(statements, settings)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(
+        "grants failed on `GRANT USAGE ON DATABASE DBT_UP_PROD TO ROLE R`"
+    )
+    assert caught.value.exit_code == 1
+
+
+@pytest.mark.parametrize("task", ["snowflake.setup", "snowflake.grants", "snowflake.wap"])
+def test_every_snowflake_task_documents_its_options(task: str) -> None:
+    text = invoke("--help", task).stdout
+    assert "Docstring:" in text and "Options:" in text
+    section = text.split("Options:", 1)[1]
+    lines = [line for line in section.splitlines() if line.strip().startswith("-")]
+    assert lines
+    for line in lines:
+        option, _, help_text = line.strip().partition("   ")
+        assert help_text.strip(), f"{task} {option} has no help"
+
+
+def test_wap_task_dry_runs_and_refuses_bad_input() -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    prepare = invoke(
+        "snowflake.wap", "--project", "dbt_up", "--step", "prepare", "--dry-run", env=env
+    )
+    assert prepare.returncode == 0, prepare.stderr
+    assert prepare.stdout.splitlines()[0] == "CREATE DATABASE DBT_UP_PROD__AUDIT CLONE DBT_UP_PROD;"
+    discard = invoke(
+        "snowflake.wap", "--project", "dbt_up", "--step", "discard", "--dry-run", env=env
+    )
+    assert discard.stdout.splitlines()[0] == "DROP DATABASE IF EXISTS DBT_UP_PROD__AUDIT;"
+    for args, needle in (
+        (("--project", "dbt_up", "--step", "swap"), "--step must be one of"),
+        (("--project", "nope", "--step", "env"), "not in mesh.yml"),
+    ):
+        result = invoke("snowflake.wap", *args, env=env)
+        assert result.returncode == 2 and needle in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""

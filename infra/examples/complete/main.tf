@@ -16,6 +16,7 @@ module "dbt_mesh" {
   projects                       = var.projects
   service_user_rsa_public_keys   = var.service_user_rsa_public_keys
   warehouse_monthly_credit_quota = var.warehouse_monthly_credit_quota
+  write_audit_publish            = var.write_audit_publish
 
   tags = {
     project = "dbt-mesh"

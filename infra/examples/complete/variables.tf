@@ -66,3 +66,9 @@ variable "warehouse_monthly_credit_quota" {
   type        = number
   default     = 20
 }
+
+variable "write_audit_publish" {
+  description = "Write-audit-publish of the data on Snowflake (mesh.yml targets.<target>.wap, passed by invoke infra.plan/apply)."
+  type        = bool
+  default     = true
+}

@@ -312,11 +312,12 @@ data "aws_iam_policy_document" "logs" {
 # IAM policies for CI roles
 ################################################################################
 
-# Read-only access for every project's CI: published interfaces and usage, never `state/`,
-# which holds each project's private full manifest.
+# Read-only access for every project's CI: published interfaces, consumers' usage and when each
+# public node's data was last built (`freshness/`); never `state/`, which holds each project's
+# private full manifest.
 resource "aws_iam_policy" "consumer_read" {
   name        = "${var.bucket_name}-consumer-read"
-  description = "Read published interfaces, their history and consumers' usage in the dbt mesh registry."
+  description = "Read published interfaces, their history, consumers' usage and producers' freshness in the dbt mesh registry."
   policy      = data.aws_iam_policy_document.consumer_read.json
   tags        = var.tags
 }
@@ -329,6 +330,7 @@ data "aws_iam_policy_document" "consumer_read" {
       "${local.registry_arn}/*/latest/manifest.json",
       "${local.registry_arn}/*/history/*/manifest.json",
       "${local.registry_arn}/*/usage/manifest.json",
+      "${local.registry_arn}/*/freshness/*",
     ]
   }
 
@@ -385,12 +387,14 @@ data "aws_iam_policy_document" "publisher" {
   }
 }
 
-# One per project, for the main branch: its own private `state/` and the `usage/` it reports.
+# One per project, for the main branch: its own private `state/`, the `usage/` it reports and the
+# `fingerprint/` of its last passing build (a producer also writes `freshness/` under its publisher
+# policy).
 resource "aws_iam_policy" "project_state" {
   for_each = var.projects
 
   name        = "${var.bucket_name}-${each.key}-state"
-  description = "Read and write ${each.key}'s own state and usage manifests in the dbt mesh registry."
+  description = "Read and write ${each.key}'s own state, usage and fingerprint objects in the dbt mesh registry."
   policy      = data.aws_iam_policy_document.project_state[each.key].json
   tags        = var.tags
 }
@@ -404,6 +408,7 @@ data "aws_iam_policy_document" "project_state" {
     resources = [
       "${local.registry_arn}/${each.key}/*/state/*",
       "${local.registry_arn}/${each.key}/*/usage/*",
+      "${local.registry_arn}/${each.key}/*/fingerprint/*",
     ]
   }
 

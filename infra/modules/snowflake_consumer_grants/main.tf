@@ -2,8 +2,8 @@ locals {
   public_schema = "\"${var.producer_database_name}\".\"${var.producer_public_schema}\""
 }
 
-# Consumers get USAGE to reach the public schema and SELECT inside it: nothing that writes, and
-# nothing on the producer's RAW or STAGING layers.
+# Consumers get USAGE on the producer database and its public schema, nothing else: USAGE shows
+# no data, and nothing here reaches RAW or STAGING or writes.
 resource "snowflake_grant_privileges_to_account_role" "database_usage" {
   account_role_name = var.consumer_role_name
   privileges        = ["USAGE"]
@@ -23,31 +23,6 @@ resource "snowflake_grant_privileges_to_account_role" "schema_usage" {
   }
 }
 
-resource "snowflake_grant_privileges_to_account_role" "select_current" {
-  for_each = toset(var.object_types)
-
-  account_role_name = var.consumer_role_name
-  privileges        = ["SELECT"]
-
-  on_schema_object {
-    all {
-      object_type_plural = each.key
-      in_schema          = local.public_schema
-    }
-  }
-}
-
-# dbt replaces tables on every run; future grants make the replacements readable without a re-apply.
-resource "snowflake_grant_privileges_to_account_role" "select_future" {
-  for_each = toset(var.object_types)
-
-  account_role_name = var.consumer_role_name
-  privileges        = ["SELECT"]
-
-  on_schema_object {
-    future {
-      object_type_plural = each.key
-      in_schema          = local.public_schema
-    }
-  }
-}
+# SELECT is granted per published relation after each publish (`invoke snowflake.grants`, or
+# mesh.snowflake.sync_grants), never on ALL or FUTURE objects of the schema: the public schema also
+# holds protected models, and Terraform cannot know the interface at plan time.

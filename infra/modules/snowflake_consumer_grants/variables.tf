@@ -19,22 +19,11 @@ variable "producer_database_name" {
 }
 
 variable "producer_public_schema" {
-  description = "The producer's public schema (MARTS). The only schema consumers may read: never RAW or STAGING."
+  description = "The producer's public schema (MARTS): consumers get USAGE on it; SELECT follows each publish, per relation. Never RAW or STAGING."
   type        = string
 
   validation {
     condition     = can(regex("^[A-Z_][A-Z0-9_$]*$", var.producer_public_schema)) && !contains(["RAW", "STAGING"], var.producer_public_schema)
     error_message = "producer_public_schema must be an identifier matching ^[A-Z_][A-Z0-9_$]*$ and must not be RAW or STAGING: those are the producer's private layers."
-  }
-}
-
-variable "object_types" {
-  description = "Kinds of objects in the public schema the consumer may SELECT from, current and future."
-  type        = list(string)
-  default     = ["TABLES", "VIEWS"]
-
-  validation {
-    condition     = length(var.object_types) > 0 && alltrue([for t in var.object_types : contains(["TABLES", "VIEWS", "MATERIALIZED VIEWS", "DYNAMIC TABLES"], t)])
-    error_message = "object_types must be a non-empty subset of TABLES, VIEWS, MATERIALIZED VIEWS, DYNAMIC TABLES."
   }
 }

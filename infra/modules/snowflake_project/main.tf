@@ -73,6 +73,18 @@ resource "snowflake_grant_privileges_to_account_role" "this" {
   }
 }
 
+# Write-audit-publish (mesh/snowflake_wap.py) builds into a zero-copy clone of the database,
+# <DATABASE>__AUDIT, and swaps it in after the tests passed: the role creates the clone, so it
+# needs CREATE DATABASE on the account. It owns what it creates and reads nothing it does not own.
+resource "snowflake_grant_privileges_to_account_role" "create_database" {
+  count    = var.write_audit_publish ? 1 : 0
+  provider = snowflake.securityadmin
+
+  account_role_name = snowflake_account_role.this.name
+  privileges        = ["CREATE DATABASE"]
+  on_account        = true
+}
+
 resource "snowflake_service_user" "this" {
   provider = snowflake.securityadmin
 

@@ -22,3 +22,8 @@ output "service_user_name" {
   description = "Name of the project's CI service user."
   value       = snowflake_service_user.this.name
 }
+
+output "account_role_privileges" {
+  description = "Account-level privileges of the project role: CREATE DATABASE when write_audit_publish is on, else none."
+  value       = flatten([for g in snowflake_grant_privileges_to_account_role.create_database : g.privileges])
+}

@@ -81,3 +81,9 @@ variable "data_retention_time_in_days" {
     error_message = "data_retention_time_in_days must be between 0 and 90."
   }
 }
+
+variable "write_audit_publish" {
+  description = "Let the project role create the zero-copy clone that write-audit-publish builds into (CREATE DATABASE on the account). Set false when mesh.yml sets wap: false for the Snowflake target."
+  type        = bool
+  default     = true
+}
