@@ -1,7 +1,8 @@
 """Load and validate `mesh.yml`: the projects, how consumers read upstreams, and one registry per target.
 
 Environment overrides, applied after `${VAR}` expansion: `MESH_TARGET` picks the target when the
-caller does not, `MESH_REGISTRY` replaces the target's registry URL, `MESH_ENV` its env.
+caller does not, `MESH_REGISTRY` replaces the target's registry URL, `MESH_ENV` its env,
+`MESH_WAP` / `MESH_GRANTS` (true|false) its write-audit-publish and grant-sync switches.
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ class TargetConfig(BaseModel):
         True,
         description="Build and test into an audit copy and swap it in only when everything "
         "passed (write-audit-publish for the data)",
+    )
+    grants: bool = Field(
+        True,
+        description="On Snowflake, keep consumers' SELECT grants in step with each publish "
+        "(exactly the published relations)",
     )
 
     @field_validator("env")
@@ -496,7 +502,13 @@ def load_mesh(root: Path | None = None, target: str | None = None) -> Mesh:
     if name not in config.targets:
         known = ", ".join(sorted(config.targets))
         raise ConfigError(f"unknown target {name!r}: mesh.yml defines {known}")
-    overrides: dict[str, str] = {}
+    overrides: dict[str, Any] = {}
+    for knob in ("wap", "grants"):  # MESH_WAP / MESH_GRANTS: the emulator cannot do these
+        value = os.environ.get(f"MESH_{knob.upper()}", "").strip().lower()
+        if value:
+            if value not in ("true", "false", "1", "0"):
+                raise ConfigError(f"MESH_{knob.upper()} must be true or false, got {value!r}")
+            overrides[knob] = value in ("true", "1")
     if os.environ.get("MESH_REGISTRY"):
         overrides["registry"] = os.environ["MESH_REGISTRY"]
     if os.environ.get("MESH_ENV"):

@@ -350,6 +350,9 @@ def emulator_env(s3_url: str, registry: str, snowflake_port: int, key_path: Path
         "SNOWFLAKE_PORT": str(snowflake_port),
         "SNOWFLAKE_PROTOCOL": "http",
         "MESH_TARGET": "prod",
+        # fakesnow runs the clone of an audit build but not the swap, nor any GRANT: off here.
+        "MESH_WAP": "false",
+        "MESH_GRANTS": "false",
     }
 
 

@@ -263,9 +263,12 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
                 mesh, name, options.allow_breaking, options.reason,
                 say=outcome.details.append, record=record,
             )
+            previous = _latest_doc(mesh, name)
             result = publish_project(mesh, name, checks=(gate,), extra_meta=record)
             outcome.publish = result
             outcome.notes.append(_publish_note(result))
+            if result.status == "published" and not _grants_by_swap(audit):
+                _sync_grants(mesh, name, previous, outcome)
         if public and (publishes or options.save_state):
             from mesh.freshness import record_freshness
 
@@ -296,6 +299,35 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
         manifest = load_manifest(project.target_dir / "manifest.json", project=name)
         fingerprint.record(mesh, name, inputs, fingerprint.built_relations(manifest, name))
     outcome.step = None
+
+
+def _latest_doc(mesh: Mesh, name: str) -> Json | None:
+    from mesh.manifest import load_interface
+
+    entry = mesh.registry.read_latest(name, mesh.env)
+    return None if entry is None else load_interface(entry.body, f"{name}/{mesh.env} latest", name)
+
+
+def _grants_by_swap(audit: Any) -> bool:
+    from mesh.wap import SnowflakeAudit
+
+    return isinstance(audit, SnowflakeAudit)  # its promote granted exactly the new interface
+
+
+def _sync_grants(mesh: Mesh, name: str, previous: Json | None, outcome: ProjectOutcome) -> None:
+    """On Snowflake, consumers' SELECT follows the interface: new relations granted, gone ones
+    revoked (mesh.yml `grants: false` turns it off)."""
+    from mesh.wap import profile_output
+
+    if not mesh.target.grants or profile_output(mesh, name).type != "snowflake":
+        return
+    from mesh.snowflake import sync_grants
+
+    current = _latest_doc(mesh, name)
+    if current is None:
+        return
+    statements = sync_grants(mesh, name, previous, current)
+    outcome.notes.append(f"grants: {len(statements)} statement{'s' if len(statements) != 1 else ''} for consumer roles")
 
 
 def _publish_note(result: Any) -> str:

@@ -11,7 +11,9 @@ read change all at once, only after every model and test passed and the contract
   atomic; a consumer that has the old file open keeps reading the old, complete inode. A failed
   build leaves the live file byte-identical and keeps the audit copy for inspection until the next
   build.
-- Snowflake (prod): see mesh/snowflake_wap.py.
+- Snowflake (prod): the project's database is cloned zero-copy to `<DB>__AUDIT`, the build writes
+  there (`<PROJECT>_SNOWFLAKE_DATABASE`), and `ALTER DATABASE … SWAP WITH` promotes it, grants
+  carried over (SnowflakeAudit below, mesh/snowflake_wap.py).
 
 The profile decides where a project's own file lives; the audit build only sets MESH_BUILD_DIR,
 which the mesh's profiles read (`{{ env_var('MESH_BUILD_DIR', env_var('MESH_WAREHOUSE_DIR', …)) }}`).
@@ -191,5 +193,49 @@ def audit_build(mesh: Mesh, name: str, say: Any = None) -> AuditBuild | None:
             live = (mesh.project(name).dir / live).resolve()
         return DuckDBAudit(live, mesh.warehouse_dir / AUDIT_DIR / name)
     if out.type == "snowflake":
-        return None  # the Snowflake audit build is wired in by the orchestration when available
+        from mesh import snowflake_wap
+
+        return SnowflakeAudit(mesh, name, snowflake_wap.plan_for(mesh, name))
     return None
+
+
+@dataclass
+class SnowflakeAudit:
+    """The project's database, cloned (zero-copy) to `<DB>__AUDIT`, built there, then swapped in
+    with `ALTER DATABASE … SWAP WITH` (mesh/snowflake_wap.py). Promotion also re-grants what the
+    database carried and the consumers' SELECT on exactly the published relations; afterwards the
+    build's manifest is rewritten to production names, so what is published names production."""
+
+    mesh: Mesh
+    name: str
+    plan: Any  # snowflake_wap.WapPlan
+
+    @property
+    def description(self) -> str:
+        return f"audit database {self.plan.audit_database}"
+
+    def env(self) -> dict[str, str]:
+        from mesh import snowflake_wap
+
+        return snowflake_wap.build_env(self.plan)
+
+    def prepare(self) -> None:
+        from mesh import snowflake_wap
+
+        snowflake_wap.prepare(self.mesh, self.plan)
+
+    def promote(self) -> None:
+        from mesh import snowflake_wap
+        from mesh.manifest import load_interface, load_manifest
+
+        path = self.mesh.project(self.name).target_dir / "manifest.json"
+        manifest = load_manifest(path, project=self.name)
+        entry = self.mesh.registry.read_latest(self.name, self.mesh.env)
+        previous = None if entry is None else load_interface(entry.body, f"{self.name} latest", self.name)
+        snowflake_wap.promote(self.mesh, self.plan, manifest, previous_interface=previous)
+        snowflake_wap.rewrite_manifest_file(path, self.plan)
+
+    def discard(self) -> None:
+        from mesh import snowflake_wap
+
+        snowflake_wap.discard(self.mesh, self.plan)
