@@ -100,7 +100,11 @@ def _work(args: argparse.Namespace) -> Callable[[], dict[str, Any]]:
                 started = time.perf_counter()
                 sync_project(mesh, args.project)
                 detail["sync_seconds"] = time.perf_counter() - started
-            run_dbt(mesh, args.project, ["parse", "--no-partial-parse"])
+            # A project that reads its upstream with dbt-loom alone (the baseline: no mesh, its
+            # own dbt_loom.config.yml) gets that config; the mesh gives it only to its consumers.
+            own = mesh.project(args.project).dir / "dbt_loom.config.yml"
+            env = {"DBT_LOOM_CONFIG": str(own)} if own.is_file() and not args.sync else None
+            run_dbt(mesh, args.project, ["parse", "--no-partial-parse"], env=env)
             return detail
 
         return parse

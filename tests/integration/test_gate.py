@@ -132,7 +132,10 @@ def test_publish_gate_refuses_then_records_an_allowed_break_and_rollback(workspa
     first = mesh.registry.read_latest("dbt_up", "local")
     assert first is not None
     drop_column(workspace, ORDERS / "public_orders.yml", "payment_count", ORDERS / "public_orders.sql")
-    build_project(mesh, "dbt_up", say=quiet)
+    # The build itself is gated: refused first, then built with a recorded override.
+    with pytest.raises(BreakingChangeError, match="dbt_down_loom model stg_orders"):
+        build_project(mesh, "dbt_up", say=quiet)
+    build_project(mesh, "dbt_up", say=quiet, allow_breaking=True, reason="consumers migrate in PR 42")
     with pytest.raises(BreakingChangeError, match="dbt_down_loom model stg_orders"):
         run_publish(mesh, "dbt_up", False, None)
     assert mesh.registry.list_versions("dbt_up", "local") == [first.version]

@@ -43,11 +43,8 @@ from tests.conftest import REPO
 # shell block is most likely a typo or a command that needs explaining.
 ALLOWED = frozenset({
     ".", "cd", "export", "unset", "make", "git", "openssl", "terraform", "dbt", "python", "pip",
-    "aws", "gh", "mesh_emulate_off",
+    "aws", "gh", "mesh_emulate_off", "mkdir", "cp",
 })
-# Tasks that hints already name and that another branch adds. Each entry must not exist yet (a
-# test says so): once the task is merged, delete it here.
-PENDING_TASKS = frozenset({"project.add"})
 # A word standing for a task in a message template: TASK, VALUE (an f-string's `{...}`), ..., <x>.
 PLACEHOLDER_RE = re.compile(r"^([A-Z][A-Z_]*|\.\.\.|…|<[^>]*>)[:,.;]?$")
 SHELL_LANGUAGES = frozenset({"bash", "sh", "shell"})
@@ -228,8 +225,6 @@ class Checker:
                 return None
             return f"no task in collection {first[:-2]!r}"
         for name in tasks:
-            if name in PENDING_TASKS:
-                continue
             if name not in self.names:
                 return f"unknown task {name!r}{did_you_mean(name, self.names)}"
         accepted = set(long_flags(self.initial))
@@ -320,11 +315,6 @@ def test_every_hint_in_the_library_names_a_real_command(checker: Checker) -> Non
     assert len(commands) >= 15
     offending = _report(commands, checker)
     assert not offending, "hints naming commands that do not exist:\n" + "\n".join(offending)
-
-
-def test_pending_tasks_do_not_exist_yet(checker: Checker) -> None:
-    landed = sorted(PENDING_TASKS & set(checker.names))
-    assert not landed, f"{landed} exist now: remove them from PENDING_TASKS"
 
 
 def test_readme_sets_up_the_venv_before_any_bare_command() -> None:
