@@ -209,7 +209,7 @@ def _prepare(
             invalidate_partial_parse(project)
             what = ", ".join(f"{k}@{v}" for k, v in plan.upstream_versions.items()) or "own state"
             changed = len(plan.changes)
-            display.line(f"{label}  sync      {changed} file{'s' if changed != 1 else ''} updated ({what})")
+            display.line(f"{label}  synced: {changed} file{'s' if changed != 1 else ''} updated ({what})")
     if not (skip_unchanged and options.complete and options.record_fingerprint):
         return None
     since = fingerprint.unchanged_since(
@@ -256,7 +256,9 @@ def run_projects(
     started = time.monotonic()
     pending = list(order)
     running: dict[str, _Running] = {}
-    labels = {n: f"[{i}/{len(order)}] {n} ({mesh.target_name})" for i, n in enumerate(order, 1)}
+    raw = {n: f"[{i}/{len(order)}] {n} ({mesh.target_name})" for i, n in enumerate(order, 1)}
+    width = max((len(label) for label in raw.values()), default=0)
+    labels = {n: label.ljust(width) for n, label in raw.items()}
     channel: Any = None
     tail = _LogTail(display) if verbose else None
 

@@ -279,7 +279,13 @@ def test_chain_page_draws_everything_without_crossings_or_clipping(
     assert subtitles["finance"] == f"{finance_nodes} nodes · reads core, marketing"
     assert all("\u2026" not in t for _o, _c, t in texts)
     ages = {o: t for o, c, t in texts if c == "node-age"}
-    assert ages == {"model.core.customers": "built 3 h ago"}
+    # core's record was rewritten to three hours ago (only customers); marketing's was recorded by
+    # its own build just now; private models have no age.
+    assert ages["model.core.customers"] == "built 3 h ago" and "model.core.orders" not in ages
+    assert {uid for uid in ages if uid.startswith("model.marketing.")} == {
+        uid for uid, n in graph.nodes.items() if n.project == "marketing" and n.public
+    }
+    assert all(ages[uid] == "built just now" for uid in ages if uid.startswith("model.marketing."))
 
 
 def test_chain_screenshot(chain_page: tuple[Graph, Path], tmp_path: Path) -> None:
