@@ -464,7 +464,7 @@ def bench(
     output: str | None = None,
     flows: bool = True,
 ) -> None:
-    """Benchmark publish, sync, consumer parse and validate against upstream size (issue #6)."""
+    """Benchmark publish, sync, consumer parse and validate against upstream size."""
     from mesh.bench.runner import BenchConfig, BenchError, run_bench
 
     try:

@@ -63,9 +63,16 @@ def run_validate(
         for report in reports:
             if report.ok:
                 record(mesh, report.project)
-    failing = [r.project for r in reports if not r.ok]
+    failing = [r for r in reports if not r.ok]
     if failing:
-        raise LineageError(f"broken cross-project lineage in {', '.join(failing)}")
+        kinds = {f.kind for r in failing for f in r.findings if f.severity == "error"}
+        what = []
+        if kinds - {"freshness"}:
+            what.append("broken cross-project lineage")
+        if "freshness" in kinds:
+            what.append("stale upstream data")
+        names = ", ".join(r.project for r in failing)
+        raise LineageError(f"{' and '.join(what)} in {names} (findings above)")
 
 
 def run_check(

@@ -1,4 +1,4 @@
-"""Benchmark of the mesh at scale (`invoke bench`, GitHub issue #6).
+"""Benchmark of the mesh at scale (`invoke bench`).
 
 - `generate`: a realistic producer project of N models (layered DAG, contracts, versions) and the
   consumers that reference a handful of its public models, cached by their parameters;

@@ -401,7 +401,7 @@ def versions() -> Json:
 
 
 def ratios(sizes: dict[str, Json], flows: Json | None) -> Json:
-    """The flat ratios of issue #6 (medians of op seconds and of peak RSS)."""
+    """The flat ratios (medians of op seconds and of peak RSS)."""
     out: Json = {}
 
     def op(n: str, step: str) -> float:
@@ -455,7 +455,7 @@ def ratios(sizes: dict[str, Json], flows: Json | None) -> Json:
 
 
 def goals(ratio: Json, counts: list[int]) -> list[Json]:
-    """Each goal of issue #6 against the measured ratio: met, or missed and by how much."""
+    """Each goal against the measured ratio: met, or missed and by how much."""
     found: list[Json] = []
 
     def check(name: str, key: str, limit: float, at_most: bool = True) -> None:

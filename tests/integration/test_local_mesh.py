@@ -195,3 +195,32 @@ def test_down_removes_local_state_only(workspace: Path) -> None:
 def test_published_state_supports_own_defer(built_template: Path) -> None:
     state = built_template / "registry/dbt_down/local/state/manifest.json"
     assert load_manifest(state, "dbt_down")["metadata"]["project_name"] == "dbt_down"
+
+
+def test_packages_that_cannot_be_fetched_fail_in_one_line_naming_them(workspace: Path) -> None:
+    """No network here: dbt deps cannot reach the hub. The line names the package and how to vendor."""
+    (workspace / "dbt_down/packages.yml").write_text(
+        "packages:\n  - package: dbt-labs/dbt_utils\n    version: 1.3.0\n"
+    )
+    with pytest.raises(BuildFailedError) as info:
+        build_project(load_mesh(workspace, "local"), "dbt_down", say=lambda _m: None)
+    message = str(info.value)
+    assert "dbt deps failed for dbt_down (dbt-labs/dbt_utils)" in message
+    assert "`- local: <path>`" in message and "logs/dbt_down.log" in message
+    assert "\n" not in message and "\x1b[" not in message
+    assert not (workspace / "dbt_down/dbt_packages").exists()
+
+
+def test_up_on_an_existing_mesh_asks_and_refuses_without_a_terminal(workspace: Path) -> None:
+    shutil.copy2(REPO / "tasks.py", workspace / "tasks.py")
+    shutil.copy2(REPO / "tasks_infra.py", workspace / "tasks_infra.py")
+    registry = snapshot(workspace / "registry")
+    out = subprocess.run(
+        [str(BIN / "invoke"), "-r", str(workspace), "up"],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "registry/ (the registry: 1 published version of 1 project/env pair)" in out.stdout
+    assert "invoke up --yes" in out.stderr and out.stderr.strip().count("\n") == 0
+    assert snapshot(workspace / "registry") == registry
+    assert (workspace / "warehouse/dbt_up.duckdb").exists()
