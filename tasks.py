@@ -312,12 +312,19 @@ def lint(c: Context) -> None:
 
 @task(
     pre=[lint],
-    help={"k": "only tests matching this pytest -k expression", "args": "extra pytest arguments"},
+    help={
+        "k": "only tests matching this pytest -k expression",
+        "args": "extra pytest arguments",
+        "workers": "pytest-xdist workers (default: the number of cores, at least 2)",
+    },
 )
-def test(c: Context, k: str | None = None, args: str = "") -> None:
+def test(c: Context, k: str | None = None, args: str = "", workers: int | None = None) -> None:
     """Lint, then the whole test suite (unit, integration on DuckDB, e2e on emulators)."""
+    import os
+
     selection = f" -k {k!r}" if k else ""
-    c.run(f"{sys.executable} -m pytest{selection} {args}", pty=False)
+    count = workers or max(2, os.cpu_count() or 1)
+    c.run(f"{sys.executable} -m pytest -n {count} --durations=15{selection} {args}", pty=False)
 
 
 @task(

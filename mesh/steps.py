@@ -272,7 +272,12 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
         if public and (publishes or options.save_state):
             from mesh.freshness import record_freshness
 
-            record_freshness(mesh, name)  # when each public node's data was built (even unchanged)
+            fresh = record_freshness(mesh, name)  # when each public node's data was built
+            if fresh is not None and options.save_state and not publishes:
+                count = len(fresh["nodes"])
+                outcome.notes.append(
+                    f"freshness: recorded {count} public node{'s' if count != 1 else ''} of {name}/{mesh.env}"
+                )
         if options.save_state and options.complete:
             from mesh.publish import save_state
 
