@@ -79,16 +79,9 @@ def test_interrupt_exits_with_one_line_and_publishes_nothing(
         assert live.exists()
     else:  # a first run: nothing was live before, and an interrupted build shows nothing
         assert not live.exists(), "an interrupted build must not make its data visible"
-
-
-def test_a_rerun_after_an_interrupt_completes(tmp_path: Path) -> None:
-    root = _workspace(tmp_path)
-    proc = _run_until(root, "dbt.node_finished", tmp_path / "paused")
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
-    assert proc.returncode == 130
-    rerun = subprocess.run(
-        [str(BIN / "invoke"), "-r", str(root), "mesh"], capture_output=True, text=True, check=False
-    )
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert "3 built, 0 skipped, 0 failed, 0 blocked" in rerun.stdout
+    if sig == signal.SIGTERM:  # and the next run finishes the work
+        rerun = subprocess.run(
+            [str(BIN / "invoke"), "-r", str(root), "mesh"], capture_output=True, text=True, check=False
+        )
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        assert "3 built, 0 skipped, 0 failed, 0 blocked" in rerun.stdout
