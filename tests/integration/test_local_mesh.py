@@ -224,3 +224,20 @@ def test_up_on_an_existing_mesh_asks_and_refuses_without_a_terminal(workspace: P
     assert "invoke up --yes" in out.stderr and out.stderr.strip().count("\n") == 0
     assert snapshot(workspace / "registry") == registry
     assert (workspace / "warehouse/dbt_up.duckdb").exists()
+
+
+def test_a_producers_own_dbt_loom_config_is_never_loaded(workspace: Path) -> None:
+    """A hand-written dbt_loom.config.yml in the producer, pointing at a consumer's manifest, is
+    ignored with one warning: no consumer node enters the producer's manifest."""
+    consumer = workspace / "dbt_down_loom/target/manifest.json"
+    (workspace / "dbt_up/dbt_loom.config.yml").write_text(
+        f"manifests:\n  - name: dbt_down_loom\n    type: file\n    config:\n      path: {consumer}\n"
+    )
+    lines: list[str] = []
+    run = build_project(load_mesh(workspace, "local"), "dbt_up", say=lines.append, full_refresh=True)
+    assert run.success
+    manifest = orjson.loads((workspace / "dbt_up/target/manifest.json").read_bytes())
+    assert not [uid for uid in manifest["nodes"] if ".dbt_down_loom." in uid]
+    assert any("dbt_up/dbt_loom.config.yml ignored" in line for line in lines), lines
+    # --full-refresh reached dbt (its own command line is in the project's log)
+    assert "=== dbt build --full-refresh (dbt_up" in (workspace / "logs/dbt_up.log").read_text()
