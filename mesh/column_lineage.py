@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mesh.usage import ALL_COLUMNS, RelationKey, table_key
+from mesh.usage import ALL_COLUMNS, RelationKey, qualified_tree, table_key
 
 Deps = dict[RelationKey, set[str]]
 
@@ -249,28 +249,13 @@ def statement_lineage(
     """
     import sqlglot
     from sqlglot.errors import SqlglotError
-    from sqlglot.optimizer.qualify import qualify
     from sqlglot.optimizer.scope import build_scope
 
     try:
         tree = sqlglot.parse_one(sql, dialect=dialect)
         if tree is None:
             return None
-        schema: dict[str, Any] = {}
-        for (database, schema_name, identifier), columns in relations.items():
-            if columns:
-                schema.setdefault(database, {}).setdefault(schema_name, {})[identifier] = {
-                    c.lower(): "unknown" for c in columns
-                }
-        qualified = qualify(
-            tree,
-            schema=schema or None,
-            dialect=dialect,
-            validate_qualify_columns=False,
-            quote_identifiers=False,
-            identify=False,
-        )
-        root = build_scope(qualified)
+        root = build_scope(qualified_tree(tree, relations, dialect))
         if root is None:
             return None
         walker = _Walker(relations)

@@ -244,6 +244,27 @@ def _collect_demanded(root: Any, mentioned: set[RelationKey], used: dict[Relatio
                 read(scope, scope.sources.get(name), None if wanted is None else set(wanted))
 
 
+def qualified_tree(tree: Any, relations: dict[RelationKey, list[str] | None], dialect: str | None) -> Any:
+    """`tree` with every column qualified by its relation (sqlglot's `qualify`), the known columns
+    of `relations` given as the schema (lower-cased, types unknown)."""
+    from sqlglot.optimizer.qualify import qualify
+
+    schema: dict[str, Any] = {}
+    for (database, schema_name, identifier), columns in relations.items():
+        if columns:
+            schema.setdefault(database, {}).setdefault(schema_name, {})[identifier] = {
+                c.lower(): "unknown" for c in columns
+            }
+    return qualify(
+        tree,
+        schema=schema or None,
+        dialect=dialect,
+        validate_qualify_columns=False,
+        quote_identifiers=False,
+        identify=False,
+    )
+
+
 def columns_used(
     sql: str, dialect: str | None, relations: dict[RelationKey, list[str] | None]
 ) -> dict[RelationKey, set[str]]:
@@ -255,7 +276,6 @@ def columns_used(
     import sqlglot
     from sqlglot import exp
     from sqlglot.errors import SqlglotError
-    from sqlglot.optimizer.qualify import qualify
     from sqlglot.optimizer.scope import build_scope
 
     targets = set(relations)
@@ -275,21 +295,7 @@ def columns_used(
         if root is not None:
             for key in _star_reaches(root, targets, set()):
                 used[key].add(ALL_COLUMNS)
-        schema: dict[str, Any] = {}
-        for (database, schema_name, identifier), columns in relations.items():
-            if columns:
-                schema.setdefault(database, {}).setdefault(schema_name, {})[identifier] = {
-                    c.lower(): "unknown" for c in columns
-                }
-        qualified = qualify(
-            tree,
-            schema=schema or None,
-            dialect=dialect,
-            validate_qualify_columns=False,
-            quote_identifiers=False,
-            identify=False,
-        )
-        scope = build_scope(qualified)
+        scope = build_scope(qualified_tree(tree, relations, dialect))
         if scope is not None:
             _collect_demanded(scope, mentioned, used)
     except (SqlglotError, ValueError, KeyError, AttributeError, RecursionError):
@@ -600,40 +606,26 @@ def parse_usage_record(body: bytes, what: str) -> UsageRecord:
         raise ManifestError(
             f"{what} is not a usage record of format {' or '.join(map(str, READABLE_FORMATS))}: re-run `invoke validate`"
         )
-    uses = []
-    for item in doc["uses"]:
-        try:
-            uses.append(
-                Use(
-                    consumer=str(item["consumer"]),
-                    node=str(item["node"]),
-                    upstream=str(item["upstream"]),
-                    upstream_node=str(item["upstream_node"]),
-                    via=str(item["via"]),
-                    pinned=bool(item["pinned"]),
-                    columns=tuple(str(c) for c in item["columns"]),
-                )
-            )
-        except (KeyError, TypeError) as exc:
-            raise ManifestError(f"{what} has a malformed use entry {item!r}") from exc
-    feeds = []
-    for item in doc.get("lineage", []):
-        try:
-            feeds.append(
-                Feed(
-                    project=str(item["project"]),
-                    node=str(item["node"]),
-                    column=str(item["column"]),
-                    upstream=str(item["upstream"]),
-                    upstream_node=str(item["upstream_node"]),
-                    pinned=bool(item["pinned"]),
-                    columns=tuple(str(c) for c in item["columns"]),
-                )
-            )
-        except (KeyError, TypeError) as exc:
-            raise ManifestError(f"{what} has a malformed lineage entry {item!r}") from exc
+    uses = [_entry(Use, item, f"{what} has a malformed use entry") for item in doc["uses"]]
+    feeds = [_entry(Feed, item, f"{what} has a malformed lineage entry") for item in doc.get("lineage", [])]
     project = str(meta.get("project_name") or (uses[0].consumer if uses else ""))
     return UsageRecord(project, int(meta["format"]), uses, feeds, meta)
+
+
+def _entry(kind: Any, item: Any, malformed: str) -> Any:
+    """A Use or Feed from its JSON form: strings, `pinned` a bool, `columns` a tuple of strings."""
+    from dataclasses import fields
+
+    try:
+        values = {}
+        for f in fields(kind):
+            raw = item[f.name]
+            values[f.name] = bool(raw) if f.name == "pinned" else (
+                tuple(str(c) for c in raw) if f.name == "columns" else str(raw)
+            )
+        return kind(**values)
+    except (KeyError, TypeError) as exc:
+        raise ManifestError(f"{malformed} {item!r}") from exc
 
 
 def parse_usage(body: bytes, what: str) -> list[Use]:
