@@ -455,36 +455,55 @@ def reliability(c: Context, args: str = "") -> None:
 
 @task(
     help={
-        "models": "comma-separated upstream model counts, e.g. 1000,10000,50000",
+        "models": "comma-separated upstream model counts, e.g. 1000,10000,50000 (default "
+        "1000,10000 when --projects is not given)",
         "public_share": "share of the producer's models that are public (default 0.2)",
-        "repeat": "runs of each step; the table shows median (min-max)",
-        "output": "folder for results.json and scaling.png (default: bench/)",
+        "repeat": "runs of each step or scenario; the tables show median (min-max)",
+        "output": "folder for results.json and the plots (default: bench/)",
         "flows": "also time `invoke mesh` against the proof of concept's flow (--no-flows skips)",
+        "projects": "run the mesh-scale part on a generated mesh of this many projects (at least 3)",
+        "project_models": "models per project of the mesh-scale part (default 200, at least 12)",
     }
 )
 @_fails_cleanly
 def bench(
     c: Context,
-    models: str = "1000,10000",
+    models: str | None = None,
     public_share: float = 0.2,
     repeat: int = 3,
     output: str | None = None,
     flows: bool = True,
+    projects: int = 0,
+    project_models: int = 200,
 ) -> None:
-    """Benchmark publish, sync, consumer parse and validate against upstream size."""
-    from mesh.bench.runner import BenchConfig, BenchError, run_bench
+    """Benchmark the mesh: against upstream size (--models) and at the scale of many projects (--projects)."""
+    from mesh.bench.runner import BenchConfig, run_bench
 
+    if models is None:
+        models = "" if projects else "1000,10000"
     try:
         counts = [int(m) for m in models.split(",") if m.strip()]
     except ValueError as exc:
         raise Exit(f"error: --models takes comma-separated integers, got {models!r}", code=2) from exc
-    if not counts or min(counts) < 20 or repeat < 1 or not 0 < public_share < 0.6:
-        raise BenchError("use --models of at least 20, --repeat >= 1 and 0 < --public-share < 0.6")
-    config = BenchConfig(counts, public_share, repeat, flows=flows)
+    if (counts and min(counts) < 20) or repeat < 1 or not 0 < public_share < 0.6:
+        raise Exit("error: use --models of at least 20, --repeat >= 1 and 0 < --public-share < 0.6", code=2)
+    if projects < 0 or (projects and (projects < 3 or project_models < 12)):
+        raise Exit("error: use --projects of at least 3 and --project-models of at least 12", code=2)
+    if not counts and not projects:
+        raise Exit("error: nothing to measure: give --models, --projects, or neither for the default", code=2)
+    config = BenchConfig(
+        counts, public_share, repeat, flows=flows, projects=projects or None,
+        project_models=project_models,
+    )
     if output:
         config.output = Path(output).resolve()
     run_bench(config)
-    print(f"bench: wrote {config.output / 'results.json'} and {config.output / 'scaling.png'}")
+    written = ["results.json"]
+    if counts:
+        written.append("scaling.png")
+    if projects:
+        written.append("mesh_scale.png")
+    print(f"bench: wrote {', '.join(str(config.output / name) for name in written)}")
 
 
 @task

@@ -199,21 +199,29 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
 
         inputs = fingerprint.compute(mesh, name, options.fingerprint_options())
 
+    audit = audit_build(mesh, name, say=outcome.notes.append)
+    # Every dbt call of the project sees the build's environment, the parses before the build
+    # included: dbt's partial parsing starts over when the profile (the audit file's path) differs
+    # from the last call's, so a parse without it would make the gate and the build parse in full.
+    # A parse does not open the database: the audit copy need not exist yet.
+    build_env = audit.env() if audit is not None else {}
+
     outcome.step = "gate"
-    parsed = _gate(mesh, name, options, outcome, step) if options.gate else None
+    with dbt_environment(build_env):
+        parsed = _gate(mesh, name, options, outcome, step) if options.gate else None
 
     outcome.step = "build"
     seeds: list[str] = []
     if _has_seeds(mesh, name):
         if parsed is None:
             step("build", "parsing")
-            run_dbt(mesh, name, ["parse"])
+            with dbt_environment(build_env):
+                run_dbt(mesh, name, ["parse"])
             parsed = project.target_dir / "manifest.json"
         seeds = seeds_read_by_sources(load_manifest(parsed, project=name), name)
-    audit = audit_build(mesh, name, say=outcome.notes.append)
     if audit is not None:
         audit.prepare()
-    with dbt_environment(audit.env() if audit is not None else {}):
+    with dbt_environment(build_env):
         if seeds:
             step("build", f"seeds read by sources first: {', '.join(seeds)}")
             run_dbt(mesh, name, ["seed", "--select", *seeds])

@@ -256,6 +256,78 @@ def plot(results: Json, path: Path, panels: Sequence[Panel] = PANELS) -> None:
     plt.close(fig)
 
 
+def mesh_scale_table(results: Json) -> str:
+    """Markdown tables of the mesh-scale part: each scenario's time and what it built, then the
+    ratios against their goals."""
+    from mesh.bench.mesh_scale import RATIO_KEYS
+
+    part = results["mesh_scale"]
+    spec = part["spec"]
+    repeat = len(part["scenarios"]["noop"]["runs"])
+    lines = [
+        f"A mesh of {spec['projects']} projects of {spec['models']} models. Seconds: median "
+        f"(min-max) of the run's wall time over {repeat} run{'s' if repeat != 1 else ''}.",
+        "",
+        "| scenario | jobs | seconds | built | skipped | as expected |",
+        "|---|---:|---:|---|---:|:---:|",
+    ]
+    for figures in part["scenarios"].values():
+        run = figures["runs"][-1]
+        built = ", ".join(run["built"]) if len(run["built"]) <= 4 else f"all {len(run['built'])}"
+        lines.append(
+            f"| {figures['title']} | {figures['jobs']} | {_cell(figures['op_seconds'])} | "
+            f"{built or 'none'} | {len(run['skipped'])} | "
+            f"{'yes' if figures['as_expected'] else '**no**'} |"
+        )
+    lines += ["", "| goal | measured | met |", "|---|---:|:---:|"]
+    for goal in results["goals"]:
+        if goal["ratio"] in RATIO_KEYS or goal["ratio"] == "mesh_vs_poc_flow":
+            value = goal["value"]
+            shown = f"{value:.0f}" if goal["ratio"] == "noop_dbt_invocations" else f"{value:.2f}x"
+            lines.append(f"| {goal['goal']} | {shown} | {'yes' if goal['met'] else '**no**'} |")
+    return "\n".join(lines)
+
+
+def mesh_scale_panel(ax: Any, results: Json) -> None:
+    """One panel: a bar per mesh-scale scenario (median seconds, min-max whiskers), labelled with
+    how many projects it built."""
+    part = results["mesh_scale"]
+    scenarios = list(part["scenarios"].values())
+    titles = [s["title"].replace("`", "") for s in scenarios]
+    medians = [s["op_seconds"]["median"] for s in scenarios]
+    low = [s["op_seconds"]["median"] - s["op_seconds"]["min"] for s in scenarios]
+    high = [s["op_seconds"]["max"] - s["op_seconds"]["median"] for s in scenarios]
+    colors = ["#4c72b0" if s["title"].startswith("cold") else "#55a868" for s in scenarios]
+    ys = list(range(len(scenarios)))
+    ax.barh(ys, medians, xerr=[low, high], color=colors, capsize=3)
+    total = len(part["projects"])
+    for y, (scenario, value) in enumerate(zip(scenarios, medians, strict=True)):
+        built = len(scenario["runs"][-1]["built"])
+        ax.text(value, y, f"  {value:.1f}s, {built}/{total} built", va="center", fontsize=7)
+    ax.set_yticks(ys)
+    ax.set_yticklabels(titles, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds (median; whiskers min-max)")
+    ax.set_xlim(0, max(medians) * 1.35)
+    spec = part["spec"]
+    ax.set_title(f"invoke mesh on {spec['projects']} projects of {spec['models']} models")
+    ax.grid(True, axis="x", alpha=0.3)
+
+
+def plot_mesh_scale(results: Json, path: Path) -> None:
+    """The mesh-scale panel alone, as a PNG (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 3.8), dpi=80)
+    mesh_scale_panel(ax, results)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Redraw the plot from a results file: no benchmark is run."""
     parser = argparse.ArgumentParser(

@@ -13,7 +13,10 @@ step's own; the runner adds the wall time of the whole process. Steps:
 - `parse --root R --project P [--sync]`: `dbt parse --no-partial-parse` in-process (`run_dbt`),
   after a sync with `--sync`;
 - `validate --root R --project P`: `validate_manifest` on the consumer's `target/manifest.json`;
-- `mesh --root R`: `run_mesh` (what `invoke mesh` runs) on a copy of the template projects.
+- `mesh --root R [--jobs J]`: `run_mesh` (what `invoke mesh` runs), its progress lines to the log;
+  the detail has each project's outcome (status, seconds, wall-clock start and finish) and whether
+  dbt was imported in this process at all;
+- `build --root R --project P`: `build_project` (what `invoke build --project P` runs).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import gc
 import os
 import resource
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -123,8 +127,44 @@ def _work(args: argparse.Namespace) -> Callable[[], dict[str, Any]]:
     if args.step == "mesh":
         from mesh.pipeline import run_mesh
 
-        return lambda: {"builds": len(run_mesh(mesh, say=lambda _msg: None).builds)}
+        def run() -> dict[str, Any]:
+            result = run_mesh(mesh, say=print, jobs=args.jobs)
+            return {
+                "builds": len(result.builds),
+                "outcomes": {
+                    o.project: {
+                        "status": o.status,
+                        "seconds": o.seconds,
+                        "started_at": o.started_at,
+                        "finished_at": o.finished_at,
+                    }
+                    for o in result.outcomes
+                },
+                "dbt_imported": dbt_imported(),
+            }
+
+        return run
+    if args.step == "build":
+        from mesh.pipeline import build_project
+
+        def build() -> dict[str, Any]:
+            started = time.time()
+            run = build_project(mesh, args.project, say=print)  # raises unless it built
+            outcome = {"status": "built", "seconds": time.time() - started,
+                       "started_at": started, "finished_at": time.time()}
+            return {
+                "counts": run.counts(),
+                "outcomes": {args.project: outcome},
+                "dbt_imported": dbt_imported(),
+            }
+
+        return build
     raise SystemExit(f"unknown step {args.step}")  # pragma: no cover - argparse checks
+
+
+def dbt_imported() -> bool:
+    """Whether this process imported dbt (a run that skips every project never does)."""
+    return any(name == "dbt" or name.startswith("dbt.") for name in sys.modules)
 
 
 def run_step(args: argparse.Namespace) -> dict[str, Any]:
@@ -141,7 +181,7 @@ def run_step(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mesh.bench.step")
-    parser.add_argument("step", choices=["floor", "publish", "sync", "parse", "validate", "mesh"])
+    parser.add_argument("step", choices=["floor", "publish", "sync", "parse", "validate", "mesh", "build"])
     parser.add_argument("--out", required=True, help="write the figures (JSON) here")
     parser.add_argument("--root", help="folder of the bench mesh.yml")
     parser.add_argument("--project", help="project of the mesh the step works on")
@@ -149,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sync", action="store_true", help="parse: sync first")
     parser.add_argument("--gc", action="store_true", help="floor: keep the garbage collector on")
     parser.add_argument("--variant", action="store_true", help="publish: an earlier build")
+    parser.add_argument("--jobs", type=int, help="mesh: projects built at once")
     args = parser.parse_args(argv)
     os.environ.update(BASE_ENV)
     figures = run_step(args)
