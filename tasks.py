@@ -47,7 +47,7 @@ def _mesh(target: str | None) -> Mesh:
     return load_mesh(ROOT, target)
 
 
-JOBS_HELP = "projects built at once (default: the number of cores)"
+JOBS_HELP = "projects built at once (default 0: one per core)"
 VERBOSE_HELP = "stream dbt's log (always written to logs/<project>.log)"
 
 
@@ -64,7 +64,7 @@ VERBOSE_HELP = "stream dbt's log (always written to logs/<project>.log)"
 def mesh(
     c: Context,
     target: str | None = None,
-    jobs: int | None = None,
+    jobs: int = 0,
     full: bool = False,
     full_refresh: bool = False,
     verbose: bool = False,
@@ -72,8 +72,10 @@ def mesh(
     """Build, test and publish every project by the dependency graph, validate, draw the lineage."""
     from mesh.pipeline import run_mesh
 
+    if jobs < 0:
+        raise Exit(f"error: --jobs takes a number of projects (0: one per core), got {jobs}", code=2)
     result = run_mesh(
-        _mesh(target), say=None, jobs=jobs, full=full or full_refresh, full_refresh=full_refresh,
+        _mesh(target), say=None, jobs=jobs or None, full=full or full_refresh, full_refresh=full_refresh,
         verbose=verbose,
     )
     print("\n".join(result.summary()))
@@ -315,13 +317,15 @@ def lint(c: Context) -> None:
     help={
         "k": "only tests matching this pytest -k expression",
         "args": "extra pytest arguments",
-        "workers": "pytest-xdist workers (default: the number of cores, at least 2)",
+        "workers": "pytest-xdist workers (default 0: the number of cores, at least 2)",
     },
 )
-def test(c: Context, k: str | None = None, args: str = "", workers: int | None = None) -> None:
+def test(c: Context, k: str | None = None, args: str = "", workers: int = 0) -> None:
     """Lint, then the whole test suite (unit, integration on DuckDB, e2e on emulators)."""
     import os
 
+    if workers < 0:
+        raise Exit(f"error: --workers takes a number of processes (0: one per core), got {workers}", code=2)
     selection = f" -k {k!r}" if k else ""
     count = workers or max(2, os.cpu_count() or 1)
     c.run(f"{sys.executable} -m pytest -n {count} --durations=15{selection} {args}", pty=False)

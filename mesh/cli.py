@@ -131,6 +131,17 @@ def version_text() -> str:
     return f"mesh {of('dbt-mesh-core')} (dbt-mesh-core), dbt-core {of('dbt-core')}"
 
 
+def _jobs(text: str) -> int:
+    """--jobs: a whole number of projects, 0 for one per core."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"takes a number of projects (0: one per core), got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line of `mesh`: global options, then one subparser per command. The
     README test reads it to check every `mesh ...` command the docs show."""
@@ -170,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     bld.add_argument("--reason", help="why the breaking change is acceptable")
     bld.add_argument("--verbose", action="store_true", help="stream dbt's log")
     run = sub.add_parser("run", help="the whole mesh: build, test, publish, validate (invoke mesh)")
-    run.add_argument("--jobs", type=int, help="projects built at once (default: the number of cores)")
+    run.add_argument("--jobs", type=_jobs, help="projects built at once (default 0: one per core)")
     run.add_argument("--full", action="store_true", help="build even projects whose inputs did not change")
     run.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     run.add_argument("--verbose", action="store_true", help="stream dbt's log")
@@ -285,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             from mesh.pipeline import run_mesh
 
             result = run_mesh(
-                mesh, say=None, jobs=args.jobs, full=args.full or args.full_refresh,
+                mesh, say=None, jobs=args.jobs or None, full=args.full or args.full_refresh,
                 full_refresh=args.full_refresh, verbose=args.verbose,
             )
             print("\n".join(result.summary()))

@@ -35,6 +35,9 @@ _UNKNOWN_RE = re.compile(r"^No idea what '(.*)' is!$")
 _FLAG_LIKE_RE = re.compile(r"^--?[A-Za-z]")
 _NO_COLLECTION_RE = re.compile(r"^Sub-collection '(.+)' not found!$")
 _MISSING_POSITIONAL_RE = re.compile(r"^'(.+)' did not receive required positional arguments: (.+)$")
+_NOT_A_NUMBER_RE = re.compile(
+    r"^(?:invalid literal for int\(\) with base 10|could not convert string to float): '(.*)'$"
+)
 
 
 def task_names(collection: Collection) -> list[str]:
@@ -146,6 +149,11 @@ def usage_problem(collection: Collection, argv: list[str]) -> str | None:
         tasks = Parser(initial=initial, contexts=contexts).parse_argv(core.unparsed)
     except ParseError as exc:
         return explain(exc, collection, initial)
+    except ValueError as exc:
+        problem = not_a_number(exc, list(argv))
+        if problem is None:
+            raise
+        return problem
     help_for = core[0].args.help.value
     if isinstance(help_for, str) and help_for not in {c.name for c in contexts}:
         return unknown_task(help_for, collection)
@@ -160,12 +168,32 @@ def collection_names(collection: Collection, prefix: str = "") -> list[str]:
     return names
 
 
+def not_a_number(exc: ValueError, argv: list[str]) -> str | None:
+    """The flag of `argv` whose value is not a number, or None when `exc` is not about that.
+    (The parser casts a flag's value to its default's type and lets the ValueError out.)"""
+    match = _NOT_A_NUMBER_RE.match(str(exc))
+    if match is None:
+        return None
+    value = match.group(1)
+    for before, word in zip(["", *argv], argv, strict=False):
+        if word == value and before.startswith("-"):
+            return f"invoke: {before} takes a number, got {value!r}"
+        if word.startswith("--") and word.endswith(f"={value}"):
+            return f"invoke: {word.split('=', 1)[0]} takes a number, got {value!r}"
+    return f"invoke: a flag takes a number, got {value!r}"
+
+
 def _wrapped(method: Callable[[Program], None]) -> Callable[[Program], None]:
     def run(self: Program) -> None:
         try:
             method(self)
         except ParseError as exc:
             raise Exit(f"error: {explain(exc, self.collection, self.initial_context)}", code=2) from exc
+        except ValueError as exc:
+            problem = not_a_number(exc, list(self.core.unparsed))
+            if problem is None:
+                raise
+            raise Exit(f"error: {problem}", code=2) from exc
         except Exit as exc:  # `invoke --list regstry`: invoke says so and exits 1
             match = _NO_COLLECTION_RE.match(exc.message or "")
             if not match:
