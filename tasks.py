@@ -460,7 +460,7 @@ def reliability(c: Context, args: str = "") -> None:
 @task(
     help={
         "models": "comma-separated upstream model counts, e.g. 1000,10000,50000 (default "
-        "1000,10000 when --projects is not given)",
+        "1000,10000 when --projects is not given; --models '' with neither: the flows alone)",
         "public_share": "share of the producer's models that are public (default 0.2)",
         "repeat": "runs of each step or scenario; the tables show median (min-max)",
         "output": "folder for results.json and the plots (default: bench/)",
@@ -493,7 +493,7 @@ def bench(
         raise Exit("error: use --models of at least 20, --repeat >= 1 and 0 < --public-share < 0.6", code=2)
     if projects < 0 or (projects and (projects < 3 or project_models < 12)):
         raise Exit("error: use --projects of at least 3 and --project-models of at least 12", code=2)
-    if not counts and not projects:
+    if not counts and not projects and not flows:
         raise Exit("error: nothing to measure: give --models, --projects, or neither for the default", code=2)
     config = BenchConfig(
         counts, public_share, repeat, flows=flows, projects=projects or None,

@@ -8,8 +8,10 @@ caller does not, `MESH_REGISTRY` replaces the target's registry URL, `MESH_ENV` 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -133,19 +135,37 @@ def _expand(value: Any, where: str) -> Any:
     return value
 
 
+# Parsed YAML by file, while the file stays the same (inode, size, modification time): a mesh run
+# reads each project's profiles.yml and dbt_project.yml several times, and ruamel's parser costs
+# about 0.2 s for the profiles of a 20-project mesh. Only files last modified more than a second
+# ago are kept: file times tick in milliseconds, so a rewrite of the same size within one tick of
+# the write before could otherwise go unseen.
+_PARSED: dict[Path, tuple[tuple[int, int, int], Any]] = {}
+
+
 def read_yaml(path: Path, what: str) -> Any:
     """Parse a YAML file safely, turning every failure into a one-line ConfigError that names the
-    file, line and column (`path:line:column: not valid YAML: ...`)."""
+    file, line and column (`path:line:column: not valid YAML: ...`). Returns a fresh copy: callers
+    may change it."""
     try:
+        stat = path.stat()
+        key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        cached = _PARSED.get(path)
+        if cached is not None and cached[0] == key:
+            return copy.deepcopy(cached[1])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"{what} not found: {path}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
     try:
-        return YAML(typ="safe", pure=True).load(text)
+        value = YAML(typ="safe", pure=True).load(text)
     except YAMLError as exc:
         raise ConfigError(yaml_error_message(path, text, exc)) from exc
+    settled = time.time_ns() - stat.st_mtime_ns > 1_000_000_000
+    if settled and len(text.encode("utf-8")) == stat.st_size:  # the text read is the text stat saw
+        _PARSED[path] = (key, value)
+    return copy.deepcopy(value)
 
 
 # --- error messages: where in the file, and what was probably meant --------------------------------

@@ -61,7 +61,7 @@ def test_generated_mesh_is_deterministic_and_follows_the_conventions(tmp_path: P
         (["--projects", "5", "--project-models", "8"], "use --projects of at least 3"),
         (["--projects", "-1"], "use --projects of at least 3"),
         (["--projects", "5", "--repeat", "0"], "--repeat >= 1"),
-        (["--models", "", "--projects", "0"], "nothing to measure"),
+        (["--models", "", "--projects", "0", "--no-flows"], "nothing to measure"),
         (["--models", "1k"], "--models takes comma-separated integers"),
     ],
 )
