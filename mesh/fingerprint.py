@@ -108,7 +108,12 @@ def compute(mesh: Mesh, name: str, options: dict[str, Any]) -> Fingerprint:
     out = profile_output(mesh, name)
     profile_text = orjson.dumps(out.output, option=orjson.OPT_SORT_KEYS, default=str)
     env_values = {var: os.environ.get(var) for var in sorted(set(_ENV_VAR_RE.findall(profile_text.decode())))}
-    env_values["MESH_WAREHOUSE_DIR"] = str(mesh.warehouse_dir)
+    if out.type == "duckdb":
+        # Where the project's file lives, relative to the mesh when inside it: a checkout in
+        # another folder (another CI runner, a moved clone) keeps its fingerprints.
+        warehouse = mesh.warehouse_dir
+        inside = warehouse.is_relative_to(mesh.root)
+        env_values["MESH_WAREHOUSE_DIR"] = str(warehouse.relative_to(mesh.root) if inside else warehouse)
     context = {
         "format": FORMAT,
         "target": mesh.target_name,

@@ -96,9 +96,10 @@ def test_consumer_cannot_write_to_upstream_database(workspace: Path) -> None:
 
 
 def test_mesh_twice_is_a_noop_publish(workspace: Path) -> None:
+    """Rebuilt with nothing changed (--full: not skipped), the producer publishes nothing new."""
     mesh = load_mesh(workspace, "local")
     before = sorted((workspace / "registry/dbt_up/local/history").iterdir())
-    result = run_mesh(mesh, say=lambda _m: None)
+    result = run_mesh(mesh, say=lambda _m: None, full=True)
     assert [p.status for p in result.publishes] == ["unchanged"]
     assert sorted((workspace / "registry/dbt_up/local/history").iterdir()) == before
     assert all(r.ok for r in result.reports)

@@ -123,3 +123,10 @@ def test_independent_projects_build_at_the_same_time(tmp_path: Path) -> None:
 
     assert overlap(run(root, jobs=2, full=True))
     assert not overlap(run(root, jobs=1, full=True))
+
+
+def test_a_mesh_in_another_folder_keeps_its_fingerprints(workspace: Path) -> None:
+    """The built template, copied to another folder (another CI runner's checkout, a moved clone):
+    nothing changed, so nothing rebuilds; the warehouse path is fingerprinted relative to the mesh."""
+    result = run(workspace)
+    assert statuses(result) == {"dbt_up": "skipped", "dbt_down": "skipped", "dbt_down_loom": "skipped"}
