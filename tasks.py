@@ -75,7 +75,7 @@ def mesh(
     if jobs < 0:
         raise Exit(f"error: --jobs takes a number of projects (0: one per core), got {jobs}", code=2)
     result = run_mesh(
-        _mesh(target), say=None, jobs=jobs or None, full=full or full_refresh, full_refresh=full_refresh,
+        _mesh(target), say=None, jobs=jobs, full=full or full_refresh, full_refresh=full_refresh,
         verbose=verbose,
     )
     print("\n".join(result.summary()))

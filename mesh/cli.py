@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             from mesh.pipeline import run_mesh
 
             result = run_mesh(
-                mesh, say=None, jobs=args.jobs or None, full=args.full or args.full_refresh,
+                mesh, say=None, jobs=args.jobs, full=args.full or args.full_refresh,
                 full_refresh=args.full_refresh, verbose=args.verbose,
             )
             print("\n".join(result.summary()))

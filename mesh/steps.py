@@ -206,22 +206,20 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
     # A parse does not open the database: the audit copy need not exist yet.
     build_env = audit.env() if audit is not None else {}
 
-    outcome.step = "gate"
     with dbt_environment(build_env):
+        outcome.step = "gate"
         parsed = _gate(mesh, name, options, outcome, step) if options.gate else None
 
-    outcome.step = "build"
-    seeds: list[str] = []
-    if _has_seeds(mesh, name):
-        if parsed is None:
-            step("build", "parsing")
-            with dbt_environment(build_env):
+        outcome.step = "build"
+        seeds: list[str] = []
+        if _has_seeds(mesh, name):
+            if parsed is None:
+                step("build", "parsing")
                 run_dbt(mesh, name, ["parse"])
-            parsed = project.target_dir / "manifest.json"
-        seeds = seeds_read_by_sources(load_manifest(parsed, project=name), name)
-    if audit is not None:
-        audit.prepare()
-    with dbt_environment(build_env):
+                parsed = project.target_dir / "manifest.json"
+            seeds = seeds_read_by_sources(load_manifest(parsed, project=name), name)
+        if audit is not None:
+            audit.prepare()
         if seeds:
             step("build", f"seeds read by sources first: {', '.join(seeds)}")
             run_dbt(mesh, name, ["seed", "--select", *seeds])

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import random
+import shutil
 import textwrap
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -44,6 +46,26 @@ WORDS = (
 CONSUMERS = ("bench_none", "bench_loom_full", "bench_down", "bench_down_loom")
 
 
+def spec_digest(spec: Any, generator_version: int, dbt_version: str) -> str:
+    """Ten hex digits naming a generated thing: its spec (a dataclass), the generator's version and
+    the dbt version (a cache entry is reused only when all three match)."""
+    raw = orjson.dumps(
+        {**asdict(spec), "generator": generator_version, "dbt": dbt_version}, option=orjson.OPT_SORT_KEYS
+    )
+    return hashlib.sha256(raw).hexdigest()[:10]
+
+
+def reuse_cached(base: Path) -> Any:
+    """What a finished generation in `base` recorded (its `ready.json`), or None; a folder left
+    by an interrupted generation is removed."""
+    ready = base / "ready.json"
+    if ready.is_file():
+        return orjson.loads(ready.read_bytes())
+    if base.exists():
+        shutil.rmtree(base)
+    return None
+
+
 @dataclass(frozen=True)
 class ProducerSpec:
     """What the producer looks like; its JSON is the cache key."""
@@ -53,11 +75,7 @@ class ProducerSpec:
     seed: int = 6
 
     def key(self, dbt_version: str) -> str:
-        raw = orjson.dumps(
-            {**asdict(self), "generator": GENERATOR_VERSION, "dbt": dbt_version},
-            option=orjson.OPT_SORT_KEYS,
-        )
-        return f"m{self.models}-p{self.public_share:g}-{hashlib.sha256(raw).hexdigest()[:10]}"
+        return f"m{self.models}-p{self.public_share:g}-{spec_digest(self, GENERATOR_VERSION, dbt_version)}"
 
 
 @dataclass
@@ -175,7 +193,8 @@ def plan_producer(spec: ProducerSpec) -> Producer:
 # --- SQL and YAML ---------------------------------------------------------------------------------
 
 
-def _cte(alias: str, body: str) -> str:
+def cte(alias: str, body: str) -> str:
+    """`alias as (<body, indented>)`, one CTE as dbt's style guide writes it."""
     return f"{alias} as (\n\n{textwrap.indent(body, '    ')}\n\n)"
 
 
@@ -190,17 +209,17 @@ def _staging_sql(model: Model) -> str:
     return "\n\n".join(
         [
             "with",
-            _cte("source", f"select * from {{{{ source('{src}', '{table}') }}}}") + ",",
-            _cte(
+            cte("source", f"select * from {{{{ source('{src}', '{table}') }}}}") + ",",
+            cte(
                 "renamed",
                 f"select\n{renamed},\n    _loaded_at as loaded_at\n\nfrom source",
             ) + ",",
-            _cte(
+            cte(
                 "deduplicated",
                 f"select\n    *,\n    row_number() over (\n        partition by {model.pk}\n"
                 "        order by loaded_at desc\n    ) as _row_number\n\nfrom renamed",
             ) + ",",
-            _cte("final", "select * from deduplicated\n\nwhere _row_number = 1"),
+            cte("final", "select * from deduplicated\n\nwhere _row_number = 1"),
             "select * from final\n",
         ]
     )
@@ -213,7 +232,7 @@ def _cast(expr: str, typ: str, alias: str) -> str:
 def _model_sql(model: Model, by_name: dict[str, Model]) -> str:
     parents = [by_name[p] for p in model.parents]
     ctes = [
-        _cte(f"p{k}", f"select * from {{{{ ref('{p.ref_name}') }}}}") + ","
+        cte(f"p{k}", f"select * from {{{{ ref('{p.ref_name}') }}}}") + ","
         for k, p in enumerate(parents)
     ]
     first = parents[0]
@@ -226,9 +245,9 @@ def _model_sql(model: Model, by_name: dict[str, Model]) -> str:
         column = parent.columns[(k // len(parents)) % len(parent.columns)][0]
         picks.append(f"    p{k % len(parents)}.{column} as c_{k:02d}")
     picked = ",\n".join(picks)
-    ctes.append(_cte("joined", f"select\n{picked}\n\nfrom p0\n{joins}".rstrip()) + ",")
+    ctes.append(cte("joined", f"select\n{picked}\n\nfrom p0\n{joins}".rstrip()) + ",")
     ctes.append(
-        _cte(
+        cte(
             "aggregated",
             "select\n    c_00,\n    count(*) as row_count,\n    sum(case when c_01 is null then 0 "
             "else 1 end) as filled,\n    max(c_02) as last_value\n\nfrom joined\n\ngroup by 1",
@@ -239,7 +258,7 @@ def _model_sql(model: Model, by_name: dict[str, Model]) -> str:
         f"    {_cast(f'joined.c_{k:02d}', typ, col)}" for k, (col, typ) in enumerate(model.columns)
     )
     ctes.append(
-        _cte(
+        cte(
             "final",
             f"select\n{final_cols}\n\nfrom joined\n\nleft join aggregated\n    on joined.c_00 = "
             "aggregated.c_00\n\nwhere aggregated.row_count > 0",

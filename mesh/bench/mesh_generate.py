@@ -26,14 +26,14 @@ description, and the projects each change must rebuild.
 
 from __future__ import annotations
 
-import hashlib
 import random
-import textwrap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from mesh.bench.generate import MACROS, cte, spec_digest
 
 GENERATOR_VERSION = 1
 DOMAINS = (
@@ -70,11 +70,7 @@ class MeshSpec:
     seed: int = 11
 
     def key(self, dbt_version: str) -> str:
-        raw = orjson.dumps(
-            {**asdict(self), "generator": GENERATOR_VERSION, "dbt": dbt_version},
-            option=orjson.OPT_SORT_KEYS,
-        )
-        return f"p{self.projects}-m{self.models}-{hashlib.sha256(raw).hexdigest()[:10]}"
+        return f"p{self.projects}-m{self.models}-{spec_digest(self, GENERATOR_VERSION, dbt_version)}"
 
 
 @dataclass
@@ -224,9 +220,6 @@ def plan_mesh(spec: MeshSpec) -> MeshPlan:
 # --- SQL and YAML ---------------------------------------------------------------------------------
 
 
-def _cte(alias: str, body: str) -> str:
-    return f"{alias} as (\n\n{textwrap.indent(body, '    ')}\n\n)"
-
 
 def _expr(column: str, source_type: str, target: str, k: int) -> str:
     """An expression of type `target` computed from `column` of type `source_type` (never fails
@@ -266,7 +259,7 @@ def _base_sql(model: Model, rows: int) -> str:
         picks.append(f"    cast({value} as {typ}) as {col}")
     return (
         "-- Generated raw rows (stands for a loaded source).\n\nwith\n\n"
-        + _cte("spine", f"select range from range({rows})")
+        + cte("spine", f"select range from range({rows})")
         + "\n\nselect\n" + ",\n".join(picks) + "\n\nfrom spine\n"
     )
 
@@ -281,8 +274,8 @@ def _staging_sql(model: Model, via: str) -> str:
     return "\n\n".join(
         [
             "with",
-            _cte("source", f"select * from {read}") + ",",
-            _cte("renamed", f"select\n{renamed}\n\nfrom source\n\nwhere id is not null"),
+            cte("source", f"select * from {read}") + ",",
+            cte("renamed", f"select\n{renamed}\n\nfrom source\n\nwhere id is not null"),
             "select * from renamed\n",
         ]
     )
@@ -290,7 +283,7 @@ def _staging_sql(model: Model, via: str) -> str:
 
 def _model_sql(model: Model, by_name: dict[str, Model]) -> str:
     parents = [by_name[p] for p in model.parents]
-    ctes = [_cte(f"p{k}", f"select * from {{{{ ref('{p.name}') }}}}") + "," for k, p in enumerate(parents)]
+    ctes = [cte(f"p{k}", f"select * from {{{{ ref('{p.name}') }}}}") + "," for k, p in enumerate(parents)]
     joins = "\n".join(f"left join p{k}\n    on p0.id = p{k}.id" for k in range(1, len(parents)))
     picks = ["    p0.id as id"]
     for k, (col, typ) in enumerate(model.columns[1:], 1):
@@ -298,19 +291,19 @@ def _model_sql(model: Model, by_name: dict[str, Model]) -> str:
         parent = parents[parent_index]
         source_col, source_type = parent.columns[k % len(parent.columns)]
         picks.append(f"    {_expr(f'p{parent_index}.{source_col}', source_type, typ, k)} as {col}")
-    ctes.append(_cte("joined", "select\n" + ",\n".join(picks) + f"\n\nfrom p0\n{joins}".rstrip()) + ",")
+    ctes.append(cte("joined", "select\n" + ",\n".join(picks) + f"\n\nfrom p0\n{joins}".rstrip()) + ",")
     if model.layer == "marts":
         ctes.append(
-            _cte("aggregated", "select\n    id,\n    count(*) as row_count\n\nfrom joined\n\ngroup by 1")
+            cte("aggregated", "select\n    id,\n    count(*) as row_count\n\nfrom joined\n\ngroup by 1")
             + ","
         )
         cols = ",\n".join(f"    joined.{col}" for col, _typ in model.columns)
         ctes.append(
-            _cte("final", f"select\n{cols}\n\nfrom joined\n\ninner join aggregated\n"
+            cte("final", f"select\n{cols}\n\nfrom joined\n\ninner join aggregated\n"
                  "    on joined.id = aggregated.id\n\nwhere aggregated.row_count > 0")
         )
     else:
-        ctes.append(_cte("final", "select * from joined"))
+        ctes.append(cte("final", "select * from joined"))
     return "\n\n".join(["with", *ctes, "select * from final\n"])
 
 
@@ -347,14 +340,6 @@ def _model_yaml(project: str, model: Model, group: str) -> list[str]:
         elif index == 0 and model.layer == "marts":
             out += ["        data_tests:", "          - unique", "          - not_null"]
     return out
-
-
-GENERATE_SCHEMA_NAME = (
-    "{% macro generate_schema_name(custom_schema_name, node) -%}\n"
-    "    {%- if custom_schema_name is none -%}{{ target.schema }}\n"
-    "    {%- else -%}{{ custom_schema_name | trim }}{%- endif -%}\n"
-    "{%- endmacro %}\n"
-)
 
 
 def _dbt_project_yml(project: ProjectPlan) -> str:
@@ -422,7 +407,7 @@ def write_project(dest: Path, plan: MeshPlan, project: ProjectPlan) -> None:
     dest.mkdir(parents=True)
     (dest / "dbt_project.yml").write_text(_dbt_project_yml(project))
     (dest / "macros").mkdir()
-    (dest / "macros" / "generate_schema_name.sql").write_text(GENERATE_SCHEMA_NAME)
+    (dest / "macros" / "generate_schema_name.sql").write_text(MACROS["generate_schema_name.sql"])
     if project.upstreams:
         (dest / "dependencies.yml").write_text(
             "# Cross-project dependencies (dbt Mesh): the mesh's sync reads this list.\nprojects:\n"

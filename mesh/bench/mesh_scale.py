@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from mesh.bench.generate import reuse_cached
 from mesh.bench.mesh_generate import MeshSpec, write_mesh
 
 Say = Callable[[str], None]
@@ -85,14 +86,12 @@ def ensure_mesh(spec: MeshSpec, cache: Path, say: Say) -> tuple[Path, Json]:
     """The generated mesh of `spec`, written once under `cache/mesh-<key>/source` and reused."""
     base = cache / f"mesh-{spec.key(metadata.version('dbt-core'))}"
     source = base / "source"
-    ready = base / "ready.json"
-    if ready.is_file():
-        return source, orjson.loads(ready.read_bytes())
-    if base.exists():
-        shutil.rmtree(base)  # an interrupted generation
+    cached = reuse_cached(base)
+    if cached is not None:
+        return source, cached
     say(f"  generating a mesh of {spec.projects} projects of {spec.models} models in {source}")
     info = write_mesh(source, spec)
-    ready.write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2))
+    (base / "ready.json").write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2))
     return source, info
 
 
@@ -302,18 +301,15 @@ def mesh_ratios(mesh_scale: Json) -> Json:
 
 def mesh_goals(ratio: Json) -> list[Json]:
     """Each mesh-scale goal against its measured value."""
-    found = []
-    for name, key, limit in (
-        ("no-op rerun <= 0.05x cold (--jobs 2)", "noop_vs_cold", 0.05),
-        ("no-op rerun: no project built, no log written, dbt not imported", "noop_dbt_invocations", 0),
-        ("one consumer changed: mesh <= 1.2x building it alone", "one_consumer_vs_alone", 1.2),
-        ("cold --jobs 2 <= 0.65x --jobs 1", "jobs2_vs_jobs1", 0.65),
-    ):
-        value = ratio.get(key)
-        if value is None:
-            continue
-        found.append(
-            {"goal": name, "ratio": key, "value": value, "limit": limit, "comparison": "<=",
-             "met": value <= limit}
+    from mesh.bench.runner import judge
+
+    judged = [
+        judge(ratio, name, key, limit)
+        for name, key, limit in (
+            ("no-op rerun <= 0.05x cold (--jobs 2)", "noop_vs_cold", 0.05),
+            ("no-op rerun: no project built, no log written, dbt not imported", "noop_dbt_invocations", 0),
+            ("one consumer changed: mesh <= 1.2x building it alone", "one_consumer_vs_alone", 1.2),
+            ("cold --jobs 2 <= 0.65x --jobs 1", "jobs2_vs_jobs1", 0.65),
         )
-    return found
+    ]
+    return [goal for goal in judged if goal is not None]

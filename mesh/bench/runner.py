@@ -32,6 +32,7 @@ from mesh.bench.generate import (
     consumer_refs,
     plan_producer,
     profiles_yml,
+    reuse_cached,
     write_consumer,
     write_producer,
 )
@@ -141,11 +142,9 @@ def ensure_producer(spec: ProducerSpec, cache: Path, say: Say) -> tuple[Path, Js
     """The producer of `spec`, generated and parsed by dbt once, then reused from the cache."""
     dbt_version = metadata.version("dbt-core")
     base = cache / spec.key(dbt_version)
-    ready = base / "ready.json"
-    if ready.is_file():
-        return base, orjson.loads(ready.read_bytes())
-    if base.exists():
-        shutil.rmtree(base)  # an interrupted preparation
+    cached = reuse_cached(base)
+    if cached is not None:
+        return base, cached
     say(f"  generating a producer of {spec.models} models in {base} (cached for later runs)")
     started = time.perf_counter()
     producer = plan_producer(spec)
@@ -187,7 +186,7 @@ def ensure_producer(spec: ProducerSpec, cache: Path, say: Say) -> tuple[Path, Js
         "consumer_refs": consumer_refs(producer),
         "prepared_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    ready.write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2))
+    (base / "ready.json").write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2))
     size = info["manifest_bytes"] / 1e6
     say(f"  dbt parse of the producer: {parse_s:.1f}s, manifest {size:.1f} MB")
     return base, info
@@ -457,19 +456,24 @@ def ratios(sizes: dict[str, Json], flows: Json | None) -> Json:
     return out
 
 
+def judge(ratio: Json, name: str, key: str, limit: float, at_most: bool = True) -> Json | None:
+    """One goal against its measured ratio (None when the ratio was not measured)."""
+    value = ratio.get(key)
+    if value is None:
+        return None
+    met = value <= limit if at_most else value >= limit
+    return {"goal": name, "ratio": key, "value": value, "limit": limit,
+            "comparison": "<=" if at_most else ">=", "met": met}
+
+
 def goals(ratio: Json, counts: list[int]) -> list[Json]:
     """Each model-count and flow goal against the measured ratio: met, or missed and by how much."""
     found: list[Json] = []
 
     def check(name: str, key: str, limit: float, at_most: bool = True) -> None:
-        value = ratio.get(key)
-        if value is None:
-            return
-        met = value <= limit if at_most else value >= limit
-        found.append(
-            {"goal": name, "ratio": key, "value": value, "limit": limit,
-             "comparison": "<=" if at_most else ">=", "met": met}
-        )
+        judged = judge(ratio, name, key, limit, at_most)
+        if judged is not None:
+            found.append(judged)
 
     for n in counts:
         limit = 1.10 if n <= 10_000 else 1.20
