@@ -445,7 +445,8 @@ class Mesh:
         if name not in self._projects:
             if name not in self.config.projects:
                 known = ", ".join(sorted(self.config.projects))
-                raise ConfigError(f"unknown project {name!r}: mesh.yml defines {known}")
+                hint = did_you_mean(name, self.config.projects)
+                raise ConfigError(f"unknown project {name!r}{hint} (mesh.yml defines {known})")
             cfg = self.config.projects[name]
             if cfg.path is None:
                 raise ConfigError(

@@ -210,3 +210,11 @@ def test_validation_message_reads_fields_from_the_model(tmp_path: Path) -> None:
         MeshConfig.model_validate(raw)
     message = validation_message(path, info.value, MeshConfig)
     assert message == f"{path}:3:16: unknown key 'loom_read' in projects.a; did you mean 'loom_reads'?"
+
+
+def test_an_unknown_project_names_the_closest_one(tmp_path: Path) -> None:
+    from tests.conftest import copy_template
+
+    mesh = load_mesh(copy_template(tmp_path / "mesh"), "local")
+    with pytest.raises(ConfigError, match=r"unknown project 'dbt_dwn'; did you mean 'dbt_down'\? \(mesh.yml defines dbt_down, dbt_down_loom, dbt_up\)"):
+        mesh.project("dbt_dwn")
