@@ -464,7 +464,7 @@ def reliability(c: Context, args: str = "") -> None:
         "public_share": "share of the producer's models that are public (default 0.2)",
         "repeat": "runs of each step or scenario; the tables show median (min-max)",
         "output": "folder for results.json and the plots (default: bench/)",
-        "flows": "also time `invoke mesh` against the proof of concept's flow (--no-flows skips)",
+        "flows": "also time `invoke mesh` against the proof of concept's flow and dbt alone (--no-flows skips)",
         "projects": "run the mesh-scale part on a generated mesh of this many projects (at least 3)",
         "project_models": "models per project of the mesh-scale part (default 200, at least 12)",
     }

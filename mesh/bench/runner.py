@@ -56,6 +56,14 @@ STEPS = (
     "parse_loom_full",
     "validate",
 )
+# The template flows `invoke bench` times against each other, and the script of each reference flow.
+FLOWS = ("mesh", "poc", "bare")
+FLOW_SCRIPTS = {"poc": "poc_flow.py", "bare": "bare_dbt_flow.py"}
+FLOW_RATIOS = {
+    "mesh_vs_poc_flow": ("mesh", "poc"),
+    "mesh_vs_bare_dbt_flow": ("mesh", "bare"),
+    "bare_dbt_vs_poc_flow": ("bare", "poc"),
+}
 # Informational steps, outside the "linear in model count" goal: dbt-loom is not this project's.
 NOT_OURS = frozenset({"floor_default_gc", "parse_loom_full"})
 STEP_TITLES = {
@@ -345,16 +353,18 @@ def bench_flows(config: BenchConfig, say: Say) -> Json:
     flows_dir = config.cache / "flows"
     shutil.rmtree(flows_dir, ignore_errors=True)
     flows_dir.mkdir(parents=True)
-    samples: dict[str, list[Json]] = {"mesh": [], "poc": []}
+    samples: dict[str, list[Json]] = {flow: [] for flow in FLOWS}
     for index in range(config.repeat):
-        order = ("mesh", "poc") if index % 2 == 0 else ("poc", "mesh")
+        # Each flow goes first, second and third in turn: a machine that slows down during a run
+        # does not always fall on the same flow.
+        order = FLOWS[index % len(FLOWS):] + FLOWS[:index % len(FLOWS)]
         for flow in order:
             root = copy_template(flows_dir / f"{flow}-{index}")
             log = flows_dir / f"{flow}-{index}.log"
             if flow == "mesh":
                 figures = measure(["mesh", "--root", str(root)], log)
             else:
-                script = [sys.executable, str(ROOT / "bench" / "poc_flow.py")]
+                script = [sys.executable, str(ROOT / "bench" / FLOW_SCRIPTS[flow])]
                 figures = measure(["run", "--root", str(root)], log, script=script)
             samples[flow].append(figures)
             say(f"  flow {flow:4}, run {index + 1}/{config.repeat}: {figures['wall_seconds']:.1f}s")
@@ -448,12 +458,23 @@ def ratios(sizes: dict[str, Json], flows: Json | None) -> Json:
         lo, hi = counts[-2], counts[-1]
         for step in STEPS:
             out[f"scaling_{step}_{hi}_vs_{lo}"] = op(hi, step) / op(lo, step)
-    out["mesh_vs_poc_flow"] = (
-        flows["mesh"]["wall_seconds"]["median"] / flows["poc"]["wall_seconds"]["median"]
-        if flows
-        else None
-    )
+    out.update(flow_ratios(flows))
     return out
+
+
+def flow_ratios(flows: Json | None) -> Json:
+    """`invoke mesh` against the proof of concept's flow and against dbt alone, and dbt alone
+    against the proof of concept (the most any orchestration in the mesh's process model saves)."""
+
+    def wall(flow: str) -> float | None:
+        figures = (flows or {}).get(flow)
+        return None if figures is None else float(figures["wall_seconds"]["median"])
+
+    def ratio(a: str, b: str) -> float | None:
+        top, bottom = wall(a), wall(b)
+        return None if top is None or bottom is None else top / bottom
+
+    return {key: ratio(a, b) for key, (a, b) in FLOW_RATIOS.items()}
 
 
 def judge(ratio: Json, name: str, key: str, limit: float, at_most: bool = True) -> Json | None:
@@ -500,7 +521,7 @@ def goals(ratio: Json, counts: list[int]) -> list[Json]:
 def _model_ratio(key: str) -> bool:
     from mesh.bench.mesh_scale import RATIO_KEYS
 
-    return key not in RATIO_KEYS and key != "mesh_vs_poc_flow"
+    return key not in RATIO_KEYS and key not in FLOW_RATIOS
 
 
 def previous_results(path: Path) -> Json:
@@ -573,7 +594,7 @@ def run_bench(config: BenchConfig, say: Say = print) -> Json:
             }
         )
     if config.flows:
-        say("invoke mesh vs the proof of concept's flow (template projects):")
+        say("invoke mesh vs the proof of concept's flow and dbt alone (template projects):")
         flows_started = datetime.now(UTC).isoformat(timespec="seconds")
         load_before = load_average()
         flows = bench_flows(config, say)
@@ -584,7 +605,7 @@ def run_bench(config: BenchConfig, say: Say = print) -> Json:
             "load_average_before": load_before,
             "load_average_after": load_average(),
         }
-        ratio["mesh_vs_poc_flow"] = ratios({}, flows)["mesh_vs_poc_flow"]
+        ratio.update(flow_ratios(flows))
     if config.projects:
         from mesh.bench.mesh_generate import MeshSpec
 
@@ -592,10 +613,11 @@ def run_bench(config: BenchConfig, say: Say = print) -> Json:
         spec = MeshSpec(projects=config.projects, models=config.project_models)
         mesh_scale = bench_mesh_scale(MeshScaleConfig(spec, config.repeat, config.cache), say)
         results["mesh_scale"] = mesh_scale
-        ratio = {k: v for k, v in ratio.items() if _model_ratio(k) or k == "mesh_vs_poc_flow"}
+        ratio = {k: v for k, v in ratio.items() if _model_ratio(k) or k in FLOW_RATIOS}
         ratio.update(mesh_ratios(mesh_scale))
     results.setdefault("flows", None)  # never measured into this file yet
-    ratio.setdefault("mesh_vs_poc_flow", None)
+    for key in FLOW_RATIOS:
+        ratio.setdefault(key, None)
     results["ratios"] = ratio
     counts = [int(n) for n in results.get("steps", {})]
     results["goals"] = goals(ratio, sorted(counts)) + mesh_goals(ratio)

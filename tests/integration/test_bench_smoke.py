@@ -51,3 +51,38 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     assert results["steps"]["200"]["validate"]["detail"]["edges"] > 0
     png = out / "scaling.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_dbt_alone_builds_every_project_and_names_a_failed_one(tmp_path: Path) -> None:
+    """The benchmark's floor flow (`bench/bare_dbt_flow.py`) really builds the three projects, the
+    consumers reading the producer's tables; a project that fails stops it with exit 1."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    from tests.conftest import REPO, copy_template
+
+    script = [sys.executable, str(REPO / "bench" / "bare_dbt_flow.py"), "run"]
+    root = copy_template(tmp_path / "ok")
+    out = tmp_path / "figures.json"
+    proc = subprocess.run([*script, "--root", str(root), "--out", str(out)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    figures = orjson.loads(out.read_bytes())
+    assert set(figures) == {"op_seconds", "op_cpu_seconds", "peak_rss_mb"}
+    assert figures["op_seconds"] > 0
+    for consumer in ("dbt_down", "dbt_down_loom"):
+        parents = orjson.loads((root / consumer / "target" / "manifest.json").read_bytes())["parent_map"]
+        assert any(p.startswith(("model.dbt_up.", "source.dbt_down.dbt_up.")) for ps in parents.values() for p in ps)
+        with duckdb.connect(str(root / "warehouse" / f"{consumer}.duckdb"), read_only=True) as db:
+            (rows,) = db.execute("select count(*) from marts.customer_orders").fetchone()
+        assert rows > 0
+
+    broken = copy_template(tmp_path / "broken")
+    (broken / "dbt_up" / "models" / "marts" / "orders" / "public_orders.sql").write_text("select nope\n")
+    proc = subprocess.run([*script, "--root", str(broken)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == "dbt build failed: dbt_up"
+    assert not (broken / "dbt_down" / "target").exists()  # consumers never started

@@ -83,3 +83,33 @@ def test_unreadable_results_exit_2_and_write_nothing(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
     assert not (tmp_path / "scaling.png").exists()
+
+
+def _flow(seconds: float) -> dict[str, Any]:
+    stat = {"median": seconds, "min": seconds, "max": seconds}
+    return {"wall_seconds": stat, "peak_rss_mb": {"median": 50.0, "min": 50.0, "max": 50.0}}
+
+
+def test_flow_ratios_set_the_mesh_against_both_references() -> None:
+    from mesh.bench.runner import flow_ratios, goals
+
+    ratio = flow_ratios({"mesh": _flow(18.0), "poc": _flow(30.0), "bare": _flow(16.0)})
+    assert ratio == pytest.approx(
+        {"mesh_vs_poc_flow": 0.6, "mesh_vs_bare_dbt_flow": 1.125, "bare_dbt_vs_poc_flow": 16 / 30}
+    )
+    # the goal is against the proof of concept; dbt alone is the floor it is read against
+    assert [(g["ratio"], g["met"]) for g in goals(ratio, [])] == [("mesh_vs_poc_flow", False)]
+    # results written before dbt alone was measured: its ratios are unknown
+    older = flow_ratios({"mesh": _flow(18.0), "poc": _flow(30.0)})
+    assert older["mesh_vs_bare_dbt_flow"] is None and older["bare_dbt_vs_poc_flow"] is None
+    assert older["mesh_vs_poc_flow"] == pytest.approx(0.6)
+
+
+def test_the_flow_table_shows_dbt_alone_when_it_was_measured() -> None:
+    from mesh.bench.report import table
+
+    doc = results()
+    doc["flows"] = {"mesh": _flow(18.0), "poc": _flow(30.0), "bare": _flow(16.0)}
+    assert "| dbt alone, as the mesh runs it (`bench/bare_dbt_flow.py`) | 16.0" in table(doc)
+    del doc["flows"]["bare"]
+    assert "dbt alone" not in table(doc)
