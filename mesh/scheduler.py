@@ -131,6 +131,8 @@ def worker_main(spec: WorkerSpec, channel: Any) -> None:
             name, "failed", exit_code=1,
             error=f"internal error {type(exc).__name__}: {exc}; full trace in {spec.log}",
         )
+    if outcome.timings:  # where this project's time went, for whoever reads its log
+        print(f"mesh: {name} {outcome.status} in {outcome.seconds:.1f}s: {outcome.timing_line()}")
     channel.put(("done", name, outcome))
 
 

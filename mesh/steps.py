@@ -75,6 +75,24 @@ class ProjectOutcome:
     exit_code: int = 0
     step: str | None = None  # the step that failed or was interrupted
     since: str | None = None  # skipped: unchanged since
+    timings: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
+    _entered: float = 0.0  # time.monotonic() when the current step began
+
+    def enter(self, step: str | None) -> None:
+        """The current step ends (its time is added to `timings`) and `step` begins."""
+        self.stop_clock()
+        self.step = step
+
+    def stop_clock(self) -> None:
+        """Add the current step's time so far to `timings` (the step stays current)."""
+        now = time.monotonic()
+        if self.step is not None:
+            self.timings[self.step] = self.timings.get(self.step, 0.0) + now - self._entered
+        self._entered = now
+
+    def timing_line(self) -> str:
+        """`deps 0.0s, build 5.1s, …` in the order the steps ran."""
+        return ", ".join(f"{step} {seconds:.1f}s" for step, seconds in self.timings.items())
 
 
 def _has_seeds(mesh: Mesh, name: str) -> bool:
@@ -173,6 +191,7 @@ def run_project(mesh: Mesh, name: str, options: BuildOptions, step: Step) -> Pro
         outcome.status, outcome.error, outcome.exit_code = "failed", str(exc), exc.exit_code
         outcome.error_type = type(exc).__name__
     finally:
+        outcome.stop_clock()
         outcome.seconds = time.monotonic() - started
         outcome.finished_at = time.time()
     return outcome
@@ -190,9 +209,10 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
             f"ignored: {name} does not read upstreams through dbt-loom (mesh.yml upstreams_via)"
         )
 
-    outcome.step = "deps"
+    outcome.enter("deps")
     if ensure_packages(mesh, name):
         outcome.notes.append("packages installed (dbt deps)")
+    outcome.enter("prepare")  # the fingerprint of the inputs, the audit location
     inputs = None
     if options.record_fingerprint and options.complete:
         from mesh import fingerprint
@@ -207,17 +227,18 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
     build_env = audit.env() if audit is not None else {}
 
     with dbt_environment(build_env):
-        outcome.step = "gate"
+        outcome.enter("gate")
         parsed = _gate(mesh, name, options, outcome, step) if options.gate else None
 
-        outcome.step = "build"
         seeds: list[str] = []
         if _has_seeds(mesh, name):
             if parsed is None:
+                outcome.enter("parse")  # which seeds the project's own sources read
                 step("build", "parsing")
                 run_dbt(mesh, name, ["parse"])
                 parsed = project.target_dir / "manifest.json"
             seeds = seeds_read_by_sources(load_manifest(parsed, project=name), name)
+        outcome.enter("build")
         if audit is not None:
             audit.prepare()
         if seeds:
@@ -242,7 +263,7 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
             manifest = load_manifest(project.target_dir / "manifest.json", project=name)
             public = bool(public_node_ids(manifest))
             if options.gate and options.complete and public:
-                outcome.step = "audit"
+                outcome.enter("audit")
                 step("audit", "publish audit and contract gate on the built interface")
                 try:
                     _publish_audit(mesh, name, options, outcome)
@@ -253,7 +274,7 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
     outcome.notes.append(f"built: {run.counts()}")
 
     if audit is not None:
-        outcome.step = "swap"
+        outcome.enter("swap")
         step("swap", audit.description)
         audit.promote()
 
@@ -262,7 +283,7 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
             from mesh.contracts import publish_gate
             from mesh.publish import publish_project
 
-            outcome.step = "publish"
+            outcome.enter("publish")
             step("publish", "write-audit-publish")
             record: dict[str, object] = {}
             gate = publish_gate(
@@ -275,6 +296,7 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
             outcome.notes.append(_publish_note(result))
             if result.status == "published" and not _grants_by_swap(audit):
                 _sync_grants(mesh, name, previous, outcome)
+        outcome.enter("state")  # freshness of the public nodes, the project's private state
         if public and (publishes or options.save_state):
             from mesh.freshness import record_freshness
 
@@ -292,7 +314,7 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
     if project.upstreams and options.validate:
         from mesh.validate import validate_projects
 
-        outcome.step = "validate"
+        outcome.enter("validate")
         step("validate", "cross-project lineage")
         (report,) = validate_projects(mesh, [name])
         outcome.report = report
@@ -300,6 +322,7 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
             outcome.details.append(report.text())
             raise LineageError(f"lineage validation failed for {name}: run `invoke validate --project {name}` for the findings")
         outcome.notes.append(f"lineage: {len(report.edges)} cross-project edge{'s' if len(report.edges) != 1 else ''} validated")
+    outcome.enter("record")  # what the consumer uses upstream, the fingerprint of this build
     if project.upstreams and options.record_usage and options.complete:
         from mesh.usage import record_usage
 
@@ -309,7 +332,7 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
 
         manifest = load_manifest(project.target_dir / "manifest.json", project=name)
         fingerprint.record(mesh, name, inputs, fingerprint.built_relations(manifest, name))
-    outcome.step = None
+    outcome.enter(None)
 
 
 def _latest_doc(mesh: Mesh, name: str) -> Json | None:

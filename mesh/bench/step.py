@@ -137,6 +137,7 @@ def _work(args: argparse.Namespace) -> Callable[[], dict[str, Any]]:
                         "seconds": o.seconds,
                         "started_at": o.started_at,
                         "finished_at": o.finished_at,
+                        "steps": o.timings,
                     }
                     for o in result.outcomes
                 },

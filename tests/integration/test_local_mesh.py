@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -77,6 +78,20 @@ def test_source_consumer_lineage_maps_back_to_upstream_models(built_template: Pa
 def test_build_is_warning_free(built_template: Path) -> None:
     warnings = orjson.loads((built_template / "warnings.json").read_bytes())
     assert warnings == {"dbt_up": [], "dbt_down": [], "dbt_down_loom": []}
+
+
+def test_each_log_ends_with_where_the_projects_time_went(built_template: Path) -> None:
+    for project, steps in {
+        "dbt_up": ["deps", "prepare", "gate", "parse", "build", "audit", "swap", "publish", "state",
+                   "record"],
+        "dbt_down": ["deps", "prepare", "gate", "build", "swap", "state", "validate", "record"],
+    }.items():
+        last = (built_template / "logs" / f"{project}.log").read_text().rstrip().splitlines()[-1]
+        match = re.fullmatch(rf"mesh: {project} built in ([0-9.]+)s: (.*)", last)
+        assert match, last
+        timings = {k: float(v[:-1]) for k, v in (part.split() for part in match[2].split(", "))}
+        assert list(timings) == steps
+        assert timings["build"] > 0.5 and sum(timings.values()) <= float(match[1]) + 0.1
 
 
 def test_consumer_cannot_write_to_upstream_database(workspace: Path) -> None:
