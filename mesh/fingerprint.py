@@ -175,11 +175,14 @@ def built_relations(manifest: Json, project: str) -> list[str]:
 
 
 def relations_exist(mesh: Mesh, name: str, relations: list[str]) -> bool:
-    """Whether every relation still exists (DuckDB: read the project's file; other adapters: the
-    fingerprint is trusted, see README)."""
+    """Whether every relation still exists (DuckDB: read the project's file; Snowflake: ask each
+    database's information schema as the project's role; other adapters: the fingerprint is
+    trusted, see README). Anything that cannot be checked counts as missing: the project builds."""
     from mesh.wap import profile_output, render_profile_value
 
     out = profile_output(mesh, name)
+    if out.type == "snowflake":
+        return _snowflake_relations_exist(mesh, name, relations)
     if out.type != "duckdb":
         return True
     raw = str(out.output.get("path") or "")
@@ -200,6 +203,31 @@ def relations_exist(mesh: Mesh, name: str, relations: list[str]) -> bool:
     except duckdb.Error:
         return False
     present = {".".join(str(part).lower() for part in row) for row in rows}
+    return all(relation.lower() in present for relation in relations)
+
+
+def _snowflake_relations_exist(mesh: Mesh, name: str, relations: list[str]) -> bool:
+    from mesh.errors import MeshError
+    from mesh.snowflake import Session, check_identifier, load_layout, project_connection_settings
+
+    databases = sorted({relation.split(".", 1)[0] for relation in relations})
+    present: set[str] = set()
+    try:
+        spec = load_layout(mesh.root).projects[name]
+        settings = project_connection_settings(spec, query_tag="dbt-mesh-fingerprint")
+        with Session(settings, label="relations check") as session:
+            for database in databases:
+                schema = f"{check_identifier('database', database)}.information_schema"
+                # Snowflake lists views among its tables too; the union also reads emulators
+                # that list them only among views.
+                rows = session.run(
+                    f"SELECT table_catalog, table_schema, table_name FROM {schema}.tables UNION "
+                    f"SELECT table_catalog, table_schema, table_name FROM {schema}.views",
+                    missing_ok=True,  # a dropped database: its relations are missing
+                )
+                present.update(".".join(str(part).lower() for part in row) for row in rows or [])
+    except (MeshError, KeyError):
+        return False
     return all(relation.lower() in present for relation in relations)
 
 

@@ -243,11 +243,11 @@ def test_prod_builds_pass_without_dbt_warnings(rehearsal: Rehearsal) -> None:
     assert {p: r.warnings for p, r in builds.items()} == {p: [] for p in builds}
 
 
-def test_consumers_read_across_databases_on_the_emulator(rehearsal: Rehearsal) -> None:
+def _snowflake(rehearsal: Rehearsal) -> Any:
     import snowflake.connector
 
     env = rehearsal.emulation.env
-    conn = snowflake.connector.connect(
+    return snowflake.connector.connect(
         account=env["SNOWFLAKE_ACCOUNT"],
         user=env["SNOWFLAKE_USER"],
         private_key_file=env["SNOWFLAKE_PRIVATE_KEY_PATH"],
@@ -255,6 +255,10 @@ def test_consumers_read_across_databases_on_the_emulator(rehearsal: Rehearsal) -
         port=int(env["SNOWFLAKE_PORT"]),
         protocol="http",
     )
+
+
+def test_consumers_read_across_databases_on_the_emulator(rehearsal: Rehearsal) -> None:
+    conn = _snowflake(rehearsal)
     try:
         cur = conn.cursor()
         counts = {}
@@ -268,6 +272,25 @@ def test_consumers_read_across_databases_on_the_emulator(rehearsal: Rehearsal) -
     finally:
         conn.close()
     assert all(n > 0 for n in counts.values()), counts
+
+
+def test_unchanged_projects_skip_until_one_of_their_tables_is_dropped(rehearsal: Rehearsal) -> None:
+    """On Snowflake the skip asks each project's database whether its relations are still there."""
+
+    def statuses() -> dict[str, str]:
+        run = run_mesh(rehearsal.mesh, say=lambda _line: None)
+        return {o.project: o.status for o in run.outcomes}
+
+    assert statuses() == {"dbt_up": "skipped", "dbt_down": "skipped", "dbt_down_loom": "skipped"}
+    conn = _snowflake(rehearsal)
+    try:
+        conn.cursor().execute("drop table DBT_DOWN_PROD.MARTS.CUSTOMER_ORDERS")
+        assert statuses() == {"dbt_up": "skipped", "dbt_down": "built", "dbt_down_loom": "skipped"}
+        cur = conn.cursor()
+        cur.execute("select count(*) from DBT_DOWN_PROD.MARTS.CUSTOMER_ORDERS")
+        assert cur.fetchone()[0] > 0  # type: ignore[index]
+    finally:
+        conn.close()
 
 
 def test_loom_reads_the_registry_object_through_aws_endpoint(

@@ -130,3 +130,18 @@ def test_a_mesh_in_another_folder_keeps_its_fingerprints(workspace: Path) -> Non
     nothing changed, so nothing rebuilds; the warehouse path is fingerprinted relative to the mesh."""
     result = run(workspace)
     assert statuses(result) == {"dbt_up": "skipped", "dbt_down": "skipped", "dbt_down_loom": "skipped"}
+
+
+def test_on_snowflake_a_relations_check_that_cannot_connect_means_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without credentials (or a reachable account) the relations cannot be confirmed: the project
+    builds rather than being skipped on trust."""
+    from mesh import fingerprint
+
+    root = copy_template(tmp_path / "mesh")
+    for name in list(os.environ):
+        if name.startswith("SNOWFLAKE_") or name.endswith("_SNOWFLAKE_USER"):
+            monkeypatch.delenv(name)
+    mesh = load_mesh(root, "prod")
+    assert fingerprint.relations_exist(mesh, "dbt_up", ["DBT_UP_PROD.marts.public_orders"]) is False
