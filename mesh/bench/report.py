@@ -57,30 +57,43 @@ def table(results: Json) -> str:
         )
         + " |"
     )
-    flows = results.get("flows")
-    if flows:
-        lines += [
-            "",
-            "| flow on the template projects | wall s | MB |",
-            "|---|---:|---:|",
-            f"| `invoke mesh` | {_cell(flows['mesh']['wall_seconds'])} | "
-            f"{flows['mesh']['peak_rss_mb']['median']:.0f} |",
-            "| proof of concept's flow (`bench/poc_flow.py`) | "
-            f"{_cell(flows['poc']['wall_seconds'])} | "
-            f"{flows['poc']['peak_rss_mb']['median']:.0f} |",
-        ]
-        if flows.get("bare"):  # results written before this flow was measured have none
-            lines.append(
-                "| dbt alone, as the mesh runs it (`bench/bare_dbt_flow.py`) | "
-                f"{_cell(flows['bare']['wall_seconds'])} | "
-                f"{flows['bare']['peak_rss_mb']['median']:.0f} |"
-            )
+    lines += flow_lines(results)
     lines += ["", "| goal | measured | met |", "|---|---:|:---:|"]
     for goal in results["goals"]:
         value = goal["value"]
         shown = f"{100 * value:.1f}%" if "interface" in goal["ratio"] else f"{value:.2f}x"
         lines.append(f"| {goal['goal']} | {shown} | {'yes' if goal['met'] else '**no**'} |")
     return "\n".join(lines)
+
+
+FLOW_TITLES = {
+    "mesh": "`invoke mesh`",
+    "poc": "proof of concept's flow (`bench/poc_flow.py`)",
+    "bare": "dbt alone, as the mesh runs it (`bench/bare_dbt_flow.py`)",
+}
+
+
+def flow_lines(results: Json) -> list[str]:
+    """The template flows (median and min-max wall seconds, peak MB) and their ratios; nothing
+    when they were not measured. Results written before a flow was measured lack its row."""
+    from mesh.bench.runner import FLOW_RATIOS
+
+    flows = results.get("flows")
+    if not flows:
+        return []
+    lines = ["", "| flow on the template projects | wall s | MB |", "|---|---:|---:|"]
+    for flow, title in FLOW_TITLES.items():
+        if flows.get(flow):
+            figures = flows[flow]
+            lines.append(
+                f"| {title} | {_cell(figures['wall_seconds'])} | "
+                f"{figures['peak_rss_mb']['median']:.0f} |"
+            )
+    measured = [(k, v) for k, v in (results.get("ratios") or {}).items() if k in FLOW_RATIOS and v]
+    if measured:
+        lines.append("")
+        lines.append(", ".join(f"{key} {value:.2f}x" for key, value in measured))
+    return lines
 
 
 # --- the scaling plot: one panel per question ----------------------------------------------------

@@ -545,7 +545,7 @@ def run_bench(config: BenchConfig, say: Say = print) -> Json:
         mesh_goals,
         mesh_ratios,
     )
-    from mesh.bench.report import mesh_scale_table, plot, plot_mesh_scale, table
+    from mesh.bench.report import flow_lines, mesh_scale_table, plot, plot_mesh_scale, table
 
     config.output.mkdir(parents=True, exist_ok=True)
     config.cache.mkdir(parents=True, exist_ok=True)
@@ -625,6 +625,8 @@ def run_bench(config: BenchConfig, say: Say = print) -> Json:
     if config.models:
         plot(results, config.output / "scaling.png")
         say(table(results))
+    elif config.flows:
+        say("\n".join(flow_lines(results)).strip())
     if config.projects:
         plot_mesh_scale(results, config.output / "mesh_scale.png")
         say(mesh_scale_table(results))

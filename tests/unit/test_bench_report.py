@@ -113,3 +113,15 @@ def test_the_flow_table_shows_dbt_alone_when_it_was_measured() -> None:
     assert "| dbt alone, as the mesh runs it (`bench/bare_dbt_flow.py`) | 16.0" in table(doc)
     del doc["flows"]["bare"]
     assert "dbt alone" not in table(doc)
+
+
+def test_a_flows_only_run_prints_the_flows_and_their_ratios() -> None:
+    from mesh.bench.report import flow_lines
+    from mesh.bench.runner import flow_ratios
+
+    flows = {"mesh": _flow(18.0), "poc": _flow(30.0), "bare": _flow(16.0)}
+    lines = flow_lines({"flows": flows, "ratios": flow_ratios(flows)})
+    assert lines[3].startswith("| `invoke mesh` | 18.0")
+    assert lines[5].startswith("| dbt alone, as the mesh runs it (`bench/bare_dbt_flow.py`) | 16.0")
+    assert lines[-1] == "mesh_vs_poc_flow 0.60x, mesh_vs_bare_dbt_flow 1.12x, bare_dbt_vs_poc_flow 0.53x"
+    assert flow_lines({"flows": None, "ratios": {}}) == []
