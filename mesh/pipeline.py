@@ -152,7 +152,8 @@ class MeshRun:
                 detail = f"unchanged since {(o.since or '').replace('T', ' ')[:19]} UTC"
             else:
                 detail = o.error or ""
-            took = f"{o.seconds:5.1f}s  " if o.status in ("built", "failed", "interrupted") else " " * 8
+            ran = o.started_at and o.status in ("built", "failed", "interrupted")  # in a worker
+            took = f"{o.seconds:5.1f}s  " if ran else " " * 8
             lines.append(f"  {o.project:{width}} {o.status:8} {took}{detail}")
         if self.lineage:
             lines.append(f"  {'lineage':{width}} {self.lineage}")

@@ -39,16 +39,18 @@ def test_a_failed_step_stays_current_with_its_time_counted(monkeypatch: pytest.M
 def test_the_summary_shows_how_long_each_project_that_ran_took() -> None:
     run = MeshRun(
         outcomes=[
-            ProjectOutcome("dbt_up", "built", seconds=7.84),
-            ProjectOutcome("dbt_down", "failed", seconds=3.0, error="dbt build failed"),
+            ProjectOutcome("dbt_up", "built", seconds=7.84, started_at=1.0),
+            ProjectOutcome("dbt_down", "failed", seconds=3.0, started_at=1.0, error="dbt build failed"),
+            ProjectOutcome("marketing", "failed", step="sync", error="sync failed"),  # in the parent
             ProjectOutcome("dbt_down_loom", "blocked", error="upstream dbt_down did not build"),
             ProjectOutcome("finance", "skipped", since="2026-11-29T09:00:00+00:00"),
         ],
         seconds=11.0,
     )
     lines = run.summary()
-    assert lines[0] == "mesh local (11.0s): 1 built, 1 skipped, 1 failed, 1 blocked"
+    assert lines[0] == "mesh local (11.0s): 1 built, 1 skipped, 2 failed, 1 blocked"
     assert lines[1] == "  dbt_up          built      7.8s  built"
     assert lines[2] == "  dbt_down        failed     3.0s  dbt build failed"
-    assert lines[3] == "  dbt_down_loom   blocked          upstream dbt_down did not build"
-    assert lines[4] == "  finance         skipped          unchanged since 2026-11-29 09:00:00 UTC"
+    assert lines[3] == "  marketing       failed           sync failed"
+    assert lines[4] == "  dbt_down_loom   blocked          upstream dbt_down did not build"
+    assert lines[5] == "  finance         skipped          unchanged since 2026-11-29 09:00:00 UTC"
