@@ -47,20 +47,10 @@ def run(root: Path) -> float:
     """The flow on a copy of the template mesh; returns its wall time in seconds."""
     root = root.resolve()
     started = time.perf_counter()
-    os.environ.update(
-        {
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "DO_NOT_TRACK": "1",
-            "MESH_WAREHOUSE_DIR": str(root / "warehouse"),
-        }
-    )
-    os.environ.pop("DBT_LOOM_CONFIG", None)
-    (root / "warehouse").mkdir(exist_ok=True)
+    env = poc_flow.prepare(root)  # the workers inherit this process's environment
+    os.environ.clear()
+    os.environ.update(env)
     registry = root / "registry"
-    (root / "dbt_down_loom" / "dbt_loom.config.yml").write_text(
-        f"manifests:\n  - name: {poc_flow.UPSTREAM}\n    type: file\n    config:\n"
-        f"      path: {poc_flow._registry_latest(registry)}\n"
-    )
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["dbt.cli.main", ADAPTER])
     profiles = str(root / "profiles")

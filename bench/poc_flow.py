@@ -102,10 +102,9 @@ def validate(root: Path) -> int:
     return 1 if failed else 0
 
 
-def run(root: Path) -> float:
-    """The whole flow on a copy of the template mesh; returns its wall time in seconds."""
-    root = root.resolve()
-    bin_dir = Path(sys.executable).parent
+def prepare(root: Path) -> dict[str, str]:
+    """The environment the flow's dbt runs see, its warehouse folder, and dbt_down_loom's
+    dbt-loom config (committed in the proof of concept: dbt-loom reads the full published manifest)."""
     env = {
         **os.environ,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
@@ -113,13 +112,20 @@ def run(root: Path) -> float:
         "MESH_WAREHOUSE_DIR": str(root / "warehouse"),
     }
     env.pop("DBT_LOOM_CONFIG", None)
-    registry = root / "registry"
     (root / "warehouse").mkdir(exist_ok=True)
-    # Committed in the proof of concept's dbt_down_loom: dbt-loom reads the full published manifest.
     (root / "dbt_down_loom" / "dbt_loom.config.yml").write_text(
         f"manifests:\n  - name: {UPSTREAM}\n    type: file\n    config:\n"
-        f"      path: {_registry_latest(registry)}\n"
+        f"      path: {_registry_latest(root / 'registry')}\n"
     )
+    return env
+
+
+def run(root: Path) -> float:
+    """The whole flow on a copy of the template mesh; returns its wall time in seconds."""
+    root = root.resolve()
+    bin_dir = Path(sys.executable).parent
+    env = prepare(root)
+    registry = root / "registry"
     dbt_args = ["--profiles-dir", str(root / "profiles"), "--target", "local"]
     script = [sys.executable, str(Path(__file__).resolve())]
 

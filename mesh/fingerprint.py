@@ -208,13 +208,12 @@ def relations_exist(mesh: Mesh, name: str, relations: list[str]) -> bool:
 
 def _snowflake_relations_exist(mesh: Mesh, name: str, relations: list[str]) -> bool:
     from mesh.errors import MeshError
-    from mesh.snowflake import Session, check_identifier, load_layout, project_connection_settings
+    from mesh.snowflake import Session, check_identifier, mesh_project_settings
 
     databases = sorted({relation.split(".", 1)[0] for relation in relations})
     present: set[str] = set()
     try:
-        spec = load_layout(mesh.root).projects[name]
-        settings = project_connection_settings(spec, query_tag="dbt-mesh-fingerprint")
+        settings = mesh_project_settings(mesh, name, "dbt-mesh-fingerprint")
         with Session(settings, label="relations check") as session:
             for database in databases:
                 schema = f"{check_identifier('database', database)}.information_schema"
@@ -226,7 +225,7 @@ def _snowflake_relations_exist(mesh: Mesh, name: str, relations: list[str]) -> b
                     missing_ok=True,  # a dropped database: its relations are missing
                 )
                 present.update(".".join(str(part).lower() for part in row) for row in rows or [])
-    except (MeshError, KeyError):
+    except MeshError:
         return False
     return all(relation.lower() in present for relation in relations)
 

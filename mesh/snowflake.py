@@ -867,6 +867,16 @@ def project_connection_settings(
     )
 
 
+def mesh_project_settings(mesh: Any, project: str, query_tag: str) -> ConnectionSettings:
+    """`project_connection_settings` of a project of `mesh` (a `mesh.config.Mesh` or a
+    `MeshLayout`); ConfigError when mesh.yml does not define it."""
+    layout = mesh if isinstance(mesh, MeshLayout) else load_layout(Path(mesh.root))
+    spec = layout.projects.get(project)
+    if spec is None:
+        raise ConfigError(f"project {project!r} is not in mesh.yml")
+    return project_connection_settings(spec, query_tag=query_tag)
+
+
 def run_grant_statements(
     statements: Sequence[str],
     settings: ConnectionSettings,

@@ -45,7 +45,7 @@ from mesh.snowflake import (
     check_identifier,
     grant_changes,
     load_layout,
-    project_connection_settings,
+    mesh_project_settings,
 )
 
 __all__ = [
@@ -429,8 +429,7 @@ def rewrite_manifest_file(path: Path, plan: WapPlan) -> None:
 def _settings(mesh: Any, plan: WapPlan, settings: ConnectionSettings | None) -> ConnectionSettings:
     if settings is not None:
         return settings
-    layout = mesh if isinstance(mesh, MeshLayout) else load_layout(Path(mesh.root))
-    return project_connection_settings(layout.projects[plan.project], query_tag="dbt-mesh-wap")
+    return mesh_project_settings(mesh, plan.project, "dbt-mesh-wap")
 
 
 def _databases(session: Session, plan: WapPlan) -> dict[str, Any]:

@@ -412,8 +412,8 @@ def versions() -> Json:
     return found
 
 
-def ratios(sizes: dict[str, Json], flows: Json | None) -> Json:
-    """The model-count and template-flow ratios (medians of op seconds and of peak RSS)."""
+def ratios(sizes: dict[str, Json]) -> Json:
+    """The model-count ratios (medians of op seconds and of peak RSS)."""
     out: Json = {}
 
     def op(n: str, step: str) -> float:
@@ -458,7 +458,6 @@ def ratios(sizes: dict[str, Json], flows: Json | None) -> Json:
         lo, hi = counts[-2], counts[-1]
         for step in STEPS:
             out[f"scaling_{step}_{hi}_vs_{lo}"] = op(hi, step) / op(lo, step)
-    out.update(flow_ratios(flows))
     return out
 
 
@@ -560,7 +559,7 @@ def run_bench(config: BenchConfig, say: Say = print) -> Json:
             say(f"{models} upstream models:")
             sizes[str(models)] = bench_size(config, models, say)
         ratio = {k: v for k, v in ratio.items() if not _model_ratio(k)}
-        ratio.update({k: v for k, v in ratios(sizes, None).items() if _model_ratio(k)})
+        ratio.update(ratios(sizes))
         results.update(
             {
                 "started_at": started.isoformat(timespec="seconds"),
