@@ -74,11 +74,10 @@ def mesh(
 
     if jobs < 0:
         raise Exit(f"error: --jobs takes a number of projects (0: one per core), got {jobs}", code=2)
-    result = run_mesh(
+    run_mesh(
         _mesh(target), say=None, jobs=jobs, full=full or full_refresh, full_refresh=full_refresh,
-        verbose=verbose,
+        verbose=verbose, show=print,
     )
-    print("\n".join(result.summary()))
 
 
 def _confirm(question: str, refusal: str) -> None:
@@ -127,8 +126,11 @@ def down(c: Context, target: str | None = None, yes: bool = False) -> None:
         return
     from mesh.pipeline import clean_local
 
-    removed = clean_local(m)
+    done = clean_local(m)
+    removed, kept = done.removed, done.kept
     print(f"down: removed {len(removed)} path{'s' if len(removed) != 1 else ''}" + "".join(f"\n  {p.relative_to(ROOT)}" for p in removed))
+    if kept:
+        print(f"down: kept {len(kept)} file{'s' if len(kept) != 1 else ''} git tracks" + "".join(f"\n  {p.relative_to(ROOT)}" for p in kept))
 
 
 @task(

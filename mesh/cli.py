@@ -295,11 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "run":
             from mesh.pipeline import run_mesh
 
-            result = run_mesh(
+            run_mesh(
                 mesh, say=None, jobs=args.jobs, full=args.full or args.full_refresh,
-                full_refresh=args.full_refresh, verbose=args.verbose,
+                full_refresh=args.full_refresh, verbose=args.verbose, show=print,
             )
-            print("\n".join(result.summary()))
         elif args.command == "lineage":
             from mesh.lineage import run_lineage
 

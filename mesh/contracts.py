@@ -66,8 +66,8 @@ from typing import Any
 
 from mesh.config import Mesh
 from mesh.errors import BreakingChangeError, ConfigError, ManifestError
-from mesh.manifest import Json, extract_interface, load_interface, load_manifest, public_node_ids
-from mesh.registry import Entry
+from mesh.manifest import Json, load_interface, load_manifest, public_node_ids
+from mesh.registry import Entry, read_baseline
 from mesh.text import plural
 from mesh.usage import ALL_COLUMNS, Feed, MeshUsage, Use, read_usage
 
@@ -417,7 +417,7 @@ class _Differ:
         for name, col in new_cols.items():
             if name not in old_cols:
                 seen = judged or (observed_before and _observed(col))
-                add(COLUMN_ADDED, name, None, col.get("data_type"), f"Column was added: {name} ({col.get('data_type')})", _ADDITION if seen else None)
+                add(COLUMN_ADDED, name, None, col.get("data_type"), f"Column was added: {name} ({col.get('data_type') or 'type known after the build'})", _ADDITION if seen else None)
         old_model_cons = list(old.get("constraints") or [])
         new_model_cons = list(new.get("constraints") or [])
         for constraint in old_model_cons:
@@ -642,6 +642,10 @@ class GateResult:
     reason: str | None = None
     impacts: list[Impact] = field(default_factory=list)
     without_lineage: list[str] = field(default_factory=list)  # records that predate column lineage
+    assumed: dict[str, str] = field(default_factory=dict)  # consumer -> why its usage is unknown
+    compared: str = ""  # what was compared with what, and where the columns came from
+    unjudged: dict[str, str] = field(default_factory=dict)  # public node -> why its code was not read
+    protected: bool = True  # an audit step judges, after the build, what the code could not tell
 
     @property
     def breaking(self) -> list[ContractChange]:
@@ -649,7 +653,12 @@ class GateResult:
 
     @property
     def hits(self) -> list[Hit]:
-        return sorted((hit for i in self.impacts if i.change.breaking for hit in i.hits), key=_hit_order)
+        found: dict[tuple[Any, ...], Hit] = {}
+        for impact in self.impacts:
+            if impact.change.breaking:
+                for hit in impact.hits:  # a versioned node's unknown usage is pinned and unpinned
+                    found.setdefault((id(hit.change), hit.use.consumer, hit.use.node, hit.column, hit.path), hit)
+        return sorted(found.values(), key=_hit_order)
 
     @property
     def unconsumed(self) -> list[ContractChange]:
@@ -702,11 +711,41 @@ class GateResult:
     def summary(self) -> str:
         if self.against is None:
             return f"check {self.project}/{self.env}: no published contract yet; nothing to compare"
-        consumers = sorted({u.consumer for u in self.uses})
+        consumers = sorted({u.consumer for u in self.uses} - set(self.assumed))
+        assumed = f"; usage unknown: {', '.join(sorted(self.assumed))}" if self.assumed else ""
         return (
             f"check {self.project}/{self.env} against latest {self.against}: {plural(len(self.changes), 'change')}, "
-            f"{len(self.breaking)} breaking; consumers on record: {', '.join(consumers) or 'none'}"
+            f"{len(self.breaking)} breaking; consumers on record: {', '.join(consumers) or 'none'}{assumed}"
         )
+
+    def judged_lines(self) -> list[str]:
+        """What was compared, and each public node the gate could not judge from its code."""
+        lines = [f"compared: {self.compared}"] if self.compared else []
+        after = (
+            "the audit step judges it after the build, before anything is swapped in"
+            if self.protected
+            else "nothing protects its consumers (wap: false: no audit step)"
+        )
+        for uid, why in sorted(self.unjudged.items()):
+            lines.append(f"cannot judge {short_id(uid)} from code: {why}; {after}")
+        for consumer, why in sorted(self.assumed.items()):
+            lines.append(
+                f"usage of {consumer} unknown ({why}): assumed to read everything; a passing build of "
+                f"{consumer} records it (invoke build --project {consumer} --save-state, or invoke mesh)"
+            )
+        return lines
+
+    def change_names(self) -> list[str]:
+        """Every change that hits nobody, named with its category: `column_added order_facts.x`,
+        `column_removed (unused) orders.note`, `column_removed (breaking, unused) orders.id`."""
+        hit = {id(i.change) for i in self.impacts if i.hits}
+        names = []
+        for change in self.changes:
+            if id(change) in hit:
+                continue  # in the table of hits
+            tag = " (breaking, unused)" if change.breaking else " (unused)" if change.usage_decides else ""
+            names.append(f"{change.kind}{tag} {change.target}")
+        return names
 
     def hits_line(self) -> str:
         projects = self.hit_projects()
@@ -729,7 +768,7 @@ class GateResult:
     def lines(self) -> list[str]:
         if self.against is None:
             return [self.summary()]
-        lines = [self.summary()]
+        lines = [self.summary(), *(f"  {line}" for line in self.judged_lines())]
         lines += [f"  {c.line()}" for c in self.changes]
         if not self.changes:
             lines.append("  the interface is unchanged")
@@ -751,7 +790,11 @@ class GateResult:
             "blocked": self.blocked,
             "allowed": self.allowed,
             "reason": self.reason,
-            "consumers_on_record": sorted({u.consumer for u in self.uses}),
+            "consumers_on_record": sorted({u.consumer for u in self.uses} - set(self.assumed)),
+            "compared": self.compared,
+            "not_judged": [{"node": uid, "why": why} for uid, why in sorted(self.unjudged.items())],
+            "protected_by_audit": self.protected,
+            "usage_unknown": [{"consumer": c, "why": why} for c, why in sorted(self.assumed.items())],
             "changes": [c.to_json() for c in self.changes],
             "hits": [
                 {
@@ -798,6 +841,9 @@ class GateResult:
         else:
             verdict = "**passes**: no breaking change"
         out = [f"<!-- mesh check {self.project}/{self.env} -->", f"### {title}: {verdict}", "", self.summary(), ""]
+        judged = self.judged_lines()
+        if judged:
+            out += [f"- {_cell(line)}" for line in judged] + [""]
         if self.changes:
             out += ["| | change | model / column | message | mode |", "|---|---|---|---|---|"]
             for c in self.changes:
@@ -865,6 +911,11 @@ class GateResult:
             ]
         elif self.breaking:
             doc["breaking_changes"] = [c.to_json() for c in self.breaking]
+        named = self.change_names()
+        if named:
+            doc["changes"] = named
+        if self.assumed:
+            doc["usage_unknown"] = sorted(self.assumed)
         return doc
 
 
@@ -919,10 +970,45 @@ def evaluate_usage(
     allow_breaking: bool = False,
     reason: str | None = None,
 ) -> GateResult:
-    """`evaluate` against every usage record of the mesh (uses, lineage, records without it)."""
-    return evaluate(
+    """`evaluate` against every usage record of the mesh (uses, lineage, records without it, and
+    the consumers whose usage is unknown, assumed to read everything: `gate_usage`)."""
+    result = evaluate(
         project, env, against, changes, usage.uses, allow_breaking, reason, usage.lineage, usage.without_lineage
     )
+    result.assumed = dict(usage.assumed)
+    return result
+
+
+UNKNOWN_USAGE = "(usage unknown)"
+
+
+def known_consumers(mesh: Mesh, producer: str) -> list[str]:
+    """Every project the mesh knows reads `producer`: mesh.yml's (their dependencies.yml), and any
+    whose last passing build recorded it as an upstream (its fingerprint record: consumers in other
+    repositories)."""
+    from mesh import fingerprint
+
+    found = set(mesh.consumers_of(producer)) if producer in mesh.config.projects else set()
+    found |= set(fingerprint.recorded_consumers(mesh, producer))
+    found.discard(producer)
+    return sorted(found)
+
+
+def gate_usage(mesh: Mesh, producer: str, published: Json) -> MeshUsage:
+    """The usage the gate judges `producer`'s change by. It fails closed: a consumer the mesh knows
+    reads `producer` but whose usage record is missing, unreadable or silent about `producer`
+    counts as reading every column of every public node it could read (`published`)."""
+    usage = read_usage(mesh)
+    for consumer in known_consumers(mesh, producer):
+        if usage.covers(consumer, producer):
+            continue
+        usage.assumed[consumer] = usage.unreadable.get(consumer) or "no usage record of it"
+        for uid in sorted(published):
+            node = f"{_kind(uid)}.{consumer}.{UNKNOWN_USAGE}"
+            versioned = published[uid].get("version") not in (None, "")
+            for pinned in (False, True) if versioned else (False,):
+                usage.uses.append(Use(consumer, node, producer, uid, "ref", pinned, (ALL_COLUMNS,)))
+    return usage
 
 
 # --- the mesh --------------------------------------------------------------------------------------
@@ -942,44 +1028,53 @@ def check_project(
     reason: str | None = None,
     parse: bool = True,
     manifest_path: Path | None = None,
+    build_dir: Path | None = None,
+    protected: bool = True,
 ) -> GateResult:
     """The PR gate: would the working tree of `name` break a consumer of its published contract?
 
-    Parses the project (`dbt parse` into `target/check/`, so the last build's artifacts stay for
-    publish), extracts its interface and compares it with `latest`. Does not raise on a breaking
-    change: callers print `lines()` and raise `error()` when `blocked`. `manifest_path`: a parse
-    the caller made already (with `parse=False`). Refuses (exit 1), as
-    publish would, a public node without an enforced contract where mesh.yml requires contracts.
-    The columns of public nodes without a contract come from the warehouse (`ensure_catalog`).
+    Compiles the project's public nodes and their ancestors (`dbt compile` into `target/check/`, so
+    the last build's artifacts stay for publish), builds the interface the tree would publish
+    (columns from contracts, else from the code: mesh/code_interface.py) and compares it with
+    `latest`. Does not raise on a breaking change: callers print `lines()` and raise `error()` when
+    `blocked`. `manifest_path`: a compile the caller made already (with `parse=False`);
+    `build_dir`: the run's audit location, whose copy of the warehouse the compile read.
+    `protected`: an audit step judges, after the build, what the code cannot tell (write-audit-
+    publish); without it the report says that nothing protects those consumers. Refuses (exit 1),
+    as publish would, a public node without an enforced contract where mesh.yml requires contracts.
     """
-    from mesh.dbt import run_dbt
+    from mesh.code_interface import compile_tree, tree_interface
 
-    project = mesh.project(name)
     if allow_breaking and not (reason or "").strip():
         raise ConfigError('--allow-breaking needs --reason "why this break is acceptable" (it is recorded)')
-    check_dir = project.target_dir / "check"
+    entry, damaged = read_baseline(mesh.registry, name, mesh.env)
     if parse:
-        args = ["parse", "--target-path", str(check_dir)]
-        if project.upstreams:
+        if mesh.project(name).upstreams:
             from mesh.pipeline import sync_project
 
             sync_project(mesh, name)  # a change invalidates dbt's partial parsing
-        run_dbt(mesh, name, args)
-    manifest = load_manifest(manifest_path or check_dir / "manifest.json", project=name)
-    from mesh.publish import ensure_catalog, refuse_uncontracted
+        manifest_path = compile_tree(mesh, name, build_dir)
+    assert manifest_path is not None
+    manifest = load_manifest(manifest_path, project=name)
+    from mesh.publish import refuse_uncontracted
 
     ids = public_node_ids(manifest)
     refuse_uncontracted(mesh, name, manifest, ids)
-    catalog = ensure_catalog(mesh, name, manifest, ids)
-    nodes, _groups = extract_interface(manifest, ids, catalog=catalog)
-    entry = mesh.registry.read_latest(name, mesh.env)
     if entry is None:
         return GateResult(name, mesh.env, None)
     latest = load_interface(entry.body, f"{name}/{mesh.env} latest", name)
+    tree = tree_interface(mesh, name, manifest, ids, latest["nodes"], build_dir)
     changes = diff_interfaces(
-        latest["nodes"], nodes, adapter_type=_adapter(latest) or _adapter(manifest), manifest=manifest
+        latest["nodes"], tree.nodes, adapter_type=_adapter(latest) or _adapter(manifest), manifest=manifest
     )
-    return evaluate_usage(name, mesh.env, entry.version, changes, read_usage(mesh), allow_breaking, reason)
+    result = evaluate_usage(
+        name, mesh.env, entry.version, changes, gate_usage(mesh, name, latest["nodes"]), allow_breaking, reason
+    )
+    against = f"latest {entry.version}" if damaged is None else f"{entry.version} (latest {damaged} is damaged)"
+    result.compared = f"working tree vs {against}; {tree.counts()}"
+    result.unjudged = dict(tree.unjudged)
+    result.protected = protected
+    return result
 
 
 def publish_gate(
@@ -1008,7 +1103,10 @@ def publish_gate(
             latest["nodes"], nodes, adapter_type=_adapter(latest) or _adapter(manifest), manifest=manifest
         )
         version = str(latest["metadata"]["mesh"].get("version"))
-        result = evaluate_usage(name, mesh.env, version, changes, read_usage(mesh), allow_breaking, reason)
+        result = evaluate_usage(
+            name, mesh.env, version, changes, gate_usage(mesh, name, latest["nodes"]), allow_breaking, reason
+        )
+        result.compared = f"built interface vs latest {version}; columns from contracts and the warehouse"
         if result.breaking:
             for line in result.lines():
                 say(line)

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from mesh.config import Mesh
 from mesh.errors import BuildFailedError, ConfigError, Interrupted
 from mesh.reachable import check_snowflake_reachable
+from mesh.warehouse import release_dbt_connections
 
 _LOCK = threading.Lock()
 # dbt's anonymous usage tracking would try to reach the internet on every call.
@@ -282,6 +283,9 @@ def run_dbt(
             try:
                 outcome = dbtRunner(callbacks=[on_event]).invoke(full)
             finally:
+                # No DuckDB instance outlives the call: the next one (or the mesh's own reader)
+                # opens the file as it is then, never a copy that was deleted or renamed since.
+                release_dbt_connections()
                 if stream is not None:
                     stop_capture_stdout_logs()
     if isinstance(outcome.exception, KeyboardInterrupt):

@@ -1,26 +1,33 @@
 """Fingerprints of a project's build inputs: skip a build whose inputs did not change.
 
 A passing build records, in the registry beside the project's private state (object
-`fingerprint`, so CI runners share it), a hash of everything the build read:
-- the project's files dbt reads (models, macros, seeds, snapshots, tests, analyses, YAML, the
-  package spec and lock, local packages), including the files sync generated (so a new upstream
-  interface version the project was synced to changes it);
-- the profile's output for the target, and the values of the environment variables it reads;
-- the dbt, adapter and dbt-loom versions, and the build options (selection, full refresh);
-- the target, its env and whether write-audit-publish is on.
+`fingerprint`, so CI runners share it), a hash of everything the build read, in three parts so a
+run can say what changed:
+- `files`: the project's files dbt reads (models, macros, seeds, snapshots, tests, analyses, YAML,
+  the package spec and lock, local packages); never the folders the mesh itself writes (lineage,
+  logs, the warehouse, a registry folder), which sit inside the project in a repository per team;
+- `generated`: the files sync generated (a new upstream interface version changes them);
+- `context`: the profile's output for the target and the values of the environment variables it
+  reads, the dbt, adapter and dbt-loom versions, the build options, the target, its env and whether
+  write-audit-publish is on.
+It also records the relations the build wrote, the upstreams it read, and the **data version** of
+each upstream public node whose data the project stores or republishes (`data_inputs`: what its
+tables, incremental models, snapshots and public nodes read, through its own views).
 
-`invoke mesh` skips a project whose fingerprint matches its last passing build and whose relations
-still exist in the warehouse, and says so. A producer whose files changed rebuilds (its data
-changes) but publishes the same interface version, so its consumers' fingerprints do not change.
+`invoke mesh` skips a project whose fingerprint matches its last passing build, whose upstream data
+versions are the ones it was built from, and whose relations still exist in the warehouse; it says
+why it builds otherwise (`changed`, `upstream interface changed`, `upstream data changed: …`,
+`relations missing …`). A producer whose files changed rebuilds; when its public data did not
+change (a comment, a private model whose change does not reach it) its data versions stay, and its
+consumers are skipped. A record that cannot be read, or that names no relation, means build.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -29,13 +36,17 @@ from typing import Any
 import orjson
 
 from mesh.config import Mesh, Project, read_yaml
-from mesh.errors import ManifestError, RegistryError
+from mesh.errors import ManifestError, MeshError, RegistryError
 from mesh.manifest import Json, dump_json, parse_json
 
-FORMAT = 1
-_SKIPPED_DIRS = {"target", "logs", "dbt_packages", "dbt_modules", "node_modules", ".git", "__pycache__"}
+FORMAT = 2  # 2: components (files, generated, context), upstreams and their data versions
+# dbt's own output and install folders, at the top of a project (a model folder may be called `logs`).
+_SKIPPED_TOP = {"target", "logs", "dbt_packages", "dbt_modules", "node_modules"}
+_SKIPPED_ANYWHERE = {".git", "__pycache__"}
 _VERSIONED = ("dbt-core", "dbt-duckdb", "dbt-snowflake", "dbt-loom", "dbt-mesh-core")
 _ENV_VAR_RE = re.compile(r"""env_var\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]""")
+# What reads live data instead of storing it: a consumer's view over an upstream table is never stale.
+PASS_THROUGH = frozenset({"view", "ephemeral"})
 
 
 def _version(package: str) -> str:
@@ -45,20 +56,42 @@ def _version(package: str) -> str:
         return "-"
 
 
-def _project_files(project: Project) -> list[Path]:
+def _outputs(mesh: Mesh) -> set[Path]:
+    """Folders the mesh itself writes; in a repository per team they sit inside the project."""
+    found = {mesh.root / "lineage", mesh.root / "logs", mesh.warehouse_dir}
+    root = getattr(mesh.registry, "root", None)
+    if isinstance(root, Path):
+        found.add(root)
+    return {p.resolve() for p in found}
+
+
+def _project_files(project: Project, skip: set[Path] | None = None) -> tuple[list[Path], list[Path]]:
+    """(the project's own files dbt reads, the files sync generated) in a stable order."""
+    from mesh.sync import GENERATED_PREFIX
+
     files: list[Path] = []
+    generated: list[Path] = []
+    skip = skip or set()
     for folder, dirs, names in os.walk(project.dir):
         here = Path(folder)
         dirs[:] = sorted(
-            d for d in dirs if d not in _SKIPPED_DIRS and (not d.startswith(".") or d == ".mesh")
+            d
+            for d in dirs
+            if d not in _SKIPPED_ANYWHERE
+            and not (here == project.dir and d in _SKIPPED_TOP)
+            and (not d.startswith(".") or d == ".mesh")
+            and (here / d).resolve() not in skip
         )
         if here.name == ".mesh":  # what sync generated for dbt-loom is an input; state is not
             dirs[:] = [d for d in dirs if d == "upstreams"]
             names = [n for n in names if n == "lock.json"]
         for name in sorted(names):
-            if not name.startswith(".") and not name.endswith((".duckdb", ".duckdb.wal", ".log")):
-                files.append(here / name)
-    return files
+            if name.startswith(".") or name.endswith((".duckdb", ".duckdb.wal", ".log")):
+                continue
+            path = here / name
+            made_by_sync = ".mesh" in path.relative_to(project.dir).parts or name.startswith(GENERATED_PREFIX)
+            (generated if made_by_sync else files).append(path)
+    return files, generated
 
 
 def _local_packages(project: Project) -> list[Path]:
@@ -84,10 +117,11 @@ def _hash_tree(digest: Any, root: Path, files: list[Path]) -> None:
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """The hash of a build's inputs, and what it covers (for the record)."""
+    """The hash of a build's inputs, its parts (to say what changed), and how many files it covers."""
 
     value: str
     files: int
+    components: dict[str, str] = field(default_factory=dict)  # files | generated | context -> hash
 
 
 def compute(mesh: Mesh, name: str, options: dict[str, Any]) -> Fingerprint:
@@ -95,16 +129,18 @@ def compute(mesh: Mesh, name: str, options: dict[str, Any]) -> Fingerprint:
     from mesh.wap import profile_output
 
     project = mesh.project(name)
-    digest = hashlib.sha256()
-    files = _project_files(project)
-    _hash_tree(digest, project.dir, files)
-    count = len(files)
+    own, generated = _project_files(project, _outputs(mesh))
+    files_digest = hashlib.sha256()
+    _hash_tree(files_digest, project.dir, own)
+    count = len(own) + len(generated)
     for package in _local_packages(project):
         if package.is_dir():
             inner = [p for p in sorted(package.rglob("*")) if p.is_file() and "target" not in p.parts]
-            digest.update(b"local package\0")
-            _hash_tree(digest, package, inner)
+            files_digest.update(b"local package\0")
+            _hash_tree(files_digest, package, inner)
             count += len(inner)
+    generated_digest = hashlib.sha256()
+    _hash_tree(generated_digest, project.dir, generated)
     out = profile_output(mesh, name)
     profile_text = orjson.dumps(out.output, option=orjson.OPT_SORT_KEYS, default=str)
     env_values = {var: os.environ.get(var) for var in sorted(set(_ENV_VAR_RE.findall(profile_text.decode())))}
@@ -115,7 +151,6 @@ def compute(mesh: Mesh, name: str, options: dict[str, Any]) -> Fingerprint:
         inside = warehouse.is_relative_to(mesh.root)
         env_values["MESH_WAREHOUSE_DIR"] = str(warehouse.relative_to(mesh.root) if inside else warehouse)
     context = {
-        "format": FORMAT,
         "target": mesh.target_name,
         "dbt_target": mesh.dbt_target,
         "env": mesh.env,
@@ -126,21 +161,37 @@ def compute(mesh: Mesh, name: str, options: dict[str, Any]) -> Fingerprint:
         "versions": {package: _version(package) for package in _VERSIONED},
         "options": options,
     }
-    digest.update(orjson.dumps(context, option=orjson.OPT_SORT_KEYS))
-    return Fingerprint(digest.hexdigest(), count)
+    components = {
+        "files": files_digest.hexdigest(),
+        "generated": generated_digest.hexdigest(),
+        "context": hashlib.sha256(orjson.dumps(context, option=orjson.OPT_SORT_KEYS)).hexdigest(),
+    }
+    value = hashlib.sha256(orjson.dumps({"format": FORMAT, **components}, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return Fingerprint(value, count, components)
 
 
-def record(mesh: Mesh, name: str, fingerprint: Fingerprint, relations: list[str]) -> None:
-    """Store the fingerprint of a passing build, with the relations it wrote."""
+def record(
+    mesh: Mesh,
+    name: str,
+    fingerprint: Fingerprint,
+    relations: list[str],
+    upstream_data: dict[str, str | None] | None = None,
+) -> None:
+    """Store the fingerprint of a passing build, with the relations it wrote, the upstreams it
+    read and the data versions of the upstream nodes its stored data was built from."""
+    project = mesh.project(name)
     doc = {
         "format": FORMAT,
         "project": name,
         "env": mesh.env,
         "target": mesh.target_name,
         "fingerprint": fingerprint.value,
+        "components": fingerprint.components,
         "files": fingerprint.files,
         "recorded_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "relations": sorted(relations),
+        "upstreams": sorted(project.upstreams),
+        "upstream_data": dict(sorted((upstream_data or {}).items())),
     }
     mesh.registry.write_private(name, mesh.env, "fingerprint", dump_json(doc))
 
@@ -152,9 +203,25 @@ def recorded(mesh: Mesh, name: str) -> Json | None:
         doc = parse_json(body, f"{name}/{mesh.env} fingerprint") if body else None
     except (RegistryError, ManifestError):
         return None  # a damaged record only costs a rebuild
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("project") != name:
+        return None
+    if not isinstance(doc.get("components"), dict) or not isinstance(doc.get("upstream_data"), dict):
+        return None
+    relations = doc.get("relations")
+    if not isinstance(relations, list) or not all(isinstance(r, str) for r in relations):
         return None
     return doc
+
+
+def recorded_consumers(mesh: Mesh, producer: str) -> list[str]:
+    """Projects whose last passing build (in the target's env) read `producer`."""
+    found = []
+    for name in mesh.registry.list_private(mesh.env, "fingerprint"):
+        doc = recorded(mesh, name)
+        upstreams = (doc or {}).get("upstreams")
+        if isinstance(upstreams, list) and producer in upstreams:
+            found.append(name)
+    return sorted(found)
 
 
 def built_relations(manifest: Json, project: str) -> list[str]:
@@ -174,69 +241,132 @@ def built_relations(manifest: Json, project: str) -> list[str]:
     return relations
 
 
+# --- data read from upstreams ----------------------------------------------------------------------
+
+
+def data_inputs(manifest: Json, project: str, upstreams: list[str]) -> list[str]:
+    """The upstream public nodes whose data this project stores or republishes: those its
+    persisted nodes (tables, incremental models, snapshots) and its public nodes read, directly or
+    through its own views and ephemeral models. A view alone reads live data: never stale."""
+    from mesh.manifest import public_node_ids
+    from mesh.usage import _upstream_target
+
+    nodes: Json = manifest.get("nodes") or {}
+    public = set(public_node_ids(manifest))
+    memo: dict[str, set[str]] = {}
+
+    def reads(uid: str) -> set[str]:
+        if uid in memo:
+            return memo[uid]
+        memo[uid] = set()
+        found: set[str] = set()
+        for parent in ((nodes.get(uid) or {}).get("depends_on") or {}).get("nodes") or []:
+            target = _upstream_target(parent, manifest, project, upstreams)
+            if target is not None:
+                found.add(target[1])
+                continue
+            node = nodes.get(parent) or {}
+            if node.get("package_name") == project and _materialized(node) in PASS_THROUGH:
+                found |= reads(parent)
+        memo[uid] = found
+        return found
+
+    wanted: set[str] = set()
+    for uid, node in nodes.items():
+        if node.get("package_name") != project or node.get("resource_type") not in ("model", "snapshot"):
+            continue
+        if _materialized(node) not in PASS_THROUGH or uid in public:
+            wanted |= reads(uid)
+    return sorted(wanted)
+
+
+def _materialized(node: Json) -> str:
+    return str((node.get("config") or {}).get("materialized") or "")
+
+
+def upstream_data_versions(mesh: Mesh, name: str) -> dict[str, str | None]:
+    """The current data version of every public node of `name`'s upstreams (their producers'
+    freshness records); a node without one maps to None (unknown: a build follows)."""
+    from mesh.freshness import read_freshness
+
+    versions: dict[str, str | None] = {}
+    for upstream in mesh.project(name).upstreams:
+        try:
+            doc = read_freshness(mesh, upstream)
+        except MeshError:
+            doc = None  # unreadable: unknown data, the consumer builds
+        for uid, node in ((doc or {}).get("nodes") or {}).items():
+            value = node.get("data_version") if isinstance(node, dict) else None
+            versions[str(uid)] = value if isinstance(value, str) and value else None
+    return versions
+
+
+# --- the decision ----------------------------------------------------------------------------------
+
+_COMPONENT_REASONS = (
+    ("files", "changed"),
+    ("generated", "upstream interface changed"),
+    ("context", "profile, versions or options changed"),
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a project must build, and why (or since when it is unchanged)."""
+
+    build: bool
+    reason: str = ""
+    since: str = ""
+
+
+def decide(
+    mesh: Mesh, name: str, fingerprint: Fingerprint, current_data: dict[str, str | None]
+) -> Decision:
+    """Skip `name` only when its last passing build had these very inputs, read the same upstream
+    data, and wrote relations that are all still there; otherwise build, saying why."""
+    doc = recorded(mesh, name)
+    if doc is None or doc.get("target") != mesh.target_name:
+        return Decision(True, "no passing build on record")
+    if doc.get("fingerprint") != fingerprint.value:
+        components = doc.get("components") or {}
+        for key_name, why in _COMPONENT_REASONS:
+            if components.get(key_name) != fingerprint.components.get(key_name):
+                return Decision(True, why)
+        return Decision(True, "changed")
+    data = doc.get("upstream_data") or {}
+    moved = sorted(
+        uid for uid, version in data.items() if version is None or current_data.get(uid) != version
+    )
+    if moved:
+        shown = ", ".join(_node_label(uid) for uid in moved[:3]) + (f" (and {len(moved) - 3} more)" if len(moved) > 3 else "")
+        return Decision(True, f"upstream data changed: {shown}")
+    relations = [str(r) for r in doc.get("relations") or []]
+    if not relations or not relations_exist(mesh, name, relations):
+        return Decision(True, "relations missing from the warehouse")
+    return Decision(False, since=str(doc.get("recorded_at") or ""))
+
+
+def _node_label(uid: str) -> str:
+    """`model.dbt_up.public_orders.v2` -> `dbt_up.public_orders.v2`."""
+    parts = uid.split(".")
+    return ".".join(parts[1:]) if len(parts) >= 3 else uid
+
+
 def relations_exist(mesh: Mesh, name: str, relations: list[str]) -> bool:
     """Whether every relation still exists (DuckDB: read the project's file; Snowflake: ask each
     database's information schema as the project's role; other adapters: the fingerprint is
     trusted, see README). Anything that cannot be checked counts as missing: the project builds."""
-    from mesh.wap import profile_output, render_profile_value
+    from mesh.wap import profile_output
+    from mesh.warehouse import open_reader
 
-    out = profile_output(mesh, name)
-    if out.type == "snowflake":
-        return _snowflake_relations_exist(mesh, name, relations)
-    if out.type != "duckdb":
+    if profile_output(mesh, name).type not in ("duckdb", "snowflake"):
         return True
-    raw = str(out.output.get("path") or "")
-    env = {k: v for k, v in os.environ.items() if k != "MESH_BUILD_DIR"}
-    env.setdefault("MESH_WAREHOUSE_DIR", str(mesh.warehouse_dir))
-    path = Path(render_profile_value(raw, env))
-    if not path.is_absolute():
-        path = (mesh.project(name).dir / path).resolve()
-    if not path.is_file():
-        return False
-    import duckdb
-
+    databases = {relation.split(".", 1)[0] for relation in relations}
     try:
-        with contextlib.closing(duckdb.connect(str(path), read_only=True)) as connection:
-            rows = connection.execute(
-                "select table_catalog, table_schema, table_name from information_schema.tables"
-            ).fetchall()
-    except duckdb.Error:
-        return False
-    present = {".".join(str(part).lower() for part in row) for row in rows}
-    return all(relation.lower() in present for relation in relations)
-
-
-def _snowflake_relations_exist(mesh: Mesh, name: str, relations: list[str]) -> bool:
-    from mesh.errors import MeshError
-    from mesh.snowflake import Session, check_identifier, mesh_project_settings
-
-    databases = sorted({relation.split(".", 1)[0] for relation in relations})
-    present: set[str] = set()
-    try:
-        settings = mesh_project_settings(mesh, name, "dbt-mesh-fingerprint")
-        with Session(settings, label="relations check") as session:
-            for database in databases:
-                schema = f"{check_identifier('database', database)}.information_schema"
-                # Snowflake lists views among its tables too; the union also reads emulators
-                # that list them only among views.
-                rows = session.run(
-                    f"SELECT table_catalog, table_schema, table_name FROM {schema}.tables UNION "
-                    f"SELECT table_catalog, table_schema, table_name FROM {schema}.views",
-                    missing_ok=True,  # a dropped database: its relations are missing
-                )
-                present.update(".".join(str(part).lower() for part in row) for row in rows or [])
+        with open_reader(mesh, name) as reader:
+            if reader is None:
+                return False
+            present = reader.relations(databases)
     except MeshError:
         return False
     return all(relation.lower() in present for relation in relations)
-
-
-def unchanged_since(mesh: Mesh, name: str, fingerprint: Fingerprint) -> str | None:
-    """When the last passing build with this very fingerprint was recorded, if its relations are
-    still there; None when the project must build."""
-    doc = recorded(mesh, name)
-    if doc is None or doc.get("fingerprint") != fingerprint.value or doc.get("target") != mesh.target_name:
-        return None
-    relations = [str(r) for r in doc.get("relations") or []]
-    if not relations_exist(mesh, name, relations):
-        return None
-    return str(doc.get("recorded_at") or "")

@@ -6,7 +6,8 @@ interface changing. So after every passing build a producer records, in its regi
 
     {"format": 1, "project": "dbt_up", "env": "prod", "recorded_at": "2026-11-23T10:15:02Z",
      "build": {"invocation_id": "...", "generated_at": "..."},
-     "nodes": {"model.dbt_up.public_orders": {"built_at": "2026-11-23T10:14:41.5Z"}},
+     "nodes": {"model.dbt_up.public_orders": {"built_at": "2026-11-23T10:14:41.5Z",
+                                              "data_version": "9f1c…", "data_basis": "content"}},
      "sources": {"source.dbt_up.raw.orders": {"max_loaded_at": "...", "status": "pass",
                                                "checked_at": "..."}}}
 
@@ -14,7 +15,13 @@ interface changing. So after every passing build a producer records, in its regi
   target/run_results.json of the same dbt invocation); a node's `built_at` is when dbt finished
   executing it (the `completed_at` of its `execute` timing), else when the run ended
   (run_results' `generated_at`). A node the build did not run (a `--select`ed build) keeps what the
-  previous record said.
+  previous record said. Its `data_version` changes when its data may have changed and only then: a
+  hash of a digest of the relation's rows (`data_basis: content`; DuckDB `hash` of each row summed,
+  Snowflake `HASH_AGG(*)`), read from what the build wrote before it was swapped in; where no
+  digest can be taken (an emulator, a relation the mesh cannot read), a hash of the build that
+  wrote it (`data_basis: build`: every build is new data). Consumers fingerprint the data versions
+  of the upstream nodes their stored data is built from (mesh/fingerprint.py): new upstream data
+  rebuilds exactly the consumers that store it.
 - `sources`: the producer's own source freshness, when target/sources.json (`dbt source
   freshness`) was written after the build the previous record describes: it belongs to this build
   cycle (typically `dbt source freshness` runs just before `dbt build`). An older sources.json is
@@ -29,6 +36,7 @@ declaring model reads (directly or through its own project's models), the age of
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -110,8 +118,14 @@ def _source_freshness(path: Path, after: datetime | None) -> Json | None:
     return sources
 
 
-def freshness_document(mesh: Mesh, project_name: str, previous: Json | None = None) -> Json | None:
-    """The freshness record of `project_name`'s last build, or None when it has no public node."""
+def freshness_document(
+    mesh: Mesh,
+    project_name: str,
+    previous: Json | None = None,
+    data_versions: dict[str, tuple[str, str]] | None = None,
+) -> Json | None:
+    """The freshness record of `project_name`'s last build, or None when it has no public node
+    (`data_versions`: uid -> (data version, basis) read from what the build wrote)."""
     project = mesh.project(project_name)
     manifest = load_manifest(project.target_dir / "manifest.json", project=project_name)
     public = public_node_ids(manifest)
@@ -147,7 +161,8 @@ def freshness_document(mesh: Mesh, project_name: str, previous: Json | None = No
     nodes: Json = {}
     for uid in sorted(public):
         if uid in by_id:
-            nodes[uid] = {"built_at": by_id[uid]}
+            version, basis = (data_versions or {}).get(uid) or _build_version(uid, str(invocation or ""))
+            nodes[uid] = {"built_at": by_id[uid], "data_version": version, "data_basis": basis}
         elif uid in earlier:
             nodes[uid] = earlier[uid]  # not run by this (selected) build: its data is as before
     after = None  # sources.json written after the previous recorded build belongs to this cycle
@@ -171,7 +186,15 @@ def freshness_document(mesh: Mesh, project_name: str, previous: Json | None = No
     }
 
 
-def record_freshness(mesh: Mesh, project_name: str) -> Json | None:
+def _build_version(uid: str, invocation_id: str) -> tuple[str, str]:
+    from mesh.publish import data_version
+
+    return data_version(uid, None, invocation_id)
+
+
+def record_freshness(
+    mesh: Mesh, project_name: str, data_versions: dict[str, tuple[str, str]] | None = None
+) -> Json | None:
     """Write the `freshness` record of `project_name`'s last (passing) build to the registry, for
     the target's env; returns it, or None when the project has no public node (nothing recorded).
 
@@ -181,7 +204,7 @@ def record_freshness(mesh: Mesh, project_name: str) -> Json | None:
         previous = read_freshness(mesh, project_name, env=mesh.env)
     except ManifestError:
         previous = None  # a malformed record is replaced, not carried over
-    doc = freshness_document(mesh, project_name, previous)
+    doc = freshness_document(mesh, project_name, previous, data_versions)
     if doc is None:
         return None
     mesh.registry.write_private(project_name, mesh.env, OBJECT, dump_json(doc))
@@ -216,6 +239,9 @@ def check_document(doc: Any, what: str) -> Json:
             if not isinstance(node, dict):
                 raise ValueError(f"node {uid} is not an object")
             parse_time(node.get("built_at"), f"built_at of {uid}")
+            version = node.get("data_version")
+            if version is not None and (not isinstance(version, str) or not re.fullmatch(r"[0-9a-f]{8,64}", version)):
+                raise ValueError(f"data_version of {uid} is not a hex digest")
     except ValueError as exc:
         raise bad(str(exc)) from exc
     if not isinstance(doc.get("sources", {}), dict):

@@ -473,10 +473,13 @@ def _own_profiles(
     return None
 
 
-def _gitignore(info: DbtProject, via: str | None, consumer: bool) -> list[str]:
+def _gitignore(info: DbtProject, via: str | None, consumer: bool, root: Path | None = None) -> list[str]:
     wanted = ["target/", "logs/", "dbt_packages/", ".mesh/", f"{info.model_paths[0].rstrip('/')}/_mesh_*.yml"]
     if consumer and via == "loom":
         wanted.append("dbt_loom.config.yml")
+    if root is not None and info.dir.resolve() == root.resolve():
+        # A repository per team: the mesh's own output lands in the project's folder.
+        wanted += ["lineage/", "warehouse/"]
     return wanted
 
 
@@ -846,7 +849,7 @@ def plan_add(
 
     writes = [
         w for w in (
-            _gitignore_write(info, _gitignore(info, ctx.via, bool(wanted))),
+            _gitignore_write(info, _gitignore(info, ctx.via, bool(wanted), root)),
             _dependencies_write(info, wanted),
         ) if w is not None
     ]

@@ -147,6 +147,8 @@ class MeshRun:
                     )
                 if o.report is not None:
                     parts.append(f"{len(o.report.edges)} cross-project edges ok")
+                if o.reason:
+                    parts.append(o.reason)
                 detail = "; ".join(parts)
             elif o.status == "skipped":
                 detail = f"unchanged since {(o.since or '').replace('T', ' ')[:19]} UTC"
@@ -167,9 +169,12 @@ def run_mesh(
     full: bool = False,
     full_refresh: bool = False,
     verbose: bool = False,
+    show: Say | None = None,
 ) -> MeshRun:
     """Build, test and publish every project in dependency order (in parallel where the graph
-    allows, skipping projects whose inputs did not change unless `full`), then draw the lineage."""
+    allows, skipping projects whose inputs did not change unless `full`), then draw the lineage.
+    `show` receives the closing summary, after a failure too (then the first failure is raised);
+    the lineage page is redrawn either way, with what the registry holds."""
     check_target_env(mesh)
     check_profiles(mesh)  # two projects must never write to one database
     display = make_display(say)
@@ -185,6 +190,23 @@ def run_mesh(
     result.outcomes = [run.outcomes[n] for n in names if n in run.outcomes]
     result.seconds = run.seconds
     failed = [o for o in result.outcomes if o.status in ("failed", "interrupted")]
+    from mesh.lineage import OUTPUT_DIR, load_graph, write_lineage
+
+    try:
+        graph = load_graph(mesh)
+        folder = mesh.root / OUTPUT_DIR
+        write_lineage(graph, folder)
+        result.lineage = (
+            f"{shown(folder / 'lineage.html')} (also .json, .mmd): "
+            f"{len(graph.projects)} projects, {len(graph.nodes)} nodes"
+        )
+    except MeshError as exc:
+        if not failed:
+            raise
+        result.lineage = f"not redrawn: {exc}"
+    if show is not None:
+        for line in result.summary():
+            show(line)
     if failed:
         blocked = [o.project for o in result.outcomes if o.status == "blocked"]
         first = failed[0]
@@ -196,34 +218,78 @@ def run_mesh(
         except MeshError as exc:
             exc.args = (f"{exc}{tail}",)
             raise
-    from mesh.lineage import OUTPUT_DIR, load_graph, write_lineage
-
-    graph = load_graph(mesh)
-    folder = mesh.root / OUTPUT_DIR
-    write_lineage(graph, folder)
-    result.lineage = (
-        f"{shown(folder / 'lineage.html')} (also .json, .mmd): "
-        f"{len(graph.projects)} projects, {len(graph.nodes)} nodes"
-    )
     return result
 
 
-def clean_local(mesh: Mesh, keep_registry: bool = False) -> list[Path]:
+@dataclass
+class Cleaned:
+    """What `clean_local` removed, and what it kept because git tracks it."""
+
+    removed: list[Path] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)
+
+
+def _git_tracked(paths: list[Path]) -> set[Path]:
+    """Every file git tracks in the repositories these paths live in (absolute, resolved)."""
+    import subprocess
+
+    tracked: set[Path] = set()
+    tops: set[Path] = set()
+    for path in paths:
+        folder = path if path.is_dir() else path.parent
+        while not folder.exists():
+            folder = folder.parent
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(folder), "rev-parse", "--show-toplevel"],
+                capture_output=True, text=True, timeout=30, check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.returncode == 0 and out.stdout.strip():
+            tops.add(Path(out.stdout.strip()).resolve())
+    for top in tops:
+        try:
+            listed = subprocess.run(
+                ["git", "-C", str(top), "ls-files", "-z"], capture_output=True, timeout=60, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if listed.returncode == 0:
+            tracked.update((top / name).resolve() for name in listed.stdout.decode().split("\0") if name)
+    return tracked
+
+
+def clean_local(mesh: Mesh, keep_registry: bool = False) -> Cleaned:
     """Remove the local warehouse, the local registry (unless `keep_registry`), dbt targets, logs
-    and generated files; nothing else."""
-    removed: list[Path] = []
+    and generated files; never a file git tracks (a team may commit what the mesh also writes)."""
+    done = Cleaned()
+    candidates = local_state(mesh, include_registry=not keep_registry)
+    tracked = _git_tracked(candidates)
 
     def remove(path: Path) -> None:
+        resolved = path.resolve() if not path.is_symlink() else path.parent.resolve() / path.name
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-            removed.append(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
-            removed.append(path)
+            inside = [t for t in tracked if t.is_relative_to(resolved)]
+            if not inside:
+                shutil.rmtree(path)
+                done.removed.append(path)
+                return
+            for child in sorted(path.iterdir()):
+                remove(child)
+            if not any(path.iterdir()):
+                path.rmdir()
+            return
+        if resolved in tracked:
+            done.kept.append(path)
+            return
+        path.unlink()
+        done.removed.append(path)
 
-    for path in local_state(mesh, include_registry=not keep_registry):
-        remove(path)
-    return removed
+    for path in candidates:
+        if path.exists() or path.is_symlink():
+            remove(path)
+    return done
 
 
 def local_state(mesh: Mesh, include_registry: bool = True) -> list[Path]:

@@ -7,15 +7,16 @@ compare-and-swap. Any refusal happens before the first write, so the registry is
 byte-for-byte unchanged.
 
 Public nodes without an enforced contract (seeds, snapshots, uncontracted models) publish the
-columns the warehouse holds: `ensure_catalog` runs `dbt docs generate` for exactly those nodes into
-`target/mesh_catalog/`, so the build's own artifacts (which the audit ties together by invocation
-id) stay as they are.
+columns the warehouse holds: `ensure_catalog` reads them from the project's warehouse on a
+connection of the mesh's own (mesh/warehouse.py), never through another dbt invocation.
+
+A damaged `latest` does not stop a producer: its passing build publishes over it, judged against
+the newest intact version, and the history entry records `replaces_damaged`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,13 +31,10 @@ from mesh.manifest import (
     Json,
     build_interface,
     check_run_results,
-    check_schema,
     content_sha256,
     dump_interface,
-    dump_json,
     extract_interface,
     load_interface,
-    load_json,
     load_manifest,
     paused_gc,
     public_node_ids,
@@ -45,7 +43,7 @@ from mesh.manifest import (
     uncontracted_ids,
 )
 from mesh.names import new_version
-from mesh.registry import Entry, Registry, commit_version
+from mesh.registry import Entry, Registry, commit_version, read_baseline, read_latest_or_damage
 
 # A check run against the interface `latest` holds (None on first publish) before it is replaced;
 # it raises to refuse. Contract gates plug in here.
@@ -65,6 +63,7 @@ class PublishResult:
     previous: str | None
     public_models: int
     registry: str
+    replaced_damaged: str | None = None  # the damaged latest this publish replaced
 
     def summary(self) -> str:
         where = f"{self.project}/{self.env} in {self.registry}"
@@ -138,11 +137,6 @@ def interrupted_publish(
     return None
 
 
-CATALOG_DIR = "mesh_catalog"
-CATALOG_SCHEMAS = {f"https://schemas.getdbt.com/dbt/catalog/v{n}.json": n for n in (1,)}
-_CATALOG_STAMP = "mesh_catalog_of.json"
-
-
 def refuse_uncontracted(mesh: Mesh, project_name: str, manifest: Json, ids: list[str]) -> None:
     """Refuse (PublishRefusedError) a public node without an enforced contract when mesh.yml
     requires contracts for `project_name` (`require_contracts`, mesh-wide or per project)."""
@@ -169,75 +163,54 @@ def refuse_uncontracted(mesh: Mesh, project_name: str, manifest: Json, ids: list
     )
 
 
-def check_catalog(catalog: Json, project_name: str, what: str) -> Json:
-    """A dbt catalog.json of an allow-listed schema that dbt wrote without errors."""
-    check_schema(catalog, CATALOG_SCHEMAS, what)
-    if not isinstance(catalog.get("nodes"), dict):
-        raise ManifestError(f"{what} has no `nodes` object")
-    errors = catalog.get("errors")
-    if errors:
-        first = " ".join(str(errors[0] if isinstance(errors, list) else errors).split())[:300]
-        raise PublishRefusedError(
-            f"dbt docs generate could not read all of {project_name}'s relations ({first}): "
-            "fix the warehouse connection, then publish again"
-        )
-    return catalog
+def node_relation(node: Json) -> tuple[str, str, str]:
+    """(database, schema, identifier) of a model, seed or snapshot as the manifest names it."""
+    return (
+        str(node.get("database") or ""),
+        str(node.get("schema") or ""),
+        str(node.get("alias") or node.get("name") or ""),
+    )
 
 
-def _catalog_selector(node: Json) -> str:
-    fqn = node.get("fqn")
-    if isinstance(fqn, list) and fqn and all(isinstance(part, str) for part in fqn):
-        return "fqn:" + ".".join(fqn)
-    version = node.get("version")
-    return f"{node['name']}.v{version}" if version not in (None, "") else str(node["name"])
+def data_version(uid: str, digest: str | None, invocation_id: str) -> tuple[str, str]:
+    """(data version, basis) of a public node: a hash of its content digest (`content`: it changes
+    exactly when the rows do), or, without a digest, of the build that wrote it (`build`: every
+    build is new data, so its consumers rebuild)."""
+    from mesh.names import sha256_hex
+
+    if digest is not None:
+        return sha256_hex(f"{uid}\0{digest}".encode())[:16], "content"
+    return sha256_hex(f"{uid}\0build\0{invocation_id}".encode())[:16], "build"
 
 
-def ensure_catalog(mesh: Mesh, project_name: str, manifest: Json, ids: list[str] | None = None) -> Json | None:
-    """The producer's catalog for its public nodes without an enforced contract; None when every
-    public node has one (nothing to run).
+def ensure_catalog(
+    mesh: Mesh, project_name: str, manifest: Json, ids: list[str] | None = None, build_dir: str | None = None
+) -> Json | None:
+    """The columns of the producer's public nodes without an enforced contract, catalog.json-shaped;
+    None when every public node has one. Read from the project's warehouse (its audit copy when
+    `build_dir` is given) on a connection of the mesh's own."""
+    from mesh.warehouse import catalog_of, open_reader
 
-    Runs `dbt docs generate --select <those nodes>` into `target/mesh_catalog/`, never into the
-    build's target folder: the build's manifest.json and run_results.json stay untouched. A catalog
-    already generated there for this very manifest (same invocation id) and selection is reused.
-    """
     ids = public_node_ids(manifest) if ids is None else ids
     needed = uncontracted_ids(manifest, ids)
     if not needed:
         return None
-    project = mesh.project(project_name)
-    folder = project.target_dir / CATALOG_DIR
-    selectors = sorted({_catalog_selector(manifest["nodes"][uid]) for uid in needed})
-    stamp = {
-        "manifest_invocation_id": manifest["metadata"].get("invocation_id"),
-        "manifest_generated_at": manifest["metadata"].get("generated_at"),
-        "select": selectors,
-    }
-    stamp_path, catalog_path = folder / _CATALOG_STAMP, folder / "catalog.json"
-    try:
-        reusable = stamp_path.read_bytes() == dump_json(stamp) and catalog_path.is_file()
-    except OSError:
-        reusable = False
-    if not reusable:
-        from mesh.dbt import run_dbt
-
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp_path.unlink(missing_ok=True)
-        catalog_path.unlink(missing_ok=True)  # never read an earlier run's catalog as this one's
-        saved = project.target_dir / "partial_parse.msgpack"
-        if saved.is_file():  # start from the build's parse: a partial parse, not a full one
-            shutil.copyfile(saved, folder / "partial_parse.msgpack")
-        run_dbt(mesh, project_name, ["docs", "generate", "--select", *selectors, "--target-path", str(folder)])
-    catalog = check_catalog(load_json(catalog_path, "catalog.json"), project_name, f"catalog {catalog_path}")
-    if not reusable:
-        stamp_path.write_bytes(dump_json(stamp))
-    return catalog
+    relations = {uid: node_relation(manifest["nodes"][uid]) for uid in needed}
+    with open_reader(mesh, project_name, build_dir) as reader:
+        if reader is None:
+            raise PublishRefusedError(
+                f"cannot read {project_name}'s warehouse for the columns of its public nodes without "
+                "an enforced contract: build it first (invoke build), or check the connection"
+            )
+        columns = reader.columns(relations.values())
+    return catalog_of(columns, relations)
 
 
 def prepare(mesh: Mesh, project_name: str, catalog: Json | None = None) -> tuple[Json, Json, Json, str]:
     """Audit the project's last build; return (manifest, nodes, groups, content sha).
 
-    `catalog`: the producer's catalog.json for this build when the caller has it; otherwise
-    `ensure_catalog` generates it if a public node lacks an enforced contract."""
+    `catalog`: the columns of its public nodes without an enforced contract when the caller read
+    them already (`ensure_catalog`'s shape); otherwise they are read from the warehouse."""
     project = mesh.project(project_name)
     manifest = load_manifest(project.target_dir / "manifest.json", project=project_name)
     ids = public_node_ids(manifest)
@@ -250,8 +223,6 @@ def prepare(mesh: Mesh, project_name: str, catalog: Json | None = None) -> tuple
     refuse_uncontracted(mesh, project_name, manifest, ids)
     if catalog is None:
         catalog = ensure_catalog(mesh, project_name, manifest, ids)
-    elif uncontracted_ids(manifest, ids):
-        catalog = check_catalog(catalog, project_name, f"the catalog given for {project_name}")
     if catalog is not None:
         tables = catalog.get("nodes") or {}
         unseen = [
@@ -262,8 +233,8 @@ def prepare(mesh: Mesh, project_name: str, catalog: Json | None = None) -> tuple
         ]
         if unseen:
             raise PublishRefusedError(
-                f"the warehouse has no relation for public {resource_label(unseen[0])} {unseen[0]} "
-                "(dbt docs generate did not find it): run `invoke build` again, then publish"
+                f"the warehouse has no relation for public {resource_label(unseen[0])} {unseen[0]}: "
+                "run `invoke build` again, then publish"
             )
     nodes, groups = extract_interface(manifest, ids, catalog=catalog)
     return manifest, nodes, groups, content_sha256(nodes, groups)
@@ -300,9 +271,15 @@ def publish_project(
             )
         return parsed[key]
 
-    latest = registry.read_latest(project_name, env)
-    latest_doc = current_doc(latest)
-    if latest is not None and latest_doc is not None:
+    latest = read_latest_or_damage(registry, project_name, env)
+    damaged = latest.version or "unknown version" if latest is not None and latest.damaged else None
+    if damaged is not None:
+        # Judged against the newest intact version instead; the swap replaces the damaged object.
+        baseline, _ = read_baseline(registry, project_name, env)
+        latest_doc = current_doc(baseline)
+    else:
+        latest_doc = current_doc(latest)
+    if latest is not None and latest_doc is not None and damaged is None:
         if latest_doc["metadata"]["mesh"].get("content_sha256") == sha:
             return PublishResult(
                 project_name, env, "unchanged", latest.version, latest.version, len(nodes),
@@ -332,11 +309,15 @@ def publish_project(
         "public_models": len(nodes),
         **(extra_meta or {}),
     }
+    if damaged is not None:
+        mesh_meta["replaces_damaged"] = damaged
     body = dump_interface(build_interface(manifest, nodes, groups, mesh_meta))
     superseded_by: list[str] = []
 
     def should_replace(current: Entry | None) -> bool:
         # Re-run the audit against whatever latest holds now: another publisher may have won.
+        if current is not None and current.damaged:
+            return True  # the damaged object this publish replaces (judged against `baseline`)
         doc = current_doc(current)
         if current is None or doc is None:
             return True
@@ -352,11 +333,15 @@ def publish_project(
     if resumed is not None:
         version, body = resumed.version, resumed.body
     replaced = commit_version(
-        registry, project_name, env, version, body, should_replace, create=resumed is None
+        registry, project_name, env, version, body, should_replace, create=resumed is None,
+        over_damaged=damaged is not None,
     )
     status = "published" if replaced else "superseded"
     previous = superseded_by[-1] if superseded_by else mesh_meta["previous"]
-    return PublishResult(project_name, env, status, version, previous, len(nodes), registry.url)
+    return PublishResult(
+        project_name, env, status, version, previous, len(nodes), registry.url,
+        damaged if replaced else None,
+    )
 
 
 @paused_gc()

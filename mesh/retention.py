@@ -228,10 +228,11 @@ def _next_step(project: str, inspection: _Inspection, target: VersionInfo | None
     if latest is not None and latest.damaged:
         if repair or target is None:
             return (
-                f"no intact version older than the damaged latest to recover to: roll back to one "
-                f"from `invoke registry.list --project {project}` with `invoke registry.rollback "
-                f"--project {project} --to VERSION`, or, if none is intact, delete latest by hand "
-                "and publish again (README: Recovery)"
+                f"no intact version older than the damaged latest to recover to: a passing build of "
+                f"{project} publishes over it (`invoke mesh --full`, or `invoke build --project "
+                f"{project} && invoke publish --project {project}`), or roll back to a version from "
+                f"`invoke registry.list --project {project}` with `invoke registry.rollback "
+                f"--project {project} --to VERSION`"
             )
         if latest.version and target.version == latest.version:
             return f"run {fix} to restore latest from its intact history entry {target.version}"

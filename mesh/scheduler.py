@@ -56,6 +56,7 @@ class WorkerSpec:
     environ: dict[str, str]
     cwd: str
     log: str
+    upstream_data: dict[str, str | None] | None = None  # what the run read when it decided to build
 
 
 def log_path(mesh: Mesh, name: str) -> Path:
@@ -118,7 +119,7 @@ def worker_main(spec: WorkerSpec, channel: Any) -> None:
     try:
         mesh = load_mesh(Path(spec.root), spec.target)
         with dbt_log(log, progress):
-            outcome = run_project(mesh, name, spec.options, step)
+            outcome = run_project(mesh, name, spec.options, step, spec.upstream_data)
     except KeyboardInterrupt:
         outcome = ProjectOutcome(name, "interrupted", error=f"interrupted ({name})", exit_code=130)
     except MeshError as exc:
@@ -196,10 +197,20 @@ class Run:
         return [o for o in self.outcomes.values() if o.status == status]
 
 
+@dataclass
+class _Prepared:
+    """The parent's decision for one project: skip it (`skipped`), or build it and why."""
+
+    skipped: ProjectOutcome | None = None
+    reason: str = ""
+    upstream_data: dict[str, str | None] = field(default_factory=dict)
+
+
 def _prepare(
     mesh: Mesh, name: str, options: BuildOptions, skip_unchanged: bool, display: Any, label: str
-) -> ProjectOutcome | None:
-    """In the parent, before a worker: sync, then skip the project if its inputs did not change."""
+) -> _Prepared:
+    """In the parent, before a worker: sync, then skip the project if its inputs, and the upstream
+    data it stores, did not change."""
     from mesh import fingerprint
     from mesh.sync import apply_plan, invalidate_partial_parse, plan_sync
 
@@ -212,14 +223,17 @@ def _prepare(
             what = ", ".join(f"{k}@{v}" for k, v in plan.upstream_versions.items()) or "own state"
             changed = len(plan.changes)
             display.line(f"{label}  synced: {changed} file{'s' if changed != 1 else ''} updated ({what})")
-    if not (skip_unchanged and options.complete and options.record_fingerprint):
-        return None
-    since = fingerprint.unchanged_since(
-        mesh, name, fingerprint.compute(mesh, name, options.fingerprint_options())
+    current = fingerprint.upstream_data_versions(mesh, name) if project.upstreams else {}
+    if not (options.complete and options.record_fingerprint):
+        return _Prepared(upstream_data=current)
+    if not skip_unchanged:
+        return _Prepared(upstream_data=current)
+    decision = fingerprint.decide(
+        mesh, name, fingerprint.compute(mesh, name, options.fingerprint_options()), current
     )
-    if since is None:
-        return None
-    return ProjectOutcome(name, "skipped", since=since)
+    if not decision.build:
+        return _Prepared(ProjectOutcome(name, "skipped", since=decision.since), upstream_data=current)
+    return _Prepared(reason=decision.reason, upstream_data=current)
 
 
 def _published_during(mesh: Mesh, names: list[str], started_at: str) -> list[str]:
@@ -264,9 +278,12 @@ def run_projects(
     channel: Any = None
     tail = _LogTail(display) if verbose else None
 
+    reasons: dict[str, str] = {}
+
     def finish(outcome: ProjectOutcome) -> None:
         if tail is not None:
             tail.flush(outcome.project, final=True)
+        outcome.reason = outcome.reason or reasons.get(outcome.project, "")
         run.outcomes[outcome.project] = outcome
         if isinstance(display, RichDisplay):
             display.finish(outcome.project)
@@ -277,7 +294,7 @@ def run_projects(
         nonlocal channel
         display.project_started(name, order.index(name) + 1, len(order), mesh.target_name)
         try:
-            skipped = _prepare(mesh, name, options, skip_unchanged, display, labels[name])
+            prepared = _prepare(mesh, name, options, skip_unchanged, display, labels[name])
         except MeshError as exc:
             finish(
                 ProjectOutcome(
@@ -286,16 +303,20 @@ def run_projects(
                 )
             )
             return
-        if skipped is not None:
-            finish(skipped)
+        if prepared.skipped is not None:
+            finish(prepared.skipped)
             return
+        reasons[name] = prepared.reason
+        if prepared.reason and skip_unchanged:
+            display.line(f"{labels[name]}  building: {prepared.reason}")
         ctx = _context(mesh)
         channel = channel or ctx.Queue()
         log = log_path(mesh, name)
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(f"dbt mesh: {name} on target {mesh.target_name}, {run.started_at}\n")
         spec = WorkerSpec(
-            str(mesh.root), mesh.target_name, name, options, dict(os.environ), str(Path.cwd()), str(log)
+            str(mesh.root), mesh.target_name, name, options, dict(os.environ), str(Path.cwd()), str(log),
+            prepared.upstream_data,
         )
         process = ctx.Process(target=worker_main, args=(spec, channel), name=f"mesh-{name}")
         process.start()

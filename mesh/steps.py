@@ -25,8 +25,15 @@ from typing import Any
 
 from mesh.config import Mesh
 from mesh.dbt import DbtRun, dbt_environment, run_dbt, stray_loom_config
-from mesh.errors import BreakingChangeError, Interrupted, LineageError, MeshError
+from mesh.errors import (
+    BreakingChangeError,
+    Interrupted,
+    LineageError,
+    MeshError,
+    PublishRefusedError,
+)
 from mesh.manifest import Json, load_manifest, public_node_ids, reused_manifests
+from mesh.wap import BUILD_DIR_VAR, DuckDBAudit
 
 Step = Callable[[str, str], None]  # (step, detail) -> None
 
@@ -53,7 +60,8 @@ class BuildOptions:
         return self.select is None and not self.defer
 
     def fingerprint_options(self) -> dict[str, Any]:
-        return {"select": self.select, "defer": self.defer, "full_refresh": self.full_refresh}
+        # Not full_refresh: a full refresh rebuilds the same inputs, so the next plain run may skip.
+        return {"select": self.select, "defer": self.defer}
 
 
 @dataclass
@@ -75,6 +83,7 @@ class ProjectOutcome:
     exit_code: int = 0
     step: str | None = None  # the step that failed or was interrupted
     since: str | None = None  # skipped: unchanged since
+    reason: str = ""  # why the run built it (changed, upstream data changed: …)
     timings: dict[str, float] = field(default_factory=dict)  # seconds spent in each step
     _entered: float = 0.0  # time.monotonic() when the current step began
 
@@ -131,42 +140,51 @@ def seeds_read_by_sources(manifest: Json, project: str) -> list[str]:
     return sorted(read)
 
 
-def _gate(mesh: Mesh, name: str, options: BuildOptions, outcome: ProjectOutcome, step: Step) -> Path | None:
-    """The contract check on a parse of the working tree; returns the parsed manifest's path."""
+def _gate(
+    mesh: Mesh, name: str, options: BuildOptions, outcome: ProjectOutcome, step: Step, audit: Any
+) -> Path | None:
+    """The contract check on a compile of the working tree, before the build touches anything a
+    reader sees; returns the compiled manifest's path (None: nothing published yet)."""
+    from mesh.code_interface import compile_tree
     from mesh.contracts import check_project
+    from mesh.registry import read_baseline
 
-    if mesh.registry.read_latest(name, mesh.env) is None:
-        return None  # nothing published yet: no contract to break
-    step("gate", "parsing the working tree")
-    # Parsed into target/ itself: the build that follows reuses this parse (partial parsing).
-    run_dbt(mesh, name, ["parse"])
-    parsed = mesh.project(name).target_dir / "manifest.json"
+    if read_baseline(mesh.registry, name, mesh.env)[0] is None:
+        return None  # nothing published yet (or nothing intact): no contract to break
+    step("gate", "compiling the working tree")
+    build_dir = Path(audit.env()[BUILD_DIR_VAR]) if isinstance(audit, DuckDBAudit) else None
+    compiled = compile_tree(mesh, name, build_dir)
     result = check_project(
-        mesh, name, options.allow_breaking, options.reason, parse=False, manifest_path=parsed
+        mesh, name, options.allow_breaking, options.reason, parse=False, manifest_path=compiled,
+        build_dir=build_dir, protected=audit is not None,
     )
     if result.blocked:
         outcome.details.extend(result.lines())
         raise result.error()
     changes = len(result.changes)
-    breaking = len(result.breaking)
     against = result.against or "nothing"
+    named = result.change_names()
     outcome.notes.append(
         f"gate passed: {changes} change{'s' if changes != 1 else ''} against {against}"
-        + (f", {breaking} breaking but unused" if breaking else "")
+        + (f": {', '.join(named)}" if named else "")
     )
+    outcome.notes.extend(f"gate: {line}" for line in result.judged_lines() if not line.startswith("compared:"))
     step("gate", "passed")
-    return parsed
+    return compiled
 
 
-def _publish_audit(mesh: Mesh, name: str, options: BuildOptions, outcome: ProjectOutcome) -> None:
+def _publish_audit(
+    mesh: Mesh, name: str, options: BuildOptions, outcome: ProjectOutcome, catalog: Json | None
+) -> None:
     """Before the swap: would the publish be refused? (run results, contracts, the gate on the
-    built interface — columns a parse cannot know, from the catalog, included)."""
+    built interface — columns a parse cannot know, from the warehouse, included)."""
     from mesh.contracts import publish_gate
     from mesh.manifest import load_interface
     from mesh.publish import prepare
+    from mesh.registry import read_baseline
 
-    _manifest, nodes, _groups, _sha = prepare(mesh, name)
-    entry = mesh.registry.read_latest(name, mesh.env)
+    _manifest, nodes, _groups, _sha = prepare(mesh, name, catalog)
+    entry, _damaged = read_baseline(mesh.registry, name, mesh.env)
     if entry is None:
         return
     latest = load_interface(entry.body, f"{name}/{mesh.env} latest", name)
@@ -174,13 +192,21 @@ def _publish_audit(mesh: Mesh, name: str, options: BuildOptions, outcome: Projec
     gate(latest, nodes)
 
 
-def run_project(mesh: Mesh, name: str, options: BuildOptions, step: Step) -> ProjectOutcome:
+def run_project(
+    mesh: Mesh,
+    name: str,
+    options: BuildOptions,
+    step: Step,
+    upstream_data: dict[str, str | None] | None = None,
+) -> ProjectOutcome:
     """Build, test, swap, publish and validate one project; never raises: a failure or an interrupt
-    is the outcome's status, with the step it happened in and one line saying why."""
+    is the outcome's status, with the step it happened in and one line saying why.
+    `upstream_data`: the data versions of the upstreams' public nodes when the run decided to build
+    (what this build reads; the fingerprint records it)."""
     started = time.monotonic()
     outcome = ProjectOutcome(name, "built", started_at=time.time())
     try:
-        _run(mesh, name, options, step, outcome)
+        _run(mesh, name, options, step, outcome, upstream_data)
     except Interrupted as exc:
         outcome.status, outcome.error, outcome.exit_code = "interrupted", str(exc), exc.exit_code
         outcome.step = exc.step
@@ -197,7 +223,14 @@ def run_project(mesh: Mesh, name: str, options: BuildOptions, step: Step) -> Pro
     return outcome
 
 
-def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: ProjectOutcome) -> None:
+def _run(
+    mesh: Mesh,
+    name: str,
+    options: BuildOptions,
+    step: Step,
+    outcome: ProjectOutcome,
+    upstream_data: dict[str, str | None] | None = None,
+) -> None:
     from mesh.packages import ensure_packages
     from mesh.wap import audit_build
 
@@ -220,58 +253,66 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
         inputs = fingerprint.compute(mesh, name, options.fingerprint_options())
 
     audit = audit_build(mesh, name, say=outcome.notes.append)
-    # Every dbt call of the project sees the build's environment, the parses before the build
-    # included: dbt's partial parsing starts over when the profile (the audit file's path) differs
-    # from the last call's, so a parse without it would make the gate and the build parse in full.
-    # A parse does not open the database: the audit copy need not exist yet.
+    if audit is None and options.gate and mesh.target.wap is False:
+        outcome.notes.append(
+            f"warning: wap: false: {name} builds in place; only the gate before the build protects its consumers"
+        )
+    # Every dbt call of the project sees the build's environment, the gate's compile included:
+    # dbt's partial parsing starts over when the profile (the audit file's path) differs from the
+    # last call's. So the audit copy is made first: no dbt call ever opens a file before the copy
+    # it belongs to exists, and the gate's compile reads a copy of what is live.
     build_env = audit.env() if audit is not None else {}
 
     with dbt_environment(build_env):
-        outcome.enter("gate")
-        parsed = _gate(mesh, name, options, outcome, step) if options.gate else None
-
-        seeds: list[str] = []
-        if _has_seeds(mesh, name):
-            if parsed is None:
-                outcome.enter("parse")  # which seeds the project's own sources read
-                step("build", "parsing")
-                run_dbt(mesh, name, ["parse"])
-                parsed = project.target_dir / "manifest.json"
-            seeds = seeds_read_by_sources(load_manifest(parsed, project=name), name)
-        outcome.enter("build")
         if audit is not None:
+            outcome.enter("copy")
+            step("copy", audit.description)
             audit.prepare()
-        if seeds:
-            step("build", f"seeds read by sources first: {', '.join(seeds)}")
-            run_dbt(mesh, name, ["seed", "--select", *seeds])
-        args = ["build"]
-        if options.select:
-            args += ["--select", options.select]
-        if options.full_refresh:
-            args.append("--full-refresh")
-        if options.defer:
-            args += ["--defer", "--state", str(project.mesh_dir / "state"), "--favor-state"]
-        step("build", "dbt build")
-        run = run_dbt(mesh, name, args, raise_on_failure=False)
-        outcome.build = _portable(run)
-        if not run.success:
+        try:
+            outcome.enter("gate")
+            compiled = _gate(mesh, name, options, outcome, step, audit) if options.gate else None
+            seeds: list[str] = []
+            if _has_seeds(mesh, name):
+                if compiled is None:
+                    outcome.enter("parse")  # which seeds the project's own sources read
+                    step("build", "parsing")
+                    run_dbt(mesh, name, ["parse"])
+                    compiled = project.target_dir / "manifest.json"
+                seeds = seeds_read_by_sources(load_manifest(compiled, project=name), name)
+            outcome.enter("build")
+            if seeds:
+                step("build", f"seeds read by sources first: {', '.join(seeds)}")
+                run_dbt(mesh, name, ["seed", "--select", *seeds])
+            args = ["build"]
+            if options.select:
+                args += ["--select", options.select]
+            if options.full_refresh:
+                args.append("--full-refresh")
+            if options.defer:
+                args += ["--defer", "--state", str(project.mesh_dir / "state"), "--favor-state"]
+            step("build", "dbt build")
+            run = run_dbt(mesh, name, args, raise_on_failure=False)
+            outcome.build = _portable(run)
+            if not run.success:
+                raise run.error()
+            publishes = options.publish and options.complete
+            built: BuiltFacts | None = None
+            with reused_manifests():
+                manifest = load_manifest(project.target_dir / "manifest.json", project=name)
+                public = public_node_ids(manifest)
+                if public:
+                    outcome.enter("audit")
+                    built = read_built(mesh, name, manifest, public, audit)
+                    if options.gate and options.complete:
+                        step("audit", "publish audit and contract gate on the built interface")
+                        _publish_audit(mesh, name, options, outcome, built.catalog)
+        except (MeshError, KeyboardInterrupt):
             if audit is not None:
                 audit.discard()
-            raise run.error()
-        publishes = options.publish and options.complete
-        with reused_manifests():
-            manifest = load_manifest(project.target_dir / "manifest.json", project=name)
-            public = bool(public_node_ids(manifest))
-            if options.gate and options.complete and public:
-                outcome.enter("audit")
-                step("audit", "publish audit and contract gate on the built interface")
-                try:
-                    _publish_audit(mesh, name, options, outcome)
-                except MeshError:
-                    if audit is not None:
-                        audit.discard()
-                    raise
+            raise
     outcome.notes.append(f"built: {run.counts()}")
+    if run.warnings:
+        outcome.notes.extend(f"warning: {w}" for w in _deprecations(run.warnings))
 
     if audit is not None:
         outcome.enter("swap")
@@ -291,21 +332,21 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
                 say=outcome.details.append, record=record,
             )
             previous = _latest_doc(mesh, name)
-            result = publish_project(mesh, name, checks=(gate,), extra_meta=record)
+            result = publish_project(
+                mesh, name, checks=(gate,), extra_meta=record,
+                catalog=built.catalog if built is not None else None,
+            )
             outcome.publish = result
-            outcome.notes.append(_publish_note(result))
+            outcome.notes.append(_publish_note(result, record))
             if result.status == "published" and not _grants_by_swap(audit):
                 _sync_grants(mesh, name, previous, outcome)
-        outcome.enter("state")  # freshness of the public nodes, the project's private state
+        outcome.enter("state")  # data versions of the public nodes, the project's private state
         if public and (publishes or options.save_state):
             from mesh.freshness import record_freshness
 
-            fresh = record_freshness(mesh, name)  # when each public node's data was built
-            if fresh is not None and options.save_state and not publishes:
-                count = len(fresh["nodes"])
-                outcome.notes.append(
-                    f"freshness: recorded {count} public node{'s' if count != 1 else ''} of {name}/{mesh.env}"
-                )
+            fresh = record_freshness(mesh, name, built.data_versions if built is not None else None)
+            if fresh is not None:
+                outcome.notes.append(_data_note(fresh, built))
         if options.save_state and options.complete:
             from mesh.publish import save_state
 
@@ -322,6 +363,7 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
             outcome.details.append(report.text())
             raise LineageError(f"lineage validation failed for {name}: run `invoke validate --project {name}` for the findings")
         outcome.notes.append(f"lineage: {len(report.edges)} cross-project edge{'s' if len(report.edges) != 1 else ''} validated")
+        outcome.notes.extend(f"warning: {w}" for w in report.warning_lines())
     outcome.enter("record")  # what the consumer uses upstream, the fingerprint of this build
     if project.upstreams and options.record_usage and options.complete:
         from mesh.usage import record_usage
@@ -331,14 +373,79 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
         from mesh import fingerprint
 
         manifest = load_manifest(project.target_dir / "manifest.json", project=name)
-        fingerprint.record(mesh, name, inputs, fingerprint.built_relations(manifest, name))
+        current = upstream_data or {}
+        read = fingerprint.data_inputs(manifest, name, list(project.upstreams))
+        fingerprint.record(
+            mesh, name, inputs, fingerprint.built_relations(manifest, name), {uid: current.get(uid) for uid in read}
+        )
     outcome.enter(None)
+
+
+@dataclass
+class BuiltFacts:
+    """What the warehouse holds after a build, read before anything is swapped in."""
+
+    catalog: Json | None  # columns of the public nodes without an enforced contract
+    data_versions: dict[str, tuple[str, str]]  # uid -> (data version, basis: content | build)
+
+
+def read_built(mesh: Mesh, name: str, manifest: Json, public: list[str], audit: Any) -> BuiltFacts:
+    """The columns of the uncontracted public nodes and a digest of every public node's data, read
+    from what the build wrote (the audit copy, when there is one) on one connection."""
+    from mesh.manifest import uncontracted_ids
+    from mesh.publish import data_version, node_relation
+    from mesh.warehouse import catalog_of, open_reader
+
+    build_dir = audit.env().get(BUILD_DIR_VAR) if isinstance(audit, DuckDBAudit) else None
+    relations = {uid: node_relation(manifest["nodes"][uid]) for uid in public}
+    uncontracted = set(uncontracted_ids(manifest, public))
+    invocation = str(manifest["metadata"].get("invocation_id") or "")
+    versions: dict[str, tuple[str, str]] = {}
+    catalog = None
+    with open_reader(mesh, name, build_dir) as reader:
+        if reader is not None:
+            if uncontracted:
+                columns = reader.columns(relations[uid] for uid in uncontracted)
+                catalog = catalog_of(columns, {uid: relations[uid] for uid in uncontracted})
+            for uid in public:
+                if (manifest["nodes"][uid].get("config") or {}).get("materialized") == "ephemeral":
+                    continue
+                versions[uid] = data_version(uid, reader.digest(relations[uid]), invocation)
+    for uid in public:
+        versions.setdefault(uid, data_version(uid, None, invocation))
+    if uncontracted and catalog is None:
+        raise PublishRefusedError(
+            f"cannot read {name}'s warehouse for the columns of its public nodes without an enforced "
+            "contract: check the connection (or the DuckDB file), then build again"
+        )
+    return BuiltFacts(catalog, versions)
+
+
+def _data_note(fresh: Json, built: BuiltFacts | None) -> str:
+    nodes = fresh.get("nodes") or {}
+    by_build = sorted(uid for uid, (_v, basis) in (built.data_versions.items() if built else []) if basis == "build")
+    note = f"data versions: {len(nodes)} public node{'s' if len(nodes) != 1 else ''} recorded"
+    if by_build:
+        note += (
+            f" ({len(by_build)} without a content digest, new with every build: "
+            f"{', '.join(uid.split('.', 2)[-1] for uid in by_build[:3])}{', …' if len(by_build) > 3 else ''})"
+        )
+    return note
+
+
+_DEPRECATION = ("deprecat",)
+
+
+def _deprecations(warnings: list[str]) -> list[str]:
+    """dbt's warnings about references to deprecated model versions (shown on the run's line)."""
+    return [w for w in warnings if any(word in w.lower() for word in _DEPRECATION)][:5]
 
 
 def _latest_doc(mesh: Mesh, name: str) -> Json | None:
     from mesh.manifest import load_interface
+    from mesh.registry import read_baseline
 
-    entry = mesh.registry.read_latest(name, mesh.env)
+    entry, _damaged = read_baseline(mesh.registry, name, mesh.env)
     return None if entry is None else load_interface(entry.body, f"{name}/{mesh.env} latest", name)
 
 
@@ -364,12 +471,16 @@ def _sync_grants(mesh: Mesh, name: str, previous: Json | None, outcome: ProjectO
     outcome.notes.append(f"grants: {len(statements)} statement{'s' if len(statements) != 1 else ''} for consumer roles")
 
 
-def _publish_note(result: Any) -> str:
+def _publish_note(result: Any, record: dict[str, object] | None = None) -> str:
     if result.status == "unchanged":
         return f"interface unchanged ({result.version})"
     if result.status == "superseded":
         return f"wrote {result.version}; latest holds a newer build ({result.previous})"
-    return f"published {result.version} ({result.public_models} public nodes)"
+    changes = (record or {}).get("changes")
+    named = f": {', '.join(str(c) for c in changes)}" if isinstance(changes, list) and changes else ""
+    replaced = result.replaced_damaged
+    damaged = f", replaces damaged latest {replaced}" if replaced else ""
+    return f"published {result.version} ({result.public_models} public nodes{damaged}){named}"
 
 
 def _portable(run: DbtRun) -> DbtRun:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh.config import Mesh
-from mesh.errors import ManifestError
+from mesh.errors import ManifestError, RegistryError
 from mesh.manifest import (
     PUBLIC_RESOURCE_TYPES,
     Json,
@@ -567,14 +567,18 @@ class UsageRecord:
     metadata: Json = field(default_factory=dict)
 
 
-def usage_document(manifest: Json, uses: list[Use], env: str, lineage: Iterable[Feed] = ()) -> Json:
-    """The private `usage` object of a consumer."""
+def usage_document(
+    manifest: Json, uses: list[Use], env: str, lineage: Iterable[Feed] = (), upstreams: Iterable[str] = ()
+) -> Json:
+    """The private `usage` object of a consumer (`upstreams`: every upstream it was computed for,
+    so a record that holds no use of one says "reads none of it" rather than "unknown")."""
     meta = manifest["metadata"]
     return {
         "metadata": {
             "format": USAGE_FORMAT,
             "project_name": meta.get("project_name"),
             "env": env,
+            "upstreams": sorted(upstreams),
             "recorded_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "manifest_generated_at": meta.get("generated_at"),
             "invocation_id": meta.get("invocation_id"),
@@ -655,7 +659,7 @@ def record_usage(mesh: Mesh, consumer: str, manifest_path: Path | None = None) -
     uses = compute_usage(manifest, project.upstreams, interfaces)
     feeds = compute_lineage(manifest, project.upstreams, interfaces)
     mesh.registry.write_private(
-        consumer, mesh.env, "usage", dump_json(usage_document(manifest, uses, mesh.env, feeds))
+        consumer, mesh.env, "usage", dump_json(usage_document(manifest, uses, mesh.env, feeds, project.upstreams))
     )
     return uses
 
@@ -698,18 +702,47 @@ class MeshUsage:
     uses: list[Use] = field(default_factory=list)
     lineage: list[Feed] = field(default_factory=list)
     without_lineage: list[str] = field(default_factory=list)
+    records: dict[str, UsageRecord] = field(default_factory=dict)  # readable records, by consumer
+    unreadable: dict[str, str] = field(default_factory=dict)  # consumer -> why its record is unusable
+    assumed: dict[str, str] = field(default_factory=dict)  # consumer -> why it counts as reading all
+
+    def covers(self, consumer: str, upstream: str) -> bool:
+        """Whether `consumer`'s record says what it reads of `upstream` (nothing is an answer too,
+        when the record names `upstream` among the upstreams it was computed for)."""
+        record = self.records.get(consumer)
+        if record is None:
+            return False
+        declared = record.metadata.get("upstreams")
+        if isinstance(declared, list) and upstream in declared:
+            return True
+        return any(use.upstream == upstream for use in record.uses)
 
 
 def read_usage(mesh: Mesh) -> MeshUsage:
-    """Every consumer's usage record in the target's env, across the mesh."""
+    """Every consumer's usage record in the target's env, across the mesh. A record that cannot be
+    read is set aside (`unreadable`), never trusted: the gate then assumes that consumer reads
+    everything it could."""
     found = MeshUsage()
     # Consumers in other repositories are not in this mesh.yml: the registry knows them all.
     names = sorted(set(mesh.config.projects) | set(mesh.registry.list_private(mesh.env, "usage")))
     for name in names:
-        body = mesh.registry.read_private(name, mesh.env, "usage")
-        if body is None:
+        what = f"{name}/{mesh.env} usage"
+        try:
+            body = mesh.registry.read_private(name, mesh.env, "usage")
+            if body is None:
+                continue
+            record = parse_usage_record(body, what)
+        except (ManifestError, RegistryError) as exc:
+            found.unreadable[name] = str(exc)
             continue
-        record = parse_usage_record(body, f"{name}/{mesh.env} usage")
+        if record.project != name:
+            found.unreadable[name] = f"{what} describes {record.project!r}"
+            continue
+        foreign = [u for u in record.uses if u.consumer != name] + [f for f in record.lineage if f.project != name]
+        if foreign:
+            found.unreadable[name] = f"{what} names nodes of another project"
+            continue
+        found.records[name] = record
         found.uses += record.uses
         found.lineage += record.lineage
         if record.format < 2:

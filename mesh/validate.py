@@ -76,6 +76,10 @@ class Report:
     def ok(self) -> bool:
         return not any(f.severity == "error" for f in self.findings)
 
+    def warning_lines(self) -> list[str]:
+        """Each warning as one line (deprecated versions still read, stale data, …)."""
+        return [f"{f.kind} {f.node}: {f.message}" for f in self.findings if f.severity == "warning"]
+
     def to_json(self) -> Json:
         return {
             "project": self.project,

@@ -230,7 +230,9 @@ class SnowflakeAudit:
 
         path = self.mesh.project(self.name).target_dir / "manifest.json"
         manifest = load_manifest(path, project=self.name)
-        entry = self.mesh.registry.read_latest(self.name, self.mesh.env)
+        from mesh.registry import read_baseline
+
+        entry, _damaged = read_baseline(self.mesh.registry, self.name, self.mesh.env)
         previous = None if entry is None else load_interface(entry.body, f"{self.name} latest", self.name)
         snowflake_wap.promote(self.mesh, self.plan, manifest, previous_interface=previous)
         snowflake_wap.rewrite_manifest_file(path, self.plan)

@@ -16,6 +16,7 @@ __all__ = [
     "Registry",
     "commit_version",
     "open_registry",
+    "read_baseline",
     "read_latest_or_damage",
 ]
 
@@ -93,3 +94,22 @@ def read_latest_or_damage(registry: Registry, project: str, env: str) -> Entry |
         return registry.read_latest(project, env)
     except CorruptLatestError as exc:
         return Entry(exc.version or "", b"", exc.token, damaged=exc.cause)
+
+
+def read_baseline(registry: Registry, project: str, env: str) -> tuple[Entry | None, str | None]:
+    """What a producer's next change is judged against: `latest`, or, when `latest` is damaged,
+    the newest history entry that reads back whole (None when there is none); and the damaged
+    latest's version (None when latest is intact). A producer's passing build may then publish
+    over the damaged latest, as a recorded publish: recovery never waits for a manual repair."""
+    from mesh.errors import RegistryError
+
+    try:
+        return registry.read_latest(project, env), None
+    except CorruptLatestError as exc:
+        damaged = exc.version or "unknown version"
+    for version in reversed(registry.list_versions(project, env)):
+        try:
+            return registry.read_version(project, env, version), damaged
+        except RegistryError:
+            continue
+    return None, damaged
