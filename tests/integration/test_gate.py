@@ -102,6 +102,23 @@ def test_check_passes_with_a_warning_when_nobody_reads_the_column(workspace: Pat
     assert "WARNING: breaking change column_removed public_customers.v2.first_order_date has no registered consumer" in text
 
 
+def test_a_consumer_whose_usage_is_unknown_counts_as_reading_everything(workspace: Path) -> None:
+    """Fail closed: with both consumers' usage records gone (never recorded, deleted, or rewritten
+    without what they read), a dropped column is breaking for both."""
+    mesh = load_mesh(workspace, "local")
+    drop_column(workspace, ORDERS / "public_orders.yml", "payment_count", ORDERS / "public_orders.sql")
+    shutil.rmtree(workspace / "registry/dbt_down/local/usage")
+    body = b'{"metadata": {"format": 2, "project_name": "dbt_down_loom"}, "uses": [], "lineage": []}'
+    mesh.registry.write_private("dbt_down_loom", "local", "usage", body)  # rewritten empty
+    result = check_project(mesh, "dbt_up")
+    assert result.blocked
+    assert result.hit_projects() == ["dbt_down", "dbt_down_loom"]
+    assert set(result.assumed) == {"dbt_down", "dbt_down_loom"}
+    text = "\n".join(result.lines())
+    assert "usage of dbt_down unknown (no usage record of it): assumed to read everything" in text
+    assert "invoke build --project dbt_down --save-state" in text
+
+
 def test_a_new_model_version_passes_and_old_consumers_still_build(workspace: Path) -> None:
     mesh = load_mesh(workspace, "local")
     ship_orders_as_versions(workspace, latest=1)

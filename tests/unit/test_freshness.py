@@ -106,12 +106,16 @@ def test_record_holds_every_public_node_and_leaves_the_interface_alone(mesh: Mes
     assert doc == read_freshness(mesh, "core")
     assert (doc["format"], doc["project"], doc["env"]) == (1, "core", "local")
     end = iso(BUILT + timedelta(minutes=1))
-    assert doc["nodes"] == {
-        "model.core.customers.v1": {"built_at": iso(BUILT - timedelta(minutes=10))},
-        "model.core.customers.v2": {"built_at": end},
-        "model.core.orders": {"built_at": iso(BUILT)},
-        "model.core.revenue": {"built_at": end},
+    assert {uid: node["built_at"] for uid, node in doc["nodes"].items()} == {
+        "model.core.customers.v1": iso(BUILT - timedelta(minutes=10)),
+        "model.core.customers.v2": end,
+        "model.core.orders": iso(BUILT),
+        "model.core.revenue": end,
     }  # public nodes only: stg_orders (protected) and int_secret (private) are not recorded
+    # Without a digest of the relation (none was read here), every build is new data.
+    assert {node["data_basis"] for node in doc["nodes"].values()} == {"build"}
+    versions = {uid: node["data_version"] for uid, node in doc["nodes"].items()}
+    assert len(set(versions.values())) == 4
     assert doc["build"] == {"invocation_id": "inv-1", "generated_at": end}
     assert doc["sources"] == {}
     # A separate object: the interface and its content hash are untouched, publish is a no-op.
@@ -121,7 +125,13 @@ def test_record_holds_every_public_node_and_leaves_the_interface_alone(mesh: Mes
     later = BUILT + timedelta(hours=6)
     write_build(mesh.root / "core", factories.producer(), {"model.core.orders": later}, ended=later)
     again = record_freshness(mesh, "core")
-    assert again is not None and again["nodes"]["model.core.orders"] == {"built_at": iso(later)}
+    assert again is not None and again["nodes"]["model.core.orders"]["built_at"] == iso(later)
+    assert again["nodes"]["model.core.orders"]["data_version"] != versions["model.core.orders"]
+    # Given a content digest's version, the record holds it.
+    digested = record_freshness(mesh, "core", {"model.core.orders": ("0123456789abcdef", "content")})
+    assert digested is not None
+    assert digested["nodes"]["model.core.orders"]["data_version"] == "0123456789abcdef"
+    assert digested["nodes"]["model.core.orders"]["data_basis"] == "content"
     assert publish_project(mesh, "core").status == "unchanged"
 
 
@@ -135,9 +145,11 @@ def test_selected_build_keeps_what_it_did_not_run(mesh: Mesh) -> None:
     run = orjson.loads(run_path.read_bytes())
     run["results"] = [r for r in run["results"] if r["unique_id"] == "model.core.orders"]
     run_path.write_bytes(orjson.dumps(run))
+    before = read_freshness(mesh, "core")["nodes"]  # type: ignore[index]
     nodes = record_freshness(mesh, "core")["nodes"]  # type: ignore[index]
-    assert nodes["model.core.orders"] == {"built_at": iso(later)}
-    assert nodes["model.core.customers.v1"] == {"built_at": iso(BUILT - timedelta(minutes=10))}
+    assert nodes["model.core.orders"]["built_at"] == iso(later)
+    assert nodes["model.core.orders"]["data_version"] != before["model.core.orders"]["data_version"]
+    assert nodes["model.core.customers.v1"] == before["model.core.customers.v1"]  # as it was
 
 
 def test_source_freshness_of_this_cycle_is_recorded(mesh: Mesh) -> None:

@@ -103,8 +103,9 @@ def test_published_interface_leaks_nothing(workspace: Path, monkeypatch: pytest.
     ]
     assert "model.dbt_up.leaky_private" in hidden and "model.dbt_up.customer_scoring" in hidden
     assert "seed.dbt_up.raw_orders" in hidden
-    catalog = orjson.loads((workspace / "dbt_up/target/mesh_catalog/catalog.json").read_bytes())
-    assert list(catalog["nodes"]) == ["seed.dbt_up.public_rates"]  # the catalog ran, for it only
+    latest = orjson.loads((workspace / "registry/dbt_up/local/latest/manifest.json").read_bytes())
+    observed = [uid for uid, n in latest["nodes"].items() if any(c.get("contract") is False for c in n["columns"].values())]
+    assert observed == ["seed.dbt_up.public_rates"]  # the warehouse was read, for it only
 
     env_dir = workspace / "registry" / "dbt_up" / "local"
     interfaces = [env_dir / "latest" / "manifest.json", *sorted((env_dir / "history").glob("*/manifest.json"))]

@@ -194,7 +194,6 @@ def test_every_reader_fails_with_the_repair_hint_and_writes_nothing(damaged: tup
         "lineage": lambda: load_graph(mesh),
         "registry.show": lambda: registry_show_lines(mesh, P, None),
         "registry.diff": lambda: registry_diff_lines(mesh, P, None, None),
-        "publish": lambda: publish_project(mesh, P),
     }
     for what, read in readers.items():
         with pytest.raises(CorruptLatestError) as info:
@@ -203,6 +202,23 @@ def test_every_reader_fails_with_the_repair_hint_and_writes_nothing(damaged: tup
         assert f"latest of {P}/{ENV} ({v2}) is damaged" in message, what
         assert info.value.exit_code == 2
     assert snapshot(mesh) == before
+
+
+def test_a_passing_build_publishes_over_a_damaged_latest(damaged: tuple[Mesh, list[str]]) -> None:
+    """The producer's own passing build is the natural recovery: recorded, judged against the
+    newest intact version, and consumers read the new latest."""
+    mesh, (_v0, v1, v2) = damaged
+    build = factories.manifest(P, [factories.model(P, "orders")], generated_at="2027-01-01T00:00:00Z")
+    (mesh.root / "core" / "target").mkdir()
+    (mesh.root / "core" / "target" / "manifest.json").write_bytes(orjson.dumps(build))
+    (mesh.root / "core" / "target" / "run_results.json").write_bytes(orjson.dumps(factories.run_results(build)))
+    result = publish_project(mesh, P)
+    assert result.status == "published" and result.replaced_damaged == v2
+    latest = mesh.registry.read_latest(P, ENV)
+    assert latest is not None and latest.version == result.version
+    meta = orjson.loads(latest.body)["metadata"]["mesh"]
+    assert meta["replaces_damaged"] == v2 and meta["previous"] == v2
+    assert fsck_project(mesh, P).ok or all(v1 not in line for line in fsck_project(mesh, P).found)
 
 
 def test_fsck_reports_then_repair_recovers_by_a_recorded_publish(damaged: tuple[Mesh, list[str]]) -> None:
