@@ -56,15 +56,28 @@ def _confirm(question: str, expected: str) -> bool:
         "path": "Terraform tree to check (default: infra).",
         "sql-path": "Folder of the numbered SQL scripts to check (default: snowflake_sql).",
         "skip-checkov": "Leave checkov out (fast local loop; CI always runs it).",
+        "skip-schemas": "Leave out the check against the providers' schemas (CI always runs it; "
+        "the first run downloads the pinned schema packages, later runs read the cache).",
     },
 )
 def infra_lint(
-    c: Context, path: str = "infra", sql_path: str = "snowflake_sql", skip_checkov: bool = False
+    c: Context,
+    path: str = "infra",
+    sql_path: str = "snowflake_sql",
+    skip_checkov: bool = False,
+    skip_schemas: bool = False,
 ) -> None:
-    """Check Terraform and SQL: fmt, checkov offline, structural rules, SQL parse and grants."""
+    """Check Terraform and SQL: fmt, provider schemas, checkov, structural rules, SQL grants."""
     report = _run(
-        lambda: mesh_infra.lint(_path(path), sql_dir=_path(sql_path), run_checkov=not skip_checkov)
+        lambda: mesh_infra.lint(
+            _path(path),
+            sql_dir=_path(sql_path),
+            run_checkov=not skip_checkov,
+            check_schemas=not skip_schemas,
+        )
     )
+    for note in report.notes:
+        print(note)
     for finding in report.findings:
         print(finding)
     steps = ", ".join(f"{name}: {state}" for name, state in report.steps.items())
@@ -75,6 +88,17 @@ def infra_lint(
             1,
         )
     print(f"infra.lint passed in {report.seconds:.1f}s ({steps})")
+
+
+@task(name="schemas")
+def infra_schemas(c: Context) -> None:
+    """Download and extract the provider schemas pinned in provider-schemas.toml into the cache."""
+    from mesh import infra_schema
+
+    paths = _run(infra_schema.prefetch)
+    for path in paths:
+        print(f"{path.name}: {path.stat().st_size // 1024} KiB")
+    print(f"infra.schemas: {len(paths)} schema(s) in {infra_schema.cache_dir()}")
 
 
 def _terraform(action: str, stack: str, target: str, auto_approve: bool) -> None:
@@ -155,6 +179,7 @@ def prod_down(c: Context, mesh: Mesh, yes: bool = False) -> None:
 
 infra = Collection("infra")
 infra.add_task(infra_lint)
+infra.add_task(infra_schemas)
 infra.add_task(infra_plan)
 infra.add_task(infra_apply)
 infra.add_task(infra_destroy)
