@@ -60,7 +60,7 @@ STACK_DIR = INFRA_DIR / "examples" / "complete"
 SQL_DIR = REPO_ROOT / "snowflake_sql"
 CHECKOV_REQUIREMENTS = REPO_ROOT / "requirements-checkov.txt"
 CHECKOV_VENV = REPO_ROOT / ".venv-checkov"
-MIN_TERRAFORM_FOR_APPLY = (1, 5, 0)
+MIN_TERRAFORM_FOR_APPLY = (1, 9, 0)
 
 # Actions a consumer may hold on the registry: reads only.
 CONSUMER_READ_ACTIONS = frozenset(
