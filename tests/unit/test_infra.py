@@ -577,7 +577,9 @@ def _task_help(task: str) -> str:
     return invoke(task, "--help").stdout
 
 
-@pytest.mark.parametrize("task", ["infra.lint", "infra.plan", "infra.apply", "infra.destroy"])
+@pytest.mark.parametrize(
+    "task", ["infra.lint", "infra.plan", "infra.apply", "infra.destroy", "infra.verify"]
+)
 def test_every_infra_task_documents_its_options(task: str) -> None:
     text = _task_help(task)
     assert "Docstring:" in text and "Options:" in text
