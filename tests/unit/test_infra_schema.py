@@ -8,10 +8,10 @@ there afterwards.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -309,81 +309,109 @@ def test_a_bad_pins_file_is_bad_input(tmp_path: Path) -> None:
 
 
 # --- variable validations ---------------------------------------------------------------------------
+#
+# Evaluated, not just read: tests/tf_eval.py runs each validation's condition with Terraform's
+# semantics on the inputs below (the venv's Terraform 1.0.3 cannot, and no newer one installs here).
+
+ROOT_VARIABLES = INFRA / "variables.tf"
+BUCKET_VARIABLES = INFRA / "modules" / "registry_bucket" / "variables.tf"
+PUBLIC_SCHEMA = "Every public_schema must be one of the project's schemas"
+BUCKET = "registry_bucket_name must be 3-51 characters"
+RESERVED = "registry_bucket_name must not start with xn--"
+ROLE = 'Every IAM role name "<name_prefix>-<project>-main" must fit in 64 characters'
+PRIVATE = "public_schema must be an identifier other than RAW and STAGING"
+UPSTREAM = "Every upstream must name another project of the mesh that has a public_schema"
+LOG_ROOM = "bucket_name must be at most 51 characters when log_bucket_name is not set"
+NO_DOT = "bucket_name must be 3-63 characters of a-z, 0-9 and '-'"
+POLICY = 'Every IAM policy name "<bucket_name>-<project>-state-read" must fit in 128 characters'
+MODULE_HEADS = (LOG_ROOM, NO_DOT, POLICY)
 
 
-def validations(path: Path) -> dict[str, list[dict[str, str]]]:
-    import hcl2
-    from hcl2.utils import SerializationOptions
+def root_inputs() -> dict[str, Any]:
+    """What `invoke infra.plan` passes for the template's mesh.yml, plus the repository."""
+    from mesh.infra import terraform_vars
+    from mesh.snowflake import load_layout
 
-    options = SerializationOptions(
-        strip_string_quotes=True, explicit_blocks=False, with_comments=False
-    )
-    data = hcl2.loads(path.read_text(), serialization_options=options)
-    return {
-        name: body.get("validation", [])
-        for entry in data["variable"]
-        for name, body in entry.items()
+    return {**terraform_vars(load_layout(ROOT), "prod", env={}), "github_repository": "acme/mesh"}
+
+
+def refused_by(path: Path, inputs: dict[str, Any]) -> list[str]:
+    """The messages of the failing validations, cut to the start each test names."""
+    from tests.tf_eval import refused
+
+    heads = (PUBLIC_SCHEMA, BUCKET, RESERVED, ROLE, PRIVATE, UPSTREAM, *MODULE_HEADS)
+    return [next((h for h in heads if m.startswith(h)), m) for m in refused(path, inputs)]
+
+
+def with_project(inputs: dict[str, Any], name: str, **changes: Any) -> dict[str, Any]:
+    projects = {**inputs["projects"], name: {**inputs["projects"].get(name, {}), **changes}}
+    return {**inputs, "projects": projects}
+
+
+def test_the_template_inputs_pass_every_validation() -> None:
+    assert refused_by(ROOT_VARIABLES, root_inputs()) == []
+    projects = {
+        name: {"publishes": "public_schema" in p} for name, p in root_inputs()["projects"].items()
     }
-
-
-def regex_of(condition: str) -> re.Pattern[str]:
-    """The one regex literal of a `can(regex("…", var.x))` condition."""
-    (literal,) = re.findall(r'regex\("((?:[^"\\]|\\.)*)"', condition)
-    return re.compile(literal.replace("\\\\", "\\"))
+    assert (
+        refused_by(
+            BUCKET_VARIABLES, {"bucket_name": "acme-dbt-mesh-registry", "projects": projects}
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize(
-    ("name", "valid"),
+    ("case", "change", "expected"),
     [
-        ("acme-dbt-mesh-registry", True),
-        ("a" * 51, True),
-        ("a" * 52, False),  # "-access-logs" would make the log bucket 64 characters
-        ("acme.dbt.mesh", False),  # the KMS alias alias/<bucket> allows no "."
-        ("-acme", False),
-        ("ab", False),
+        ("public schema outside schemas", lambda i: with_project(i, "dbt_up", public_schema="FINANCE"), [PUBLIC_SCHEMA]),
+        ("public schema outside custom schemas", lambda i: with_project(i, "dbt_up", schemas=["RAW", "GOLD"]), [PUBLIC_SCHEMA]),
+        ("public schema in custom schemas", lambda i: with_project(i, "dbt_up", schemas=["RAW", "GOLD"], public_schema="GOLD"), []),
+        ("public schema STAGING", lambda i: with_project(i, "dbt_up", public_schema="STAGING"), [PRIVATE]),
+        ("bucket with a dot", lambda i: {**i, "registry_bucket_name": "acme.dbt-mesh"}, [BUCKET]),
+        ("bucket of 52", lambda i: {**i, "registry_bucket_name": "a" * 52}, [BUCKET]),
+        ("bucket of 51", lambda i: {**i, "registry_bucket_name": "a" * 51}, []),
+        ("bucket S3 reserves", lambda i: {**i, "registry_bucket_name": "xn--acme"}, [RESERVED]),
+        ("role of 65", lambda i: with_project({**i, "name_prefix": "p" * 31}, "q" * 28, database="Q", warehouse="W", role="R"), [ROLE]),
+        ("role of 64", lambda i: with_project({**i, "name_prefix": "p" * 31}, "q" * 27, database="Q", warehouse="W", role="R"), []),
+        ("upstream that publishes nothing", lambda i: with_project(i, "dbt_down_loom", upstreams=["dbt_down"]), [UPSTREAM]),
     ],
-)
-def test_root_bucket_name_validation(name: str, valid: bool) -> None:
-    (shape, reserved) = validations(INFRA / "variables.tf")["registry_bucket_name"]
-    ok = bool(regex_of(shape["condition"]).fullmatch(name)) and not regex_of(
-        reserved["condition"]
-    ).search(name)
-    assert ok is valid
-    if valid:
-        assert len(f"{name}-access-logs") <= 63 and len(f"alias/{name}") <= 256
+)  # fmt: skip
+def test_a_bad_input_is_refused_by_its_own_validation(
+    case: str, change: Callable[[dict[str, Any]], dict[str, Any]], expected: list[str]
+) -> None:
+    assert refused_by(ROOT_VARIABLES, change(root_inputs())) == expected, case
 
 
-@pytest.mark.parametrize("name", ["xn--acme", "sthree-acme", "acme-s3alias", "acme--ol-s3"])
-def test_root_bucket_name_refuses_names_s3_reserves(name: str) -> None:
-    (_shape, reserved) = validations(INFRA / "variables.tf")["registry_bucket_name"]
-    assert regex_of(reserved["condition"]).search(name)
-    assert "S3 reserves them" in reserved["error_message"]
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        ({"bucket_name": "a" * 52}, [LOG_ROOM]),
+        ({"bucket_name": "a" * 63, "log_bucket_name": "acme-logs"}, []),
+        ({"bucket_name": "acme.registry"}, [NO_DOT]),
+        ({"bucket_name": "a" * 63, "log_bucket_name": "acme-logs", "projects": {"p" * 63: {"publishes": True}}},
+         [POLICY]),
+    ],
+)  # fmt: skip
+def test_the_registry_bucket_module_refuses_names_aws_would(
+    inputs: dict[str, Any], expected: list[str]
+) -> None:
+    assert (
+        refused_by(BUCKET_VARIABLES, {"projects": {"dbt_up": {"publishes": True}}, **inputs})
+        == expected
+    )
 
 
-def test_module_bucket_name_refuses_a_dot_and_leaves_room_for_the_log_bucket() -> None:
-    (shape, room) = validations(INFRA / "modules" / "registry_bucket" / "variables.tf")[
-        "bucket_name"
-    ]
-    assert not regex_of(shape["condition"]).fullmatch("acme.registry")
-    assert regex_of(shape["condition"]).fullmatch("a" * 63)
-    assert room["condition"] == "${var.log_bucket_name != null || length(var.bucket_name) <= 51}"
-    assert "-access-logs" in room["error_message"]
+def test_the_evaluator_keeps_terraform_semantics() -> None:
+    """Both sides of || are evaluated (a null in contains() is an error, as in Terraform), and an
+    unknown construct is an error rather than a pass."""
+    from tests.tf_eval import TfEvalError, evaluate
 
-
-def test_projects_validations_refuse_what_plan_would() -> None:
-    checks = validations(INFRA / "variables.tf")["projects"]
-    by_message = {v["error_message"].split(":")[0]: v["condition"] for v in checks}
-    public = by_message[
-        "Every public_schema must be one of the project's schemas (default RAW, STAGING, MARTS)"
-    ]
-    assert "contains(p.schemas, coalesce(p.public_schema" in public
-    role = by_message[
-        'Every IAM role name "<name_prefix>-<project>-main" must fit in 64 characters'
-    ]
-    assert '${var.name_prefix}-${replace(name, "_", "-")}-main' in role and "<= 64" in role
-    # With the longest name_prefix (31) a 27-character project fits; the "-main" role is the longer.
-    assert len(f"{'p' * 31}-{'q' * 27}-main") == 64
-    policies = validations(INFRA / "modules" / "registry_bucket" / "variables.tf")["projects"]
-    assert any("-state-read" in v["condition"] and "<= 128" in v["condition"] for v in policies)
-    # The root's 51-character bucket and 63-character project names fit the 128 of IAM policies.
-    assert len(f"{'b' * 51}-{'p' * 63}-state-read") <= 128
+    scope = {"var": {"p": None, "l": ["A"]}}
+    with pytest.raises(TfEvalError, match="must not be null"):
+        evaluate("var.p == null || contains(var.l, var.p)", scope)
+    assert evaluate('var.p == null || contains(var.l, coalesce(var.p, "-"))', scope) is True
+    assert evaluate('alltrue([for k, v in {a = 1, b = 2} : v > 0 if k != "b"])', scope) is True
+    assert evaluate('length("${upper("ab")}-${replace("a_b", "_", "-")}")', scope) == 6
+    with pytest.raises(TfEvalError):
+        evaluate("var.l[*]", scope)
