@@ -1094,8 +1094,10 @@ def lint(
     if check_schemas:
         schemas = infra_schema.check_tree(path, schemas_file)
         report.findings += [Finding("provider-schema", w, m) for w, m in schemas.problems]
+        calls = schemas.module_calls
+        report.findings += [Finding("module-arguments", w, m) for w, m in calls]
         report.notes += [f"provider schemas: {note}" for note in schemas.notes]
-        count = len(schemas.problems)
+        count = len(schemas.problems) + len(calls)
         report.steps["provider schemas"] = (
             f"ok ({schemas.summary()})" if not count else f"{count} finding(s)"
         )

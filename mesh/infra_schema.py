@@ -438,6 +438,10 @@ class TfTree:
     blocks: list[TfBlock] = field(default_factory=list)
     # Per module folder: local provider name -> (source, version constraint or "").
     providers: dict[Path, dict[str, tuple[str, str]]] = field(default_factory=dict)
+    # Per module folder: variable name -> whether it has a default.
+    variables: dict[Path, dict[str, bool]] = field(default_factory=dict)
+    # Module calls: (file, name, body).
+    modules: list[tuple[Path, str, Mapping[str, Any]]] = field(default_factory=list)
 
     def label(self, path: Path) -> str:
         return f"{self.root.name}/{path.relative_to(self.root).as_posix()}"
@@ -499,6 +503,14 @@ def load_tree(root: Path) -> TfTree:
                     source = source.removeprefix("registry.terraform.io/")
                     constraint = str(spec.get("version") or "")
                     tree.providers.setdefault(path.parent, {})[local] = (source, constraint)
+        for entry in data.get("variable", []):
+            for name, body in entry.items():
+                if not name.startswith("__"):
+                    tree.variables.setdefault(path.parent, {})[name] = "default" in body
+        for entry in data.get("module", []):
+            for name, body in entry.items():
+                if not name.startswith("__"):
+                    tree.modules.append((path, name, body))
         for kind in ("resource", "data"):
             for entry in data.get(kind, []):
                 for type_, named in entry.items():
@@ -649,6 +661,8 @@ class SchemaCheck:
 
     # (where, message): where is `file: address`, the message ends with the versions it holds for.
     problems: list[tuple[str, str]] = field(default_factory=list)
+    # Calls of local modules with an argument the module does not declare, or without a required one.
+    module_calls: list[tuple[str, str]] = field(default_factory=list)
     checked: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -682,7 +696,7 @@ def check_tree(
     """Check every resource and data source under `root` against each allowed pinned schema."""
     pins = load_pins(pins_file)
     tree = load_tree(root)
-    result = SchemaCheck()
+    result = SchemaCheck(module_calls=check_module_calls(tree))
     constraints = tree.constraints()
     used = {tree.source_of(block) for block in tree.blocks}
     schemas: dict[str, list[tuple[str, dict[str, Any]]]] = {}
@@ -737,6 +751,32 @@ def check_tree(
         for message, versions in by_message.items():
             result.problems.append((where, f"{message} ({name} provider {', '.join(versions)})"))
     return result
+
+
+MODULE_META = frozenset({"source", "version", "count", "for_each", "providers", "depends_on"})
+
+
+def check_module_calls(tree: TfTree) -> list[tuple[str, str]]:
+    """Each call of a local module passes only variables it declares, and every required one."""
+    found = []
+    for path, name, body in tree.modules:
+        source = body.get("source")
+        if not isinstance(source, str) or not source.startswith(("./", "../")):
+            continue  # registry and git modules are not in the tree
+        folder = (path.parent / source).resolve()
+        where = f"{tree.label(path)}: module.{name}"
+        declared = next((v for f, v in tree.variables.items() if f.resolve() == folder), None)
+        if declared is None:
+            if not folder.is_dir():
+                found.append((where, f"source {source} is not a folder of the tree"))
+            continue
+        passed = {k for k in body if not k.startswith("__") and k not in MODULE_META}
+        for argument in sorted(passed - set(declared)):
+            found.append((where, f'unknown argument "{argument}": {source} has no such variable'))
+        for variable in sorted(v for v, has_default in declared.items() if not has_default):
+            if variable not in passed:
+                found.append((where, f'missing required argument "{variable}" of {source}'))
+    return found
 
 
 def prefetch(pins_file: Path = SCHEMAS_FILE, cache: Path | None = None) -> list[Path]:

@@ -8,6 +8,7 @@ there afterwards.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -98,6 +99,42 @@ def test_lint_fails_on_a_misspelled_and_a_missing_argument_naming_file_resource_
     ]
     (error,) = result.stderr.strip().splitlines()
     assert "provider-schema" in error and "provider schemas: 3 finding(s)" in error
+
+
+def test_a_module_call_is_held_to_the_module_variables(tmp_path: Path) -> None:
+    copy = tmp_path / "infra"
+    shutil.copytree(INFRA, copy, ignore=shutil.ignore_patterns(".terraform*"))
+    main = copy / "main.tf"
+    main.write_text(
+        main.read_text().replace(
+            "  bucket_name     = var.registry_bucket_name",
+            "  bucket_nam      = var.registry_bucket_name",
+        )
+    )
+    result = schema.check_tree(copy)
+    assert result.problems == []
+    where = "infra/main.tf: module.registry_bucket"
+    assert result.module_calls == [
+        (where, 'unknown argument "bucket_nam": ./modules/registry_bucket has no such variable'),
+        (where, 'missing required argument "bucket_name" of ./modules/registry_bucket'),
+    ]
+    assert schema.check_tree(INFRA).module_calls == []
+
+
+def test_infra_schemas_fills_the_cache_with_every_pin() -> None:
+    result = invoke("infra.schemas")
+    assert result.returncode == 0, result.stderr
+    names = re.findall(
+        r"^(cdktf-cdktf-provider-[a-z]+-[0-9.]+)\.v\d+\.json: \d+ KiB$", result.stdout, re.M
+    )
+    assert names == [
+        "cdktf-cdktf-provider-aws-16.0.0",
+        "cdktf-cdktf-provider-aws-20.1.0",
+        "cdktf-cdktf-provider-aws-21.22.1",
+        "cdktf-cdktf-provider-snowflake-15.0.0",
+        "cdktf-cdktf-provider-snowflake-15.9.1",
+    ]
+    assert "infra.schemas: 5 schema(s) in" in result.stdout
 
 
 # --- what the check refuses ------------------------------------------------------------------------
