@@ -56,15 +56,28 @@ def _confirm(question: str, expected: str) -> bool:
         "path": "Terraform tree to check (default: infra).",
         "sql-path": "Folder of the numbered SQL scripts to check (default: snowflake_sql).",
         "skip-checkov": "Leave checkov out (fast local loop; CI always runs it).",
+        "skip-schemas": "Leave out the check against the providers' schemas (CI always runs it; "
+        "the first run downloads the pinned schema packages, later runs read the cache).",
     },
 )
 def infra_lint(
-    c: Context, path: str = "infra", sql_path: str = "snowflake_sql", skip_checkov: bool = False
+    c: Context,
+    path: str = "infra",
+    sql_path: str = "snowflake_sql",
+    skip_checkov: bool = False,
+    skip_schemas: bool = False,
 ) -> None:
-    """Check Terraform and SQL: fmt, checkov offline, structural rules, SQL parse and grants."""
+    """Check Terraform and SQL: fmt, provider schemas, checkov, structural rules, SQL grants."""
     report = _run(
-        lambda: mesh_infra.lint(_path(path), sql_dir=_path(sql_path), run_checkov=not skip_checkov)
+        lambda: mesh_infra.lint(
+            _path(path),
+            sql_dir=_path(sql_path),
+            run_checkov=not skip_checkov,
+            check_schemas=not skip_schemas,
+        )
     )
+    for note in report.notes:
+        print(note)
     for finding in report.findings:
         print(finding)
     steps = ", ".join(f"{name}: {state}" for name, state in report.steps.items())
@@ -75,6 +88,17 @@ def infra_lint(
             1,
         )
     print(f"infra.lint passed in {report.seconds:.1f}s ({steps})")
+
+
+@task(name="schemas")
+def infra_schemas(c: Context) -> None:
+    """Download and extract the provider schemas pinned in provider-schemas.toml into the cache."""
+    from mesh import infra_schema
+
+    paths = _run(infra_schema.prefetch)
+    for path in paths:
+        print(f"{path.name}: {path.stat().st_size // 1024} KiB")
+    print(f"infra.schemas: {len(paths)} schema(s) in {infra_schema.cache_dir()}")
 
 
 def _terraform(action: str, stack: str, target: str, auto_approve: bool) -> None:
@@ -138,6 +162,35 @@ def infra_destroy(
     print(f"infra.destroy done for target {target} in {stack}")
 
 
+@task(
+    name="verify",
+    help={
+        "target": "mesh.yml target whose s3:// registry bucket to check in (default: prod).",
+        "registry": "Check in this s3://bucket/prefix instead of the target's registry.",
+    },
+)
+def infra_verify(c: Context, target: str = "prod", registry: str | None = None) -> None:
+    """Prove on the real bucket and IAM what emulators cannot; throwaway objects, always removed."""
+    from mesh import verify
+    from mesh.registry.s3 import S3Registry
+
+    def open_bucket() -> S3Registry:
+        if registry:
+            url = registry
+        else:
+            settings = mesh_snowflake.load_layout(ROOT).targets.get(target)
+            if settings is None:
+                raise ConfigError(f"target {target!r} is not in mesh.yml")
+            url = mesh_infra.expand_env(settings.get("registry", ""))
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        if not url.startswith("s3://") or not bucket:
+            raise ConfigError(f"infra.verify needs an s3://bucket/prefix registry, not {url!r}")
+        return S3Registry(bucket, prefix)
+
+    bucket = _run(open_bucket)
+    print(_run(lambda: verify.verify_s3(bucket)))
+
+
 def prod_up(c: Context, mesh: Mesh, yes: bool = False) -> None:
     """`invoke up --target prod` before the mesh runs: show the plan, apply it, set up Snowflake."""
     print(f"up [1/3] infra.plan for target {mesh.target_name}")
@@ -155,6 +208,8 @@ def prod_down(c: Context, mesh: Mesh, yes: bool = False) -> None:
 
 infra = Collection("infra")
 infra.add_task(infra_lint)
+infra.add_task(infra_schemas)
+infra.add_task(infra_verify)
 infra.add_task(infra_plan)
 infra.add_task(infra_apply)
 infra.add_task(infra_destroy)
@@ -425,10 +480,19 @@ def _print_statements(statements: list[str], step: str) -> None:
     print(f"-- snowflake.wap {step} dry run: {len(statements)} statement(s), nothing executed")
 
 
+@task(name="verify")
+def snowflake_verify(c: Context) -> None:
+    """Prove on a real account what emulators cannot; throwaway objects, always dropped."""
+    from mesh import verify
+
+    print(_run(verify.verify_snowflake))
+
+
 snowflake = Collection("snowflake")
 snowflake.add_task(snowflake_setup)
 snowflake.add_task(snowflake_grants)
 snowflake.add_task(snowflake_wap_task)
+snowflake.add_task(snowflake_verify)
 
 # Lets `invoke -c tasks_infra ...` run these tasks without the root tasks.py.
 ns = Collection(infra, snowflake)

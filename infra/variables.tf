@@ -14,8 +14,13 @@ variable "registry_bucket_name" {
   type        = string
 
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.registry_bucket_name))
-    error_message = "registry_bucket_name must be a valid S3 bucket name."
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{1,49}[a-z0-9]$", var.registry_bucket_name))
+    error_message = "registry_bucket_name must be 3-51 characters of a-z, 0-9 and '-', starting and ending with a letter or digit: the access-log bucket \"<name>-access-logs\" must fit in S3's 63 characters, and the KMS alias \"alias/<name>\" allows no '.'."
+  }
+
+  validation {
+    condition     = !can(regex("^(xn--|sthree-|amzn-s3-demo-)|(-s3alias|--ol-s3|--x-s3|--table-s3)$", var.registry_bucket_name))
+    error_message = "registry_bucket_name must not start with xn--, sthree- or amzn-s3-demo-, nor end with -s3alias, --ol-s3, --x-s3 or --table-s3: S3 reserves them."
   }
 }
 
@@ -100,10 +105,21 @@ variable "projects" {
   }
 
   validation {
+    condition     = alltrue([for p in values(var.projects) : p.public_schema == null || contains(p.schemas, coalesce(p.public_schema, "-"))])
+    error_message = "Every public_schema must be one of the project's schemas (default RAW, STAGING, MARTS): consumers get USAGE on a schema the project creates."
+  }
+
+  validation {
     condition = alltrue(flatten([for p in values(var.projects) : [
       for up in p.upstreams : contains(keys(var.projects), up) && try(var.projects[up].public_schema != null, false)
     ]]))
     error_message = "Every upstream must name another project of the mesh that has a public_schema."
+  }
+
+  # IAM role names are "<name_prefix>-<project with - for _>-main" (and "-pr"), at most 64 characters.
+  validation {
+    condition     = alltrue([for name in keys(var.projects) : length("${var.name_prefix}-${replace(name, "_", "-")}-main") <= 64])
+    error_message = "Every IAM role name \"<name_prefix>-<project>-main\" must fit in 64 characters: shorten name_prefix or the project name."
   }
 }
 

@@ -10,6 +10,9 @@
   registry bucket is never public and TLS-only, consumers only read, no password anywhere;
 - the SQL scripts rendered and parsed with sqlglot, consumer grants read-only and
   public-schema-only;
+- every resource and data source, argument and nested block checked against the providers' own
+  schemas, for each pinned provider version the tree's constraints allow (mesh/infra_schema.py:
+  offline after the first run, from the prebuilt CDK for Terraform packages' jsii assemblies);
 - in both, no SELECT on ALL/FUTURE objects of a schema (or database) that holds a model, seed or
   snapshot that is not `access: public`: what a schema holds comes from the producer's dbt
   manifest (`<project>/target/manifest.json`), and without one the grant cannot be proven safe.
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from mesh import infra_schema
 from mesh.errors import CheckFailedError, ConfigError, MeshError
 from mesh.snowflake import (
     DEFAULT_LAYOUT,
@@ -56,7 +60,7 @@ STACK_DIR = INFRA_DIR / "examples" / "complete"
 SQL_DIR = REPO_ROOT / "snowflake_sql"
 CHECKOV_REQUIREMENTS = REPO_ROOT / "requirements-checkov.txt"
 CHECKOV_VENV = REPO_ROOT / ".venv-checkov"
-MIN_TERRAFORM_FOR_APPLY = (1, 5, 0)
+MIN_TERRAFORM_FOR_APPLY = (1, 9, 0)
 
 # Actions a consumer may hold on the registry: reads only.
 CONSUMER_READ_ACTIONS = frozenset(
@@ -104,6 +108,8 @@ class LintReport:
 
     findings: list[Finding] = field(default_factory=list)
     steps: dict[str, str] = field(default_factory=dict)
+    # What a step wants the reader to know beyond pass/fail (e.g. provider versions not covered).
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -1057,6 +1063,8 @@ def lint(
     sql_dir: Path | None = SQL_DIR,
     layout: MeshLayout | None = None,
     run_checkov: bool = True,
+    check_schemas: bool = True,
+    schemas_file: Path = infra_schema.SCHEMAS_FILE,
     project_root: Path = REPO_ROOT,
 ) -> LintReport:
     """Run every check on the infra tree at `path` (and the SQL scripts); collect all findings.
@@ -1082,6 +1090,17 @@ def lint(
     hcl = check_hcl(path, layout, contents)
     report.findings += hcl
     report.steps["hcl rules"] = "ok" if not hcl else f"{len(hcl)} finding(s)"
+
+    if check_schemas:
+        schemas = infra_schema.check_tree(path, schemas_file)
+        report.findings += [Finding("provider-schema", w, m) for w, m in schemas.problems]
+        calls = schemas.module_calls
+        report.findings += [Finding("module-arguments", w, m) for w, m in calls]
+        report.notes += [f"provider schemas: {note}" for note in schemas.notes]
+        count = len(schemas.problems) + len(calls)
+        report.steps["provider schemas"] = (
+            f"ok ({schemas.summary()})" if not count else f"{count} finding(s)"
+        )
 
     if sql_dir is not None:
         sql = check_sql(sql_dir, layout, contents)

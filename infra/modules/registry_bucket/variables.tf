@@ -3,8 +3,13 @@ variable "bucket_name" {
   type        = string
 
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket_name))
-    error_message = "bucket_name must be a valid S3 bucket name: 3-63 characters from a-z, 0-9, '.' and '-'."
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", var.bucket_name))
+    error_message = "bucket_name must be 3-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit: the KMS alias \"alias/<bucket_name>\" allows no '.'."
+  }
+
+  validation {
+    condition     = var.log_bucket_name != null || length(var.bucket_name) <= 51
+    error_message = "bucket_name must be at most 51 characters when log_bucket_name is not set: the access-log bucket \"<bucket_name>-access-logs\" must fit in S3's 63."
   }
 }
 
@@ -39,6 +44,12 @@ variable "projects" {
   validation {
     condition     = alltrue([for name in keys(var.projects) : can(regex("^[a-z][a-z0-9_]{0,62}$", name))])
     error_message = "Every project name must match ^[a-z][a-z0-9_]{0,62}$ (the registry's own rule for names)."
+  }
+
+  # The longest policy name is "<bucket_name>-<project>-state-read"; IAM allows 128 characters.
+  validation {
+    condition     = alltrue([for name in keys(var.projects) : length("${var.bucket_name}-${name}-state-read") <= 128])
+    error_message = "Every IAM policy name \"<bucket_name>-<project>-state-read\" must fit in 128 characters: shorten the bucket or the project name."
   }
 }
 

@@ -1,5 +1,6 @@
 terraform {
-  required_version = ">= 1.5.0"
+  # 1.9: variable validations that read other variables (name lengths AWS limits).
+  required_version = ">= 1.9.0"
 
   required_providers {
     aws = {
