@@ -23,6 +23,7 @@ from pathlib import Path
 
 from mesh.code_columns import CodeColumns, published_spelling
 from mesh.config import Mesh
+from mesh.errors import BuildFailedError, CannotJudgeError
 from mesh.manifest import (
     Json,
     extract_interface,
@@ -67,7 +68,10 @@ def compile_tree(mesh: Mesh, name: str, build_dir: Path | None = None) -> Path:
     from mesh.warehouse import release_dbt_connections
 
     project = mesh.project(name)
-    ensure_packages(mesh, name)  # a fresh checkout has no dbt_packages/ yet
+    try:
+        ensure_packages(mesh, name)  # a fresh checkout has no dbt_packages/ yet
+    except BuildFailedError as exc:
+        raise CannotJudgeError(f"could not judge {name}: {exc}") from exc
     target = project.target_dir / CHECK_DIR
     scratch = None
     if build_dir is None:
@@ -78,6 +82,8 @@ def compile_tree(mesh: Mesh, name: str, build_dir: Path | None = None) -> Path:
     args = ["compile", "--select", *GATE_SELECT, "--no-populate-cache", "--target-path", str(target)]
     try:
         run_dbt(mesh, name, args, env={BUILD_DIR_VAR: str(build_dir)})
+    except BuildFailedError as exc:
+        raise CannotJudgeError(f"could not judge {name}: {exc}") from exc
     finally:
         release_dbt_connections()
         if scratch is not None:

@@ -61,6 +61,17 @@ class ProjectConfig(BaseModel):
         None, description="Refuse to publish a public node without an enforced contract "
         "(default: the mesh-wide setting)"
     )
+    deprecations: Literal["warn", "fail"] | None = Field(
+        None,
+        description="A reference past its deprecation_date: a warning on every run (warn), or a "
+        "failed validation (fail; producers' gates then refuse a change that would fail it) "
+        "(default: the mesh-wide setting)",
+    )
+    unused_upstreams: Literal["warn", "error"] | None = Field(
+        None,
+        description="An upstream dependencies.yml declares but no node reads: a warning, or an "
+        "error (default: the mesh-wide setting)",
+    )
 
 
 class TargetConfig(BaseModel):
@@ -102,6 +113,15 @@ class MeshConfig(BaseModel):
     default_target: str = "local"
     require_contracts: bool = Field(
         False, description="Refuse to publish a public node without an enforced contract"
+    )
+    deprecations: Literal["warn", "fail"] = Field(
+        "warn", description="A reference past its deprecation_date: warn on every run, or fail"
+    )
+    deprecation_warning_days: int = Field(
+        30, ge=0, description="Warn about a coming deprecation_date this many days ahead"
+    )
+    unused_upstreams: Literal["warn", "error"] = Field(
+        "warn", description="An upstream declared in dependencies.yml that no node reads"
     )
     snowflake: dict[str, Any] | None = None
 
@@ -426,6 +446,15 @@ class Mesh:
         project, else mesh-wide)."""
         own = self.config.projects[name].require_contracts
         return self.config.require_contracts if own is None else own
+
+    def deprecation_policy(self, name: str) -> str:
+        """`warn` or `fail`: what a reference of `name` past its deprecation_date does."""
+        own = self.config.projects[name].deprecations if name in self.config.projects else None
+        return own or self.config.deprecations
+
+    def unused_upstream_policy(self, name: str) -> str:
+        own = self.config.projects[name].unused_upstreams if name in self.config.projects else None
+        return own or self.config.unused_upstreams
 
     def profiles_dir_of(self, name: str) -> Path:
         """The dbt profiles folder a project runs with: its own (`profiles_dir:`), else the mesh's."""

@@ -120,6 +120,11 @@ _ENFORCED_CONSTRAINTS: dict[str, frozenset[str]] = {
 }
 _DEFAULT_ENFORCED = frozenset({"not_null", "foreign_key"})
 _CONSTRAINING_MATERIALIZATIONS = ("table", "incremental")
+# A foreign key's `to` as dbt's parse leaves it: ref('m'), ref('p', 'm', v=2), source('s', 't').
+_TARGET_CALL_RE = re.compile(
+    r"""(?P<kind>ref|source)\(\s*(?P<args>(?:['"][^'"]*['"]\s*,?\s*)+)(?:,?\s*(?:v|version)\s*=\s*['"]?(?P<version>[\w.]+)['"]?\s*)?\)"""
+)
+_ARG_RE = re.compile(r"""['"]([^'"]*)['"]""")
 _UNPROMISED = " (no enforced contract: breaking if a consumer uses it)"
 
 HINT = (
@@ -148,6 +153,7 @@ class ContractChange:
     # No enforced contract promised this column: the change breaks only a consumer that uses it
     # (the gate decides, from usage).
     usage_decides: bool = False
+    only: tuple[str, ...] | None = None  # the consumer projects it can hit at all (None: any)
 
     @property
     def model(self) -> str:
@@ -325,6 +331,61 @@ class _Differ:
             )
         )
 
+    def constraint_key(self, constraint: Any) -> tuple[Any, ...]:
+        """A constraint in one form, however it was written: its type, name, expression, columns,
+        and a foreign key's target as relation parts (`ref('m')`, `ref('m', v=2)`,
+        `source('s', 't')` resolved through the manifest; `"db"."schema"."t"` unquoted), lower-cased.
+        dbt's own warning switches (`warn_unenforced`, `warn_unsupported`) are no part of it."""
+        if not isinstance(constraint, dict):
+            return (repr(constraint),)
+        expression = " ".join(str(constraint.get("expression") or "").split()) or None
+        return (
+            str(constraint.get("type") or "").lower(),
+            constraint.get("name") or None,
+            expression,
+            tuple(str(c).lower() for c in constraint.get("columns") or []),
+            self._target_parts(constraint.get("to")),
+            tuple(str(c).lower() for c in constraint.get("to_columns") or []),
+        )
+
+    def _target_parts(self, target: Any) -> tuple[str, ...] | None:
+        if target is None or target == "":
+            return None
+        text = str(target).strip()
+        call = _TARGET_CALL_RE.fullmatch(text)
+        if call is not None:
+            node = self._resolve_target(call.group("kind"), [a for a in _ARG_RE.findall(call.group("args"))], call.group("version"))
+            if node is not None:
+                identifier = node.get("identifier") if call.group("kind") == "source" else node.get("alias")
+                return tuple(str(p or "").lower() for p in (node.get("database"), node.get("schema"), identifier or node.get("name")))
+            return (text.lower(),)
+        return tuple(part.strip().strip('"').strip("`").lower() for part in text.split("."))
+
+    def _resolve_target(self, kind: str, args: list[str], version: str | None) -> Json | None:
+        manifest = self.manifest or {}
+        if kind == "source" and len(args) == 2:
+            for node in (manifest.get("sources") or {}).values():
+                if node.get("source_name") == args[0] and node.get("name") == args[1]:
+                    return dict(node)
+            return None
+        if kind != "ref" or not args:
+            return None
+        name = args[-1]
+        package = args[0] if len(args) == 2 else None
+        candidates = [
+            n for n in (manifest.get("nodes") or {}).values()
+            if n.get("name") == name and (package is None or n.get("package_name") == package)
+            and n.get("resource_type") in ("model", "seed", "snapshot")
+        ]
+        wanted = version if version is not None else None
+        for node in candidates:
+            node_version = node.get("version")
+            if wanted is not None and str(node_version) == wanted:
+                return dict(node)
+            if wanted is None and (node_version is None or str(node_version) == str(node.get("latest_version"))):
+                return dict(node)
+        return None
+
     def removed(self, uid: str, node: Json, new_nodes: Json, audience: str) -> None:
         modes = (compatibility(node),)
         deprecated = f" (deprecated since {node['deprecation_date']})" if node.get("deprecation_date") else ""
@@ -398,8 +459,10 @@ class _Differ:
                 )
             old_cons = list(col.get("constraints") or [])
             new_cons = list(other.get("constraints") or [])
-            for constraint in old_cons:
-                if constraint in new_cons:
+            old_keys = [self.constraint_key(c) for c in old_cons]
+            new_keys = [self.constraint_key(c) for c in new_cons]
+            for constraint, key in zip(old_cons, old_keys, strict=True):
+                if key in new_keys:
                     continue
                 enforced = constraining and constraint.get("type") in self.enforced_types
                 add(
@@ -408,8 +471,8 @@ class _Differ:
                     f"'{_constraint_label(constraint)}' constraint on column {name}",
                     _REMOVAL if enforced and promised else None,
                 )
-            for constraint in new_cons:
-                if constraint not in old_cons:
+            for constraint, key in zip(new_cons, new_keys, strict=True):
+                if key not in old_keys:
                     add(CONSTRAINT_ADDED, name, None, constraint, f"Column level constraint was added: '{_constraint_label(constraint)}' constraint on column {name}", None)
             if (col.get("description") or "") != (other.get("description") or ""):
                 add(DESCRIPTION_CHANGED, name, col.get("description"), other.get("description"), f"Description of column {name} changed", None)
@@ -420,8 +483,10 @@ class _Differ:
                 add(COLUMN_ADDED, name, None, col.get("data_type"), f"Column was added: {name} ({col.get('data_type') or 'type known after the build'})", _ADDITION if seen else None)
         old_model_cons = list(old.get("constraints") or [])
         new_model_cons = list(new.get("constraints") or [])
-        for constraint in old_model_cons:
-            if constraint not in new_model_cons:
+        old_model_keys = [self.constraint_key(c) for c in old_model_cons]
+        new_model_keys = [self.constraint_key(c) for c in new_model_cons]
+        for constraint, key in zip(old_model_cons, old_model_keys, strict=True):
+            if key not in new_model_keys:
                 enforced = constraining and constraint.get("type") in self.enforced_types
                 add(
                     CONSTRAINT_REMOVED, None, constraint, None,
@@ -429,8 +494,8 @@ class _Differ:
                     f"'{_constraint_label(constraint)}' constraint on columns {constraint.get('columns') or []}",
                     _REMOVAL if enforced and judged else None,
                 )
-        for constraint in new_model_cons:
-            if constraint not in old_model_cons:
+        for constraint, key in zip(new_model_cons, new_model_keys, strict=True):
+            if key not in old_model_keys:
                 add(CONSTRAINT_ADDED, None, None, constraint, f"Model level constraint was added: '{_constraint_label(constraint)}'", None)
         old_mat, new_mat = _materialized(old), _materialized(new)
         if old_mat != new_mat:
@@ -576,6 +641,8 @@ def hits_of(change: ContractChange, uses: Iterable[Use]) -> list[Hit]:
     """The uses `change` reaches directly: same unique_id, right audience, and a column they read."""
     hits = []
     for use in uses:
+        if change.only is not None and use.consumer not in change.only:
+            continue
         column = _reached_column(change.unique_id, change.column, change.audience, change.effect, use)
         if column is not None:
             hits.append(Hit(change, use, column))
@@ -587,6 +654,8 @@ def impact(change: ContractChange, uses: list[Use], lineage: list[Feed]) -> tupl
     derives from the changed column (its recorded lineage) to the consumers of that column, and so
     on. Each public column is followed once, so stale records that form a cycle end."""
     hits = hits_of(change, uses)
+    if change.only is not None:
+        return hits, []  # only its direct readers are judged (a deprecation they fail on)
     feeds_from: dict[str, list[Feed]] = {}
     for feed in lineage:
         feeds_from.setdefault(feed.upstream_node, []).append(feed)
@@ -644,6 +713,7 @@ class GateResult:
     without_lineage: list[str] = field(default_factory=list)  # records that predate column lineage
     assumed: dict[str, str] = field(default_factory=dict)  # consumer -> why its usage is unknown
     compared: str = ""  # what was compared with what, and where the columns came from
+    deprecated: list[str] = field(default_factory=list)  # past-due nodes still read, one line each
     unjudged: dict[str, str] = field(default_factory=dict)  # public node -> why its code was not read
     protected: bool = True  # an audit step judges, after the build, what the code could not tell
 
@@ -687,7 +757,7 @@ class GateResult:
         return sorted({h.use.consumer for h in self.hits})
 
     def _notes(self) -> list[str]:
-        notes = []
+        notes = list(self.deprecated)
         for reach in self.unread:
             notes.append(
                 f"{ARROW.join([self.origin(reach.change), *reach.path])}: public column of "
@@ -972,11 +1042,68 @@ def evaluate_usage(
 ) -> GateResult:
     """`evaluate` against every usage record of the mesh (uses, lineage, records without it, and
     the consumers whose usage is unknown, assumed to read everything: `gate_usage`)."""
+    changes = _deprecations_that_fail(changes, usage)
     result = evaluate(
         project, env, against, changes, usage.uses, allow_breaking, reason, usage.lineage, usage.without_lineage
     )
     result.assumed = dict(usage.assumed)
     return result
+
+
+def _past(date: Any, today: Any) -> bool:
+    from datetime import date as date_type
+    from datetime import datetime
+
+    try:
+        when = datetime.fromisoformat(str(date).replace("Z", "+00:00")).date()
+    except ValueError:
+        return False
+    return isinstance(today, date_type) and when < today
+
+
+def _deprecations_that_fail(changes: list[ContractChange], usage: MeshUsage) -> list[ContractChange]:
+    """A deprecation_date set in the past on a node a consumer reads whose policy is `fail`
+    (`deprecations: fail` in its mesh.yml, recorded with its usage) would fail that consumer's
+    next validation: breaking for the consumers that use it (the gate decides from usage)."""
+    from datetime import UTC, datetime
+
+    today = datetime.now(UTC).date()
+    strict = {
+        name for name, record in usage.records.items() if record.metadata.get("deprecations") == "fail"
+    }
+    if not strict:
+        return changes
+    judged = []
+    for change in changes:
+        if change.kind == DEPRECATION_CHANGED and change.new and _past(change.new, today):
+            readers = {u.consumer for u in usage.uses if u.upstream_node == change.unique_id} & strict
+            if readers:
+                change = replace(
+                    change, effect=_REMOVAL, usage_decides=True, only=tuple(sorted(readers)),
+                    message=f"{change.message}; {', '.join(sorted(readers))} fail on past-due references (deprecations: fail)",
+                )
+        judged.append(change)
+    return judged
+
+
+def deprecation_notes(nodes: Json, uses: list[Use], today: Any = None) -> list[str]:
+    """`public_customers.v1 deprecated since 2026-01-01, still read by dbt_down.stg_customers_v1`
+    for each published node past its deprecation_date that a consumer on record reads."""
+    from datetime import UTC, datetime
+
+    today = today or datetime.now(UTC).date()
+    notes = []
+    for uid, node in sorted(nodes.items()):
+        when = node.get("deprecation_date")
+        if not when or not _past(when, today):
+            continue
+        readers = sorted({f"{u.consumer}.{short_id(u.node)}" for u in uses if u.upstream_node == uid})
+        if readers:
+            notes.append(
+                f"{short_id(uid)} deprecated since {str(when)[:10]}, still read by {', '.join(readers[:5])}"
+                + (f" (and {len(readers) - 5} more)" if len(readers) > 5 else "")
+            )
+    return notes
 
 
 UNKNOWN_USAGE = "(usage unknown)"
@@ -1067,9 +1194,9 @@ def check_project(
     changes = diff_interfaces(
         latest["nodes"], tree.nodes, adapter_type=_adapter(latest) or _adapter(manifest), manifest=manifest
     )
-    result = evaluate_usage(
-        name, mesh.env, entry.version, changes, gate_usage(mesh, name, latest["nodes"]), allow_breaking, reason
-    )
+    usage = gate_usage(mesh, name, latest["nodes"])
+    result = evaluate_usage(name, mesh.env, entry.version, changes, usage, allow_breaking, reason)
+    result.deprecated = deprecation_notes(tree.nodes, usage.uses)
     against = f"latest {entry.version}" if damaged is None else f"{entry.version} (latest {damaged} is damaged)"
     result.compared = f"working tree vs {against}; {tree.counts()}"
     result.unjudged = dict(tree.unjudged)
@@ -1103,9 +1230,9 @@ def publish_gate(
             latest["nodes"], nodes, adapter_type=_adapter(latest) or _adapter(manifest), manifest=manifest
         )
         version = str(latest["metadata"]["mesh"].get("version"))
-        result = evaluate_usage(
-            name, mesh.env, version, changes, gate_usage(mesh, name, latest["nodes"]), allow_breaking, reason
-        )
+        usage = gate_usage(mesh, name, latest["nodes"])
+        result = evaluate_usage(name, mesh.env, version, changes, usage, allow_breaking, reason)
+        result.deprecated = deprecation_notes(nodes, usage.uses)
         result.compared = f"built interface vs latest {version}; columns from contracts and the warehouse"
         if result.breaking:
             for line in result.lines():

@@ -45,6 +45,11 @@ class ChecksumError(RegistryError):
     """An object read from the registry does not match the checksum stored with it."""
 
 
+class CannotJudgeError(MeshError):
+    """The gate could not judge a change (the working tree does not compile, its packages cannot be
+    installed): exit 2, never the exit 1 of a breaking change."""
+
+
 class CredentialsError(MeshError):
     """Credentials or connection settings for a backend are missing."""
 

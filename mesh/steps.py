@@ -27,6 +27,8 @@ from mesh.config import Mesh
 from mesh.dbt import DbtRun, dbt_environment, run_dbt, stray_loom_config
 from mesh.errors import (
     BreakingChangeError,
+    BuildFailedError,
+    CannotJudgeError,
     Interrupted,
     LineageError,
     MeshError,
@@ -153,7 +155,10 @@ def _gate(
         return None  # nothing published yet (or nothing intact): no contract to break
     step("gate", "compiling the working tree")
     build_dir = Path(audit.env()[BUILD_DIR_VAR]) if isinstance(audit, DuckDBAudit) else None
-    compiled = compile_tree(mesh, name, build_dir)
+    try:
+        compiled = compile_tree(mesh, name, build_dir)
+    except CannotJudgeError as exc:  # in a run, a tree that does not compile is a failed build
+        raise BuildFailedError(str(exc.__cause__ or exc)) from exc
     result = check_project(
         mesh, name, options.allow_breaking, options.reason, parse=False, manifest_path=compiled,
         build_dir=build_dir, protected=audit is not None,
@@ -169,6 +174,7 @@ def _gate(
         + (f": {', '.join(named)}" if named else "")
     )
     outcome.notes.extend(f"gate: {line}" for line in result.judged_lines() if not line.startswith("compared:"))
+    outcome.notes.extend(f"warning: {note}" for note in result.deprecated)
     step("gate", "passed")
     return compiled
 

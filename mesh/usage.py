@@ -568,7 +568,12 @@ class UsageRecord:
 
 
 def usage_document(
-    manifest: Json, uses: list[Use], env: str, lineage: Iterable[Feed] = (), upstreams: Iterable[str] = ()
+    manifest: Json,
+    uses: list[Use],
+    env: str,
+    lineage: Iterable[Feed] = (),
+    upstreams: Iterable[str] = (),
+    deprecations: str = "warn",
 ) -> Json:
     """The private `usage` object of a consumer (`upstreams`: every upstream it was computed for,
     so a record that holds no use of one says "reads none of it" rather than "unknown")."""
@@ -579,6 +584,7 @@ def usage_document(
             "project_name": meta.get("project_name"),
             "env": env,
             "upstreams": sorted(upstreams),
+            "deprecations": deprecations,  # its policy: producers' gates honour `fail`
             "recorded_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "manifest_generated_at": meta.get("generated_at"),
             "invocation_id": meta.get("invocation_id"),
@@ -659,7 +665,9 @@ def record_usage(mesh: Mesh, consumer: str, manifest_path: Path | None = None) -
     uses = compute_usage(manifest, project.upstreams, interfaces)
     feeds = compute_lineage(manifest, project.upstreams, interfaces)
     mesh.registry.write_private(
-        consumer, mesh.env, "usage", dump_json(usage_document(manifest, uses, mesh.env, feeds, project.upstreams))
+        consumer, mesh.env, "usage", dump_json(
+            usage_document(manifest, uses, mesh.env, feeds, project.upstreams, mesh.deprecation_policy(consumer))
+        )
     )
     return uses
 

@@ -242,29 +242,64 @@ def validate_manifest(
             report.edges.append(Edge(name, node_id, via, parent, upstream, target_id))
             deprecation = published.get("deprecation_date")
             if deprecation and node_id.startswith("model."):
-                _deprecation_finding(deprecation, now, target_id, add, name, node_id, upstream_doc["nodes"])
+                _deprecation_finding(
+                    deprecation, now, target_id, add, name, node_id, upstream_doc["nodes"],
+                    mesh.deprecation_policy(name), mesh.config.deprecation_warning_days,
+                )
+    referenced: set[str] | None = None
     for upstream in project.upstreams:
-        if upstream not in touched:
+        if upstream in touched:
+            continue
+        if referenced is None:
+            referenced = _referenced_upstreams(mesh, name)
+        if upstream in referenced:  # the code reads it, the manifest does not: stale
             report.findings.append(
                 Finding(
-                    "error",
-                    "missing",
-                    name,
-                    "(project)",
-                    upstream,
-                    f"{name} declares {upstream} in dependencies.yml but its manifest has no edge to "
-                    f"it: is the manifest stale? run `invoke build --project {name}`",
+                    "error", "missing", name, "(project)", upstream,
+                    f"{name} references {upstream} but its manifest has no edge to it: is the "
+                    f"manifest stale? run `invoke build --project {name}`",
+                )
+            )
+        else:
+            severity = "error" if mesh.unused_upstream_policy(name) == "error" else "warning"
+            report.findings.append(
+                Finding(
+                    severity, "unused", name, "(project)", upstream,
+                    f"{name} declares {upstream} but reads none of its public nodes: remove it from "
+                    f"dependencies.yml or reference it",
                 )
             )
     report.findings.extend(freshness_findings(mesh, manifest, name, report.edges, today))
     return report
 
 
+def _referenced_upstreams(mesh: Mesh, name: str) -> set[str]:
+    """The upstreams `name`'s code references (qualified refs and sources, unqualified refs that
+    resolve to them): a declared upstream outside this set is unused, not a stale manifest."""
+    from mesh.sync import scan_references, scan_unqualified_refs
+
+    project = mesh.project(name)
+    found = {u for u in project.upstreams if scan_references(project, u)}
+    if len(found) < len(project.upstreams) and scan_unqualified_refs(project):
+        found = set(project.upstreams)  # an unqualified ref may resolve to any of them: not judged
+    return found
+
+
 def _deprecation_finding(
-    deprecation: Any, today: Any, target_id: str, add: Any, consumer: str, node_id: str, nodes: Json
+    deprecation: Any,
+    today: Any,
+    target_id: str,
+    add: Any,
+    consumer: str,
+    node_id: str,
+    nodes: Json,
+    policy: str = "warn",
+    lead_days: int = 30,
 ) -> None:
-    """Warn on a ref to a deprecated version; fail once its deprecation_date has passed. The message
-    names who must migrate (consumer project and model) and to what (the latest version)."""
+    """A reference to a deprecated version: a warning from `lead_days` before its deprecation_date;
+    past it, a warning on every run, or an error where the consumer's policy is `fail`. The
+    message names who must migrate (consumer project and model), to what (the latest version), and
+    the versions the producer publishes."""
     try:
         when = datetime.fromisoformat(str(deprecation).replace("Z", "+00:00")).date()
     except ValueError:
@@ -283,12 +318,18 @@ def _deprecation_finding(
         None,
     )
     to = f"ref the latest version ({successor})" if successor else "stop using it (ask its owners what replaces it)"
+    versions = sorted(
+        (str(n.get("version")) for n in nodes.values() if n.get("name") == published.get("name") and n.get("version") is not None),
+        key=lambda v: (len(v), v),
+    )
+    offered = f"; {published.get('name')} versions published: {', '.join(versions)}" if versions else ""
     model = ".".join(node_id.split(".")[2:]) or node_id
     who = f"{consumer} must migrate {node_id.split('.')[0]} {model}"
     if when < today:
-        add("deprecated", f"{target_id} was deprecated on {when}, past its deprecation_date: {who}: {to}", target_id)
-    else:
-        add("deprecated", f"{target_id} is deprecated from {when}: {who} before then: {to}", target_id, "warning")
+        severity = "error" if policy == "fail" else "warning"
+        add("deprecated", f"{target_id} was deprecated on {when}, past its deprecation_date: {who}: {to}{offered}", target_id, severity)
+    elif (when - today).days <= lead_days:
+        add("deprecated", f"{target_id} is deprecated from {when}: {who} before then: {to}{offered}", target_id, "warning")
 
 
 # --- freshness of upstream data (mesh.freshness) -------------------------------------------------

@@ -175,7 +175,7 @@ def test_publish_gate_refuses_then_records_an_allowed_break_and_rollback(workspa
     assert "payment_count" in doc["nodes"]["model.dbt_up.public_orders"]["columns"]
 
 
-def test_deprecated_version_warns_then_fails_naming_who_must_migrate(workspace: Path) -> None:
+def test_deprecated_version_warns_then_fails_only_where_a_consumer_opted_in(workspace: Path) -> None:
     yml = workspace / CUSTOMERS / "public_customers.yml"
     yml.write_text(yml.read_text().replace("      - v: 1\n", "      - v: 1\n        deprecation_date: 2099-12-31\n"))
     mesh = load_mesh(workspace, "local")
@@ -186,12 +186,23 @@ def test_deprecated_version_warns_then_fails_naming_who_must_migrate(workspace: 
     text = "\n".join(consumers_lines(mesh, "dbt_up"))
     assert "public_customers.v1  (deprecated 2099-12-31" in text
     manifest = workspace / "dbt_down_loom/target/manifest.json"
-    (warning,) = [f for f in validate_manifest(mesh, manifest).findings if f.kind == "deprecated"]
+    # Far ahead: nothing yet; within the lead time (30 days by default): a warning.
+    assert not [f for f in validate_manifest(mesh, manifest).findings if f.kind == "deprecated"]
+    soon = datetime(2099, 12, 15, tzinfo=UTC)
+    (warning,) = [f for f in validate_manifest(mesh, manifest, today=soon).findings if f.kind == "deprecated"]
     assert warning.severity == "warning"
     assert "dbt_down_loom must migrate model stg_customers_v1" in warning.message
     assert "model.dbt_up.public_customers.v2" in warning.message
+    assert "public_customers versions published: 1, 2" in warning.message
+    # Past the date: still a warning, never a surprise failure...
     later = datetime(2100, 1, 1, tzinfo=UTC)
     report = validate_manifest(mesh, manifest, today=later)
-    (error,) = [f for f in report.findings if f.kind == "deprecated"]
-    assert not report.ok and error.severity == "error"
-    assert "past its deprecation_date: dbt_down_loom must migrate model stg_customers_v1" in error.message
+    (past,) = [f for f in report.findings if f.kind == "deprecated"]
+    assert report.ok and past.severity == "warning"
+    assert "past its deprecation_date: dbt_down_loom must migrate model stg_customers_v1" in past.message
+    # ...unless the consumer opted in to failing on it.
+    config = workspace / "mesh.yml"
+    config.write_text(config.read_text().replace("upstreams_via: loom", "upstreams_via: loom\n    deprecations: fail", 1))
+    strict = validate_manifest(load_mesh(workspace, "local"), manifest, today=later)
+    (error,) = [f for f in strict.findings if f.kind == "deprecated"]
+    assert not strict.ok and error.severity == "error"
