@@ -240,6 +240,8 @@ class CodeColumns:
                 continue
             parent = self.by_relation.get(relation)
             if parent is None:
+                if not relation[2]:
+                    return Judged(None, f"{uid} reads {' '.join(table.sql().split())[:80]}, whose columns are not known")
                 return Judged(None, f"{uid} reads {'.'.join(p for p in relation if p)}, which is no node of the manifest")
             judged = self.judge(parent)
             if judged.columns is None:

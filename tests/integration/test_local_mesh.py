@@ -199,13 +199,45 @@ def test_invoke_surface_exit_codes(workspace: Path) -> None:
 def test_down_removes_local_state_only(workspace: Path) -> None:
     mesh = load_mesh(workspace, "local")
     sources = snapshot(workspace / "dbt_up/models")
-    removed = clean_local(mesh)
+    removed = clean_local(mesh).removed
     assert workspace / "warehouse" in removed and workspace / "registry" in removed
     assert not (workspace / "dbt_down/models/_mesh_dbt_up.yml").exists()
     assert not (workspace / "dbt_down_loom/dbt_loom.config.yml").exists()
     assert not (workspace / "dbt_up/target").exists()
     assert snapshot(workspace / "dbt_up/models") == sources
     assert (workspace / "mesh.yml").exists() and (workspace / "profiles/profiles.yml").exists()
+
+
+def test_down_never_removes_a_file_git_tracks(workspace: Path) -> None:
+    """A team that committed what the mesh also writes (a generated dbt-loom config) keeps it."""
+    loom = workspace / "dbt_down_loom/dbt_loom.config.yml"
+    assert loom.is_file()
+    subprocess.run(["git", "init", "-q"], cwd=workspace, check=True)
+    subprocess.run(["git", "add", str(loom)], cwd=workspace, check=True)
+    done = clean_local(load_mesh(workspace, "local"))
+    assert loom.is_file() and done.kept == [loom]
+    assert not (workspace / "warehouse").exists() and not (workspace / "dbt_down_loom/target").exists()
+    assert not (workspace / "dbt_down/models/_mesh_dbt_up.yml").exists()  # untracked: removed
+
+
+def test_a_failed_run_prints_its_summary_and_redraws_the_lineage(workspace: Path) -> None:
+    model = workspace / "dbt_down/models/marts/customer_orders.sql"
+    model.write_text(model.read_text().replace("customer_order_totals.order_count", "customer_order_totals.no_such_column", 1))
+    page = workspace / "lineage/lineage.html"
+    page.unlink(missing_ok=True)
+    shown: list[str] = []
+    with pytest.raises(BuildFailedError):
+        run_mesh(load_mesh(workspace, "local"), say=lambda _m: None, show=shown.append)
+    assert shown[0].startswith("mesh local (") and "1 failed" in shown[0]
+    assert any(line.split()[:2] == ["dbt_down", "failed"] for line in shown), shown
+    assert page.is_file()
+
+
+def test_a_full_refresh_does_not_make_the_next_run_rebuild(workspace: Path) -> None:
+    mesh = load_mesh(workspace, "local")
+    run_mesh(mesh, say=lambda _m: None, full=True, full_refresh=True)
+    again = run_mesh(load_mesh(workspace, "local"), say=lambda _m: None)
+    assert {o.status for o in again.outcomes} == {"skipped"}
 
 
 def test_published_state_supports_own_defer(built_template: Path) -> None:
