@@ -61,6 +61,11 @@ class ProjectConfig(BaseModel):
         None, description="Refuse to publish a public node without an enforced contract "
         "(default: the mesh-wide setting)"
     )
+    source_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="The project's own source names that read an upstream, mapped to that "
+        "upstream (`{platform: dbt_platform}`): their tables are adopted and kept in step",
+    )
     deprecations: Literal["warn", "fail"] | None = Field(
         None,
         description="A reference past its deprecation_date: a warning on every run (warn), or a "

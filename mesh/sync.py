@@ -86,12 +86,13 @@ class SyncPlan:
     upstream_versions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, path: Path, content: bytes, reason: str) -> None:
-        """Add a write, unless the file already holds exactly this content (keeps partial parse)."""
+    def add(self, path: Path, content: bytes, reason: str, owned: bool = False) -> None:
+        """Add a write, unless the file already holds exactly this content (keeps partial parse).
+        `owned`: the team's own file, edited in place on purpose (an adopted source)."""
         if path.exists():
             if path.read_bytes() == content:
                 return
-            if path.suffix == ".yml" and not _is_generated(path):
+            if path.suffix == ".yml" and not owned and not _is_generated(path):
                 # Someone's own file where sync writes (a hand-written dbt_loom.config.yml or
                 # _mesh_*.yml): never overwrite it silently.
                 raise ConfigError(
@@ -549,6 +550,7 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
             )
         # Lazy: memory stays that of the fetched bytes; `interface["nodes"]` holds summaries.
         fetched[upstream] = (env, entry, read_interface(entry.body, f"{upstream}/{env} latest", upstream, lazy=True))
+    adopted = _plan_adopted(project, fetched, plan)
     unqualified: dict[str, list[Reference]] = {}
     if project.config.sync_scope == "referenced" and fetched:
         interfaces = {up: read.doc["nodes"] for up, (_env, _entry, read) in fetched.items()}
@@ -566,11 +568,13 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
             "version": entry.version,
             "content_sha256": interface["metadata"]["mesh"]["content_sha256"],
             "registry": mesh.target.registry,
-            "nodes": sorted(selected),
+            "nodes": sorted(set(selected) | adopted.get(upstream, set())),
         }
         count = f"{len(selected)} of {len(interface['nodes'])} public models"
         if project.config.upstreams_via == "sources":
             path = models_dir / f"{GENERATED_PREFIX}{upstream}.yml"
+            if not selected and adopted.get(upstream):
+                continue  # read only through the team's own sources: nothing to generate
             wanted.add(path)
             plan.add(
                 path,
@@ -604,6 +608,33 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
         plan.notes.append(f"no published state of {project_name}/{mesh.env} yet: --defer unavailable")
     _plan_stale(project, models_dir, wanted, plan)
     return plan
+
+
+def _plan_adopted(project: Project, fetched: dict[str, Any], plan: SyncPlan) -> dict[str, set[str]]:
+    """The project's own sources that read upstream public nodes, kept in step in place
+    (mesh/adopt.py); returns the adopted unique_ids by upstream."""
+    from mesh.adopt import find_adopted, update_yaml
+
+    if not fetched:
+        return {}
+    summaries = {up: read.doc["nodes"] for up, (_env, _entry, read) in fetched.items()}
+    adopted = find_adopted(project, summaries, dict(project.config.source_names))
+    by_file: dict[Path, list[Any]] = {}
+    for table in adopted:
+        by_file.setdefault(table.path, []).append(table)
+    uids: dict[str, set[str]] = {}
+    for path, tables in sorted(by_file.items()):
+        full = {
+            up: {t.uid: fetched[up][2].node(t.uid) for t in tables if t.upstream == up}
+            for up in {t.upstream for t in tables}
+        }
+        content = update_yaml(path, tables, full)
+        names = sorted({f"{t.source}.{t.table}" for t in tables})
+        if content is not None:
+            plan.add(path, content, f"adopt {', '.join(names)} as public nodes of {', '.join(sorted(full))}", owned=True)
+        for table in tables:
+            uids.setdefault(table.upstream, set()).add(table.uid)
+    return uids
 
 
 def _is_generated(path: Path) -> bool:
