@@ -1068,9 +1068,7 @@ def _deprecations_that_fail(changes: list[ContractChange], usage: MeshUsage) -> 
     from datetime import UTC, datetime
 
     today = datetime.now(UTC).date()
-    strict = {
-        name for name, record in usage.records.items() if record.metadata.get("deprecations") == "fail"
-    }
+    strict = usage.strict
     if not strict:
         return changes
     judged = []
@@ -1126,6 +1124,7 @@ def gate_usage(mesh: Mesh, producer: str, published: Json) -> MeshUsage:
     reads `producer` but whose usage record is missing, unreadable or silent about `producer`
     counts as reading every column of every public node it could read (`published`)."""
     usage = read_usage(mesh)
+    usage.strict |= {n for n in mesh.build_order() if mesh.deprecation_policy(n) == "fail"}
     for consumer in known_consumers(mesh, producer):
         if usage.covers(consumer, producer):
             continue

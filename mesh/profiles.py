@@ -18,7 +18,7 @@ write-audit-publish builds an audit copy) is left out.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,8 +208,12 @@ def check_refs(
     documents: Mapping[Path, Mapping[str, Any]] | None = None,
     root: Path | None = None,
     lenient: bool = False,
+    reads: Callable[[str, str], bool] | None = None,
 ) -> list[Resolved]:
     """Resolve every project's output for `target` and raise ConfigError on the first conflict.
+
+    `reads(project, upstream)`: whether the project's code reads that declared upstream at all; an
+    upstream it never reads need not be attached (validation warns about it instead).
 
     `documents` replaces the profiles.yml read from disk for a folder (a change not written yet).
     `lenient` skips outputs that are absent or cannot be resolved here (an unset variable) instead
@@ -287,6 +291,8 @@ def check_refs(
             if up is None or up.file is None or res.kind != "duckdb":
                 continue
             found = next((a for a in res.attaches if a.file == up.file), None)
+            if found is None and reads is not None and not reads(res.ref.project, upstream):
+                continue  # declared, never read: nothing to attach
             fix = (
                 f"attach {shown(up.file, base)} with `alias: {up.file.stem}` and `read_only: true` "
                 f"in profile {res.ref.profile!r} (`invoke project.add <its folder> --upstream "
@@ -342,9 +348,21 @@ def check_profiles(mesh: Mesh, target: str | None = None) -> None:
     """Refuse (ConfigError, naming both projects) when two projects of the mesh would write to one
     database for the dbt target `target` (default: the mesh's), or a consumer's profile does not
     attach its upstreams read-only. Run before every build; no dbt import."""
+    def reads(project: str, upstream: str) -> bool:
+        from mesh.sync import read_lock, scan_references, scan_unqualified_refs
+
+        found = mesh.project(project)
+        lock = (read_lock(found) or {}).get("upstreams") or {}
+        return bool(
+            scan_references(found, upstream)
+            or (lock.get(upstream) or {}).get("nodes")
+            or scan_unqualified_refs(found)
+        )
+
     check_refs(
         mesh_refs(mesh),
         target or mesh.dbt_target,
         render_environ(mesh),
         root=mesh.root,
+        reads=reads,
     )

@@ -727,6 +727,7 @@ class MeshUsage:
     records: dict[str, UsageRecord] = field(default_factory=dict)  # readable records, by consumer
     unreadable: dict[str, str] = field(default_factory=dict)  # consumer -> why its record is unusable
     assumed: dict[str, str] = field(default_factory=dict)  # consumer -> why it counts as reading all
+    strict: set[str] = field(default_factory=set)  # consumers that fail on past-due deprecations
 
     def covers(self, consumer: str, upstream: str) -> bool:
         """Whether `consumer`'s record says what it reads of `upstream` (nothing is an answer too,
@@ -765,6 +766,8 @@ def read_usage(mesh: Mesh) -> MeshUsage:
             found.unreadable[name] = f"{what} names nodes of another project"
             continue
         found.records[name] = record
+        if record.metadata.get("deprecations") == "fail":
+            found.strict.add(name)
         found.uses += record.uses
         found.lineage += record.lineage
         if record.format < 2:
