@@ -57,6 +57,11 @@ class ProjectConfig(BaseModel):
         description="The project's own dbt profiles folder, relative to mesh.yml "
         "(default: the mesh's profiles/)",
     )
+    mesh_profile: bool = Field(
+        False,
+        description="Build with the profile the mesh writes for every target, even those the "
+        "project's own profiles.yml defines",
+    )
     require_contracts: bool | None = Field(
         None, description="Refuse to publish a public node without an enforced contract "
         "(default: the mesh-wide setting)"
@@ -372,6 +377,7 @@ class Project:
     dir: Path
     config: ProjectConfig
     upstreams: tuple[str, ...]
+    ignored_upstreams: tuple[str, ...] = ()  # dependencies.yml names no project of the mesh has
 
     @property
     def target_dir(self) -> Path:
@@ -490,16 +496,24 @@ class Mesh:
             directory = (self.root / cfg.path).resolve()
             if not (directory / "dbt_project.yml").is_file():
                 raise ConfigError(f"project {name}: no dbt_project.yml in {directory}")
-            upstreams = read_upstreams(directory)
-            for upstream in upstreams:
-                if upstream not in self.config.projects:
+            declared = read_upstreams(directory)
+            unknown = tuple(u for u in declared if u not in self.config.projects)
+            if unknown:
+                # dbt ignores projects it does not know in dependencies.yml (another platform's
+                # names, say); so does the mesh, unless the code reads one of them.
+                from mesh.sync import references_by_project
+
+                read = [u for u in unknown if u in references_by_project(directory)]
+                if read:
+                    hint = did_you_mean(read[0], self.config.projects)
                     raise ConfigError(
-                        f"{name}/dependencies.yml names upstream {upstream!r}, which mesh.yml "
-                        "does not define"
+                        f"{name}/dependencies.yml names upstream {read[0]!r}{hint}, which mesh.yml "
+                        f"does not define, and {name}'s code reads it: add it to the mesh first"
                     )
-                if upstream == name:
-                    raise ConfigError(f"{name}/dependencies.yml lists the project itself")
-            self._projects[name] = Project(name, directory, cfg, upstreams)
+            if name in declared:
+                raise ConfigError(f"{name}/dependencies.yml lists the project itself")
+            upstreams = tuple(u for u in declared if u not in unknown)
+            self._projects[name] = Project(name, directory, cfg, upstreams, unknown)
         return self._projects[name]
 
     def is_local(self, name: str) -> bool:

@@ -59,6 +59,7 @@ from mesh.profiles import (
     ProfileRef,
     check_refs,
     dbt_profile_name,
+    profile_source,
     read_profiles,
     render_environ,
     shown,
@@ -475,8 +476,6 @@ def _own_profiles(
 
 def _gitignore(info: DbtProject, via: str | None, consumer: bool, root: Path | None = None) -> list[str]:
     wanted = ["target/", "logs/", "dbt_packages/", ".mesh/", f"{info.model_paths[0].rstrip('/')}/_mesh_*.yml"]
-    if consumer and via == "loom":
-        wanted.append("dbt_loom.config.yml")
     if root is not None and info.dir.resolve() == root.resolve():
         # A repository per team: the mesh's own output lands in the project's folder.
         wanted += ["lineage/", "warehouse/"]
@@ -622,14 +621,62 @@ def _registered(root: Path, directory: Path, name: str, projects: Mapping[str, A
     return existing
 
 
-def _wanted_upstreams(info: DbtProject, given: Sequence[str], projects: Mapping[str, Any]) -> list[str]:
-    """Upstreams from dependencies.yml, then those given; each must be in the mesh already."""
-    wanted = list(info.upstreams)
-    for upstream in given:
-        check_name("upstream project", upstream)
+def _team_loom_upstreams(directory: Path) -> list[str]:
+    """The upstream names a team's own dbt_loom.config.yml lists (read, never given to dbt-loom)."""
+    path = directory / "dbt_loom.config.yml"
+    if not path.is_file():
+        return []
+    try:
+        data = read_yaml(path, "dbt_loom.config.yml")
+    except MeshError:
+        return []
+    manifests = data.get("manifests") if isinstance(data, dict) else None
+    return [str(m["name"]) for m in manifests or [] if isinstance(m, dict) and isinstance(m.get("name"), str)]
+
+
+@dataclass
+class _Reads:
+    """What a project reads of the mesh, from its own files."""
+
+    upstreams: list[str]
+    code: dict[str, list[Any]]  # upstream -> its two-argument refs and sources in the code
+    loom_names: list[str]  # upstreams its own dbt_loom.config.yml lists
+
+
+def _wanted_upstreams(
+    info: DbtProject, given: Sequence[str], projects: Mapping[str, Any], root: Path, notes: list[str]
+) -> _Reads:
+    """Upstreams from what the project declares and uses: dependencies.yml's names that are mesh
+    projects (other names are a note: dbt ignores them too, unless the code reads them), the
+    mesh projects its code references (`ref('<p>', …)`, `source('<p>', …)`) and its own
+    dbt_loom.config.yml names, and each --upstream (which must be in the mesh)."""
+    from mesh.sync import references_by_project
+
+    code_all = references_by_project(info.dir)
+    code = {k: v for k, v in code_all.items() if k in projects and k != info.name}
+    loom_names = [n for n in _team_loom_upstreams(info.dir) if n in projects and n != info.name]
+    wanted: list[str] = []
+    for upstream in info.upstreams:
+        if upstream in projects:
+            wanted.append(upstream)
+        elif upstream in code_all:
+            first = code_all[upstream][0]
+            raise ConfigError(
+                f"{info.name} reads {upstream} ({shown(first.file, root)}: {first.describe(upstream)}), "
+                f"which is not in the mesh: add it first (`invoke project.add <its folder>`), then {info.name}"
+            )
+        else:
+            notes.append(
+                f"dependencies.yml names {upstream}, which is no project of the mesh and which no "
+                f"node of {info.name} reads: ignored (dbt ignores it too)"
+            )
+    for upstream in [*code, *loom_names]:
         if upstream not in wanted:
             wanted.append(upstream)
-    for upstream in wanted:
+            found = "its code" if upstream in code else "its own dbt_loom.config.yml"
+            notes.append(f"{info.name} reads {upstream} ({found}): declared in dependencies.yml")
+    for upstream in given:
+        check_name("upstream project", upstream)
         if upstream == info.name:
             raise ConfigError(f"{info.name} cannot be its own upstream")
         if upstream not in projects:
@@ -637,7 +684,50 @@ def _wanted_upstreams(info: DbtProject, given: Sequence[str], projects: Mapping[
                 f"upstream {upstream!r} is not in the mesh: add it first "
                 f"(`invoke project.add <its folder>`), then {info.name}"
             )
-    return wanted
+        if upstream not in wanted:
+            wanted.append(upstream)
+    return _Reads(wanted, code, loom_names)
+
+
+def _has_own_sources(info: DbtProject) -> bool:
+    return any(
+        re.search(r"^sources\s*:", p.read_text(encoding="utf-8", errors="replace"), re.MULTILINE)
+        for p in _files(info.dir, info.model_paths, {".yml", ".yaml"})
+    )
+
+
+def _style(info: DbtProject, reads: _Reads, via: str | None, root: Path, notes: list[str]) -> str:
+    """How a consumer reads its upstreams, from its code: qualified refs mean dbt-loom, sources
+    named after the upstream mean generated sources. `via` must agree with the code; a consumer
+    whose code shows both, or neither, must say (a producer needs nothing)."""
+    from mesh.sync import style_mismatch
+
+    if via is not None:
+        for upstream in reads.upstreams:
+            mismatch = style_mismatch(reads.code.get(upstream, []), upstream, via, root)
+            if mismatch is not None:
+                raise ConfigError(f"{info.name} {mismatch}")
+        return via
+    if not reads.upstreams:
+        return "sources"
+    kinds = {r.kind for u in reads.upstreams for r in reads.code.get(u, [])}
+    if kinds == {"ref"}:
+        return "loom"
+    if kinds == {"source"}:
+        return "sources"
+    if not kinds and reads.loom_names:
+        return "loom"
+    if not kinds and _has_own_sources(info):
+        notes.append(
+            f"{info.name} reads {', '.join(reads.upstreams)} through its own sources: sync adopts "
+            "the tables that point at their public relations (README: Add your project)"
+        )
+        return "sources"
+    what = "both `ref('<upstream>', …)` and `source('<upstream>', …)`" if kinds else "no reference to them"
+    raise ConfigError(
+        f"{info.name}'s code shows {what} for {', '.join(reads.upstreams)}: say how it reads them "
+        "with --via loom (dbt-loom refs) or --via sources (generated dbt sources)"
+    )
 
 
 def _mesh_project(ctx: _Add, via: str | None) -> list[str]:
@@ -707,31 +797,31 @@ def _mesh_snowflake(ctx: _Add) -> list[str]:
     return [f"Snowflake identifiers for {ctx.name}: {said}"]
 
 
-def _new_profile(ctx: _Add) -> list[str]:
-    """Write the project's profile into the mesh's profiles.yml (refused if the name is taken)."""
+def _new_profile(ctx: _Add, only: Sequence[str] | None = None) -> list[str]:
+    """Write the project's profile into the mesh's profiles.yml, named after the project (two
+    projects that both say `profile: snowflake` never share one: dbt gets `--profile`). `only`: the
+    outputs the project's own profile lacks (its own serves the others)."""
     profiles = ctx.profiles_rt.doc
-    profile_name = ctx.info.profile
-    if profile_name in profiles:
-        user = _profile_users(ctx.projects, ctx.root, exclude=ctx.name).get(profile_name)
+    key = ctx.name
+    if key in profiles:
+        user = _profile_users(ctx.projects, ctx.root, exclude=ctx.name).get(key)
         if user:
-            why = (
-                f" and project {user} builds with it: give {ctx.name} its own `profile:` in "
-                f"{shown(ctx.info.dir / 'dbt_project.yml', ctx.root)}"
+            raise ConfigError(
+                f"profile {key!r} of profiles/profiles.yml is the one project {user} builds with: "
+                f"the mesh names each project's profile after the project; rename the dbt project "
+                f"in {shown(ctx.info.dir / 'dbt_project.yml', ctx.root)}"
             )
-        else:
-            why = (
-                " and no project of the mesh uses it: delete it there (add writes the profile), "
-                "or pass --profiles-dir to build with your own"
-            )
-        raise ConfigError(f"profile {profile_name!r} is already in profiles/profiles.yml{why}")
+        del profiles[key]  # left behind by a project no longer in the mesh: replaced
+        ctx.notes.append(f"profiles/profiles.yml held a profile {key} no project builds with: replaced")
     default_target = str(ctx.doc.get("default_target", "local"))
     default = ctx.targets.get(default_target)
     default_output = (default.dbt_target if default else None) or default_target
+    kinds = {o: k for o, k in ctx.kinds.items() if only is None or o in only}
     profile = _block()
-    profile["target"] = default_output if default_output in ctx.kinds else next(iter(ctx.kinds))
+    profile["target"] = default_output if default_output in kinds else next(iter(kinds))
     outputs = _block()
     described = []
-    for output, kind in ctx.kinds.items():
+    for output, kind in kinds.items():
         if kind == "duckdb":
             outputs[output] = duckdb_output(ctx.name, ctx.upstreams)
             attach = f", attaching {', '.join(ctx.upstreams)} read-only" if ctx.upstreams else ""
@@ -740,16 +830,23 @@ def _new_profile(ctx: _Add) -> list[str]:
             outputs[output] = snowflake_output(ctx.name, output)
             database = snowflake_names(ctx.name, output)["database"]
             described.append(
-                f"{output} (Snowflake database {database}, {ctx.name.upper()}_SNOWFLAKE_* overrides)"
+                f"{output} (Snowflake database {database}; set SNOWFLAKE_ACCOUNT, SNOWFLAKE_USER, "
+                f"SNOWFLAKE_PRIVATE_KEY_PATH, or {ctx.name.upper()}_SNOWFLAKE_* overrides)"
             )
     profile["outputs"] = outputs
-    yaml_add(profiles, profile_name, profile, blank=bool(len(profiles)))
-    return [f"add profile {profile_name}: outputs {'; '.join(described)}"]
+    yaml_add(profiles, key, profile, blank=bool(len(profiles)))
+    lacking = f" for the targets its own profile {ctx.info.profile} lacks" if only is not None else ""
+    return [f"add profile {key}{lacking}: outputs {'; '.join(described)}"]
+
+
+_ENV_VAR_RE = re.compile(r"""env_var\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\)""")
 
 
 def _check_after(ctx: _Add) -> None:
-    """The mesh as it would be after the change: valid mesh.yml, no dependency cycle, and no two
-    projects writing to one database on any target (mesh/profiles.py)."""
+    """The mesh as it would be after the change: valid mesh.yml, no dependency cycle, no two
+    projects writing to one database on any target (mesh/profiles.py), and the new project able to
+    build on every target: its output resolves (a DuckDB output attaches its upstreams), and the
+    environment variables a Snowflake output needs are named."""
     try:
         config = MeshConfig.model_validate(_expand(_plain(ctx.doc), CONFIG_FILE))
     except ValidationError as exc:
@@ -757,28 +854,46 @@ def _check_after(ctx: _Add) -> None:
             f"{CONFIG_FILE} after adding {ctx.name}: {_pydantic_message(exc)}"
         ) from exc
     mesh = Mesh(root=ctx.root, config=config, target_name=next(iter(config.targets)))
-    refs: list[ProfileRef] = []
-    graph: dict[str, list[str]] = {}
+    graph: dict[str, list[str]] = {ctx.name: list(ctx.upstreams)}
     for other, cfg in config.projects.items():
-        if cfg.path is None:
-            continue  # built by another repository
-        other_dir = (ctx.root / cfg.path).resolve()
-        if other == ctx.name:
-            folder = ctx.own or ctx.mesh_profiles
-            refs.append(ProfileRef(other, other_dir, ctx.info.profile, folder, tuple(ctx.upstreams)))
-            graph[other] = list(ctx.upstreams)
-        elif (other_dir / "dbt_project.yml").is_file():
-            ups = read_upstreams(other_dir)
-            profile = dbt_profile_name(other_dir)
-            refs.append(ProfileRef(other, other_dir, profile, mesh.profiles_dir_of(other), ups))
-            graph[other] = list(ups)
+        other_dir = (ctx.root / cfg.path).resolve() if cfg.path is not None else None
+        if other != ctx.name and other_dir is not None and (other_dir / "dbt_project.yml").is_file():
+            graph[other] = list(read_upstreams(other_dir))
     cycle = _cycle(graph)
     if cycle:
         raise ConfigError(f"adding {ctx.name} would make a dependency cycle: {' -> '.join(cycle)}")
-    documents = {ctx.mesh_profiles: ctx.profiles_rt.doc} if ctx.own is None else {}
+    documents = {ctx.mesh_profiles: ctx.profiles_rt.doc}
     environ = render_environ(mesh, ctx.environ)
+    own_outputs = _outputs_of(ctx.own, ctx.info.profile) if ctx.own is not None else set()
     for output in ctx.kinds:
+        refs: list[ProfileRef] = []
+        for other, cfg in config.projects.items():
+            if cfg.path is None:
+                continue  # built by another repository
+            other_dir = (ctx.root / cfg.path).resolve()
+            if other == ctx.name:
+                if ctx.own is not None and output in own_outputs and not cfg.mesh_profile:
+                    folder, profile = ctx.own, ctx.info.profile
+                else:
+                    folder, profile = ctx.mesh_profiles, _mesh_profile_key(ctx) or ctx.name
+                refs.append(ProfileRef(other, other_dir, profile, folder, tuple(ctx.upstreams)))
+            elif (other_dir / "dbt_project.yml").is_file():
+                source = profile_source(mesh, other, output)
+                refs.append(ProfileRef(other, other_dir, source.name, source.folder, tuple(graph.get(other, ()))))
         check_refs(refs, output, environ, documents=documents, root=ctx.root, lenient=True)
+        mine = next(r for r in refs if r.project == ctx.name)
+        spec = (documents.get(mine.profiles_dir) or read_profiles(mine.profiles_dir)).get(mine.profile)
+        out = ((spec or {}).get("outputs") or {}).get(output) if isinstance(spec, dict) else None
+        if not isinstance(out, dict):
+            raise ConfigError(
+                f"{ctx.name} cannot build on target {output}: profile {mine.profile!r} of "
+                f"{shown(mine.profiles_dir / PROFILES_FILE, ctx.root)} has no output {output!r}"
+            )
+        needed = sorted({v for v in _ENV_VAR_RE.findall(str(_plain(out))) if v not in environ})
+        if needed:
+            ctx.notes.append(
+                f"target {output} needs {', '.join(needed)} set before {ctx.name} builds on it"
+            )
 
 
 def plan_add(
@@ -808,10 +923,11 @@ def plan_add(
     if not isinstance(projects, dict):
         raise ConfigError(f"{mesh_file}: `projects` must map project names to settings")
     existing = _registered(root, directory, info.name, projects)
-    wanted = _wanted_upstreams(info, upstreams, projects)
+    notes: list[str] = []
+    reads = _wanted_upstreams(info, upstreams, projects, root, notes)
+    wanted = reads.upstreams
     targets = _targets(mesh_rt.doc)
     profiles_rt = RoundTrip(root / "profiles" / PROFILES_FILE, PROFILES_FILE)
-    notes: list[str] = []
     settings = projects.get(info.name) if existing else None
     if existing:
         own = _registered_profiles(root, info.name, settings or {}, profiles_dir)
@@ -828,24 +944,25 @@ def plan_add(
         targets=targets,
         kinds=output_kinds(targets, {str(k): v for k, v in profiles_rt.doc.items()}),
         own=own,
-        via=str((settings or {}).get("upstreams_via") or via or "sources"),
+        via=str((settings or {}).get("upstreams_via") or _style(info, reads, via, root, notes)),
         notes=notes,
         environ=env,
     )
 
     mesh_reasons = _mesh_project(ctx, via) + _mesh_snowflake(ctx)
     profile_reasons: list[str] = []
-    if own is None and not existing:
-        profile_reasons = _new_profile(ctx)
-    elif own is None:
-        profile_reasons = _add_attaches(ctx.profiles_rt.doc, info.profile, ctx.kinds, wanted, info.name)
-    else:
-        lacking = [o for o in ctx.kinds if o not in _outputs_of(own, info.profile)]
-        if lacking:
+    mesh_key = _mesh_profile_key(ctx)
+    lacking = [o for o in ctx.kinds if own is None or o not in _outputs_of(own, info.profile)]
+    if lacking and mesh_key is None:
+        profile_reasons = _new_profile(ctx, None if own is None else lacking)
+        if own is not None:
             notes.append(
-                f"profile {info.profile} in {shown(own / PROFILES_FILE, root)} has no output "
-                f"{', '.join(lacking)}: add one before building that target"
+                f"profile {info.profile} in {shown(own / PROFILES_FILE, root)} serves "
+                f"{', '.join(o for o in ctx.kinds if o not in lacking) or 'no target of the mesh'}; "
+                f"the mesh's profile {info.name} serves {', '.join(lacking)}"
             )
+    elif lacking and mesh_key is not None:
+        profile_reasons = _add_attaches(ctx.profiles_rt.doc, mesh_key, ctx.kinds, wanted, info.name)
 
     writes = [
         w for w in (
@@ -869,6 +986,19 @@ def plan_add(
         )
     _check_after(ctx)
     return AddPlan(root, info.name, info.describe(), writes, notes, existing=existing)
+
+
+def _mesh_profile_key(ctx: _Add) -> str | None:
+    """The profile of the mesh's profiles.yml a registered project builds with: named after the
+    project, or (written before profiles were) after its `profile:`; None for a new project."""
+    if not ctx.existing:
+        return None
+    profiles = ctx.profiles_rt.doc
+    if ctx.name in profiles:
+        return ctx.name
+    if ctx.own is None and ctx.info.profile in profiles:
+        return ctx.info.profile
+    return None
 
 
 def _registered_profiles(

@@ -91,6 +91,45 @@ def dbt_profile_name(project_dir: Path) -> str:
     return profile.strip()
 
 
+@dataclass(frozen=True)
+class ProfileSource:
+    """Where dbt finds a project's profile for one target: `--profiles-dir folder --profile name`."""
+
+    folder: Path
+    name: str
+    own: bool  # the project's own profiles.yml (else the mesh's profiles/)
+
+
+def _outputs(folder: Path, profile: str) -> set[str]:
+    spec = read_profiles(folder).get(profile) if (folder / PROFILES_FILE).is_file() else None
+    outputs = spec.get("outputs") if isinstance(spec, dict) else None
+    return {str(k) for k in outputs} if isinstance(outputs, dict) else set()
+
+
+def profile_source(mesh: Mesh, name: str, dbt_target: str | None = None) -> ProfileSource:
+    """The profile `name` builds with on `dbt_target` (default: the mesh's). The project's own
+    profiles folder (mesh.yml `profiles_dir`) serves every target its profile defines; the mesh's
+    profiles/ serves the others, under a profile named after the project (so two projects that both
+    say `profile: snowflake` never share one), or, for a profile the mesh wrote before, under the
+    project's `profile:`. `mesh_profile: true` makes the mesh's profile serve every target. dbt gets
+    the choice through `--profiles-dir` and `--profile`: nobody edits dbt_project.yml."""
+    target = dbt_target or mesh.dbt_target
+    project = mesh.project(name)
+    declared = dbt_profile_name(project.dir)
+    config = mesh.config.projects[name]
+    own_dir = mesh.profiles_dir_of(name)
+    if config.profiles_dir and not config.mesh_profile and target in _outputs(own_dir, declared):
+        return ProfileSource(own_dir, declared, True)
+    profiles = read_profiles(mesh.profiles_dir) if (mesh.profiles_dir / PROFILES_FILE).is_file() else {}
+    if name in profiles:
+        return ProfileSource(mesh.profiles_dir, name, False)
+    if not config.profiles_dir and declared in profiles:
+        return ProfileSource(mesh.profiles_dir, declared, False)
+    if config.profiles_dir and not config.mesh_profile:
+        return ProfileSource(own_dir, declared, True)  # its own, lacking this target: dbt says so
+    return ProfileSource(mesh.profiles_dir, name, False)
+
+
 def read_profiles(profiles_dir: Path) -> dict[str, Any]:
     """The profiles of `profiles_dir/profiles.yml` (an empty mapping when the file is empty)."""
     path = profiles_dir / PROFILES_FILE
@@ -312,8 +351,9 @@ def check_refs(
     return resolved
 
 
-def mesh_refs(mesh: Mesh) -> list[ProfileRef]:
-    """Every project of the mesh whose folder is here, with the profile it builds with."""
+def mesh_refs(mesh: Mesh, dbt_target: str | None = None) -> list[ProfileRef]:
+    """Every project of the mesh whose folder is here, with the profile it builds with on
+    `dbt_target` (default: the mesh's)."""
     refs = []
     for name, cfg in mesh.config.projects.items():
         if cfg.path is None:
@@ -321,12 +361,13 @@ def mesh_refs(mesh: Mesh) -> list[ProfileRef]:
         directory = (mesh.root / cfg.path).resolve()
         if not (directory / "dbt_project.yml").is_file():
             continue  # another team's repository: it checks its own profile
+        source = profile_source(mesh, name, dbt_target)
         refs.append(
             ProfileRef(
                 project=name,
                 project_dir=directory,
-                profile=dbt_profile_name(directory),
-                profiles_dir=mesh.profiles_dir_of(name),
+                profile=source.name,
+                profiles_dir=source.folder,
                 upstreams=mesh.project(name).upstreams,  # read once per Mesh
             )
         )
@@ -360,7 +401,7 @@ def check_profiles(mesh: Mesh, target: str | None = None) -> None:
         )
 
     check_refs(
-        mesh_refs(mesh),
+        mesh_refs(mesh, target),
         target or mesh.dbt_target,
         render_environ(mesh),
         root=mesh.root,

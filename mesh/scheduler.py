@@ -232,7 +232,10 @@ def _prepare(
         mesh, name, fingerprint.compute(mesh, name, options.fingerprint_options()), current
     )
     if not decision.build:
-        return _Prepared(ProjectOutcome(name, "skipped", since=decision.since), upstream_data=current)
+        skipped = ProjectOutcome(name, "skipped", since=decision.since)
+        if project.upstreams:
+            skipped.notes.extend(f"warning: {line}" for line in plan.deprecated)
+        return _Prepared(skipped, upstream_data=current)
     return _Prepared(reason=decision.reason, upstream_data=current)
 
 
@@ -450,7 +453,7 @@ def _interrupted(mesh: Mesh, order: list[str], run: Run, signum: int) -> Interru
 def outcome_lines(outcome: ProjectOutcome, label: str) -> list[str]:
     """The lines a finished project prints."""
     if outcome.status == "skipped":
-        return [f"{label}  unchanged since {_when(outcome.since)}, skipped"]
+        return [f"{label}  unchanged since {_when(outcome.since)}, skipped"] + [f"{label}  {n}" for n in outcome.notes]
     if outcome.status == "blocked":
         return [f"{label}  {outcome.error}"]
     lines = [f"{label}  {note}" for note in outcome.notes]

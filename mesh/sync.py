@@ -85,6 +85,7 @@ class SyncPlan:
     changes: list[FileChange] = field(default_factory=list)
     upstream_versions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    deprecated: list[str] = field(default_factory=list)  # referenced nodes past or near their date
 
     def add(self, path: Path, content: bytes, reason: str, owned: bool = False) -> None:
         """Add a write, unless the file already holds exactly this content (keeps partial parse).
@@ -108,8 +109,12 @@ class SyncPlan:
 
 
 def _project_files(project: Project) -> list[Path]:
+    return _files_under(project.dir)
+
+
+def _files_under(directory: Path) -> list[Path]:
     files = []
-    for folder, dirs, names in os.walk(project.dir):
+    for folder, dirs, names in os.walk(directory):
         dirs[:] = [d for d in dirs if d not in _SKIPPED_DIRS and not d.startswith(".")]
         for name in names:
             if name.startswith(GENERATED_PREFIX):
@@ -136,6 +141,46 @@ def scan_references(project: Project, upstream: str) -> list[Reference]:
             if m.group("src") == upstream:
                 found.append(Reference("source", m.group("table"), None, path))
     return found
+
+
+def references_by_project(directory: Path) -> dict[str, list[Reference]]:
+    """Every literal two-argument `ref('<p>', …)` and `source('<p>', …)` in a project's files, by
+    the name they qualify (a project, a package or an ordinary source: the caller decides)."""
+    found: dict[str, list[Reference]] = {}
+    for path in _files_under(directory):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        for m in _REF_RE.finditer(text):
+            found.setdefault(m.group("pkg"), []).append(Reference("ref", m.group("name"), m.group("ver"), path))
+        for m in _SOURCE_RE.finditer(text):
+            found.setdefault(m.group("src"), []).append(Reference("source", m.group("table"), None, path))
+    return found
+
+
+def style_mismatch(references: list[Reference], upstream: str, via: str, root: Path) -> str | None:
+    """One line naming every reference a consumer's style cannot resolve (`ref('up', …)` read
+    through generated sources, or `source('up', …)` through dbt-loom), or None."""
+    wrong = "ref" if via == "sources" else "source"
+    bad = [r for r in references if r.kind == wrong]
+    if not bad:
+        return None
+    shown = "; ".join(f"{_shown(r.file, root)}: {r.describe(upstream)}" for r in bad[:8])
+    more = f" (and {len(bad) - 8} more)" if len(bad) > 8 else ""
+    right = "dbt-loom (`upstreams_via: loom`)" if via == "sources" else "generated sources (`upstreams_via: sources`)"
+    return (
+        f"reads {upstream} through {'generated sources' if via == 'sources' else 'dbt-loom'}, but its "
+        f"code says otherwise: {shown}{more}; these resolve only through {right}: switch with "
+        f"`invoke project.set <project> --via {'loom' if via == 'sources' else 'sources'}`, or rewrite them"
+    )
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
 
 
 _UNQUALIFIED_REF_RE = re.compile(
@@ -363,6 +408,7 @@ def select_nodes(
     interface: Json,
     version: str,
     unqualified: list[Reference] | None = None,
+    references: list[Reference] | None = None,
 ) -> tuple[Json, list[str]]:
     """The interface nodes this consumer needs, and notes; raises SyncError on unknown references."""
     nodes: Json = interface["nodes"]
@@ -371,7 +417,8 @@ def select_nodes(
     selected: Json = {}
     problems: list[str] = []
     tables: dict[str, str] | None = None
-    for ref in [*scan_references(project, upstream), *(unqualified or [])]:
+    found = scan_references(project, upstream) if references is None else references
+    for ref in [*found, *(unqualified or [])]:
         if ref.kind == "source" and tables is None:
             tables = source_tables(nodes)  # once, not once per reference
         uid = resolve(ref, nodes, upstream, tables)
@@ -557,11 +604,18 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
         unqualified = resolve_unqualified(project, interfaces, project.config.upstreams_via)
     for upstream, (env, entry, read) in fetched.items():
         interface = read.doc
+        references = scan_references(project, upstream)
+        mismatch = style_mismatch(references, upstream, project.config.upstreams_via, mesh.root)
+        if mismatch is not None:
+            raise SyncError(f"{project_name} {mismatch}")
         selected, notes = select_nodes(
-            project, upstream, interface, entry.version, unqualified.get(upstream)
+            project, upstream, interface, entry.version, unqualified.get(upstream), references
         )
         selected = {uid: read.node(uid) for uid in selected}
         plan.notes.extend(notes)
+        plan.deprecated.extend(
+            _deprecation_lines(mesh, project_name, interface["nodes"], set(selected) | adopted.get(upstream, set()))
+        )
         plan.upstream_versions[upstream] = entry.version
         lock["upstreams"][upstream] = {
             "env": env,
@@ -591,7 +645,9 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
             else:
                 loom_refs[upstream] = str(path.relative_to(project.dir))
     if project.config.upstreams_via == "loom":
-        path = project.dir / "dbt_loom.config.yml"
+        from mesh.dbt import generated_loom_config
+
+        path = generated_loom_config(project)
         wanted.add(path)
         plan.add(path, loom_config(loom_refs), f"dbt-loom reads {', '.join(sorted(loom_refs)) or 'nothing'}")
     lock_path = project.mesh_dir / LOCK_FILE
@@ -608,6 +664,27 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
         plan.notes.append(f"no published state of {project_name}/{mesh.env} yet: --defer unavailable")
     _plan_stale(project, models_dir, wanted, plan)
     return plan
+
+
+def _deprecation_lines(mesh: Mesh, project: str, summaries: Json, uids: set[str]) -> list[str]:
+    """One warning per referenced node past its deprecation_date, or within the warning days."""
+    from datetime import UTC, datetime
+
+    today = datetime.now(UTC).date()
+    lines = []
+    for uid in sorted(uids):
+        when = (summaries.get(uid) or {}).get("deprecation_date")
+        try:
+            day = datetime.fromisoformat(str(when).replace("Z", "+00:00")).date() if when else None
+        except ValueError:
+            continue
+        if day is None:
+            continue
+        if day < today:
+            lines.append(f"{project} reads {uid}, deprecated since {day}: migrate (invoke validate --project {project} names what to)")
+        elif (day - today).days <= mesh.config.deprecation_warning_days:
+            lines.append(f"{project} reads {uid}, deprecated from {day}: migrate before then")
+    return lines
 
 
 def _plan_adopted(project: Project, fetched: dict[str, Any], plan: SyncPlan) -> dict[str, set[str]]:

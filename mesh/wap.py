@@ -95,23 +95,24 @@ class ProfileOutput:
 
 
 def profile_output(mesh: Mesh, name: str) -> ProfileOutput:
-    """Read the project's profile (dbt_project.yml `profile:`) and its output for the target."""
-    project = mesh.project(name)
-    spec = read_yaml(project.dir / "dbt_project.yml", "dbt_project.yml") or {}
-    profile = spec.get("profile") if isinstance(spec, dict) else None
-    if not isinstance(profile, str) or not profile:
-        raise ConfigError(f"{name}/dbt_project.yml has no `profile:`")
-    path = mesh.profiles_dir_of(name) / "profiles.yml"
-    profiles = read_yaml(path, "profiles.yml") or {}
-    entry = profiles.get(profile) if isinstance(profiles, dict) else None
+    """The output of the profile `name` builds with (mesh/profiles.py `profile_source`) for the
+    target."""
+    from mesh.profiles import profile_source
+
+    source = profile_source(mesh, name)
+    path = source.folder / "profiles.yml"
+    profiles = read_yaml(path, "profiles.yml") if path.is_file() else {}
+    entry = profiles.get(source.name) if isinstance(profiles, dict) else None
     outputs = entry.get("outputs") if isinstance(entry, dict) else None
     output = outputs.get(mesh.dbt_target) if isinstance(outputs, dict) else None
     if not isinstance(output, dict):
         raise ConfigError(
-            f"{path} has no output {mesh.dbt_target!r} in profile {profile!r} (used by {name}): "
-            "add it, or run `invoke project.add` to generate it"
+            f"{path} has no output {mesh.dbt_target!r} in profile {source.name!r} (used by {name}): "
+            f"run `invoke project.add {mesh.project(name).dir}` to let the mesh write the outputs it "
+            "lacks (a DuckDB file under the warehouse with each upstream attached read-only, or "
+            "Snowflake from environment variables)"
         )
-    return ProfileOutput(profile, output, path)
+    return ProfileOutput(source.name, output, path)
 
 
 @dataclass

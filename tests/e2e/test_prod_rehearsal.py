@@ -304,7 +304,7 @@ def test_loom_reads_the_registry_object_through_aws_endpoint(
     assert mesh.config.projects["dbt_down_loom"].loom_reads == "registry"
     run = build_project(mesh, "dbt_down_loom", say=lambda _msg: None)
     assert run.success and run.warnings == []
-    loom = (root / "dbt_down_loom/dbt_loom.config.yml").read_text()
+    loom = (root / "dbt_down_loom/.mesh/dbt_loom.config.yml").read_text()
     key = f"{rehearsal.prefix}/dbt_up/prod/latest/manifest.json"
     assert "type: s3" in loom and f"bucket_name: {rehearsal.bucket}" in loom
     assert f"object_name: {key}" in loom and "type: file" not in loom

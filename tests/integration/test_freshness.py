@@ -107,7 +107,7 @@ def test_build_save_state_records_freshness_again(workspace: Path) -> None:
         capture_output=True, text=True, timeout=600, check=False,
     )
     assert run.returncode == 0, run.stderr
-    assert "freshness: recorded 5 public nodes of dbt_up/local" in run.stdout
+    assert "data versions: 5 public nodes recorded" in run.stdout
     after = read_freshness(mesh, "dbt_up")
     invocation = orjson.loads((workspace / "dbt_up" / "target" / "run_results.json").read_bytes())
     assert after is not None and after["build"]["invocation_id"] == invocation["metadata"]["invocation_id"]

@@ -98,8 +98,14 @@ def test_cycle_and_undefined_upstream(tmp_path: Path) -> None:
     make_mesh(tmp_path, deps={"core": ["finance"], "marketing": ["core"], "finance": ["marketing"]})
     with pytest.raises(ConfigError, match="dependency cycle"):
         load_mesh(tmp_path).build_order()
-    make_mesh(tmp_path, deps={"core": [], "marketing": ["ghost"], "finance": []})
-    with pytest.raises(ConfigError, match=r"'ghost', which mesh\.yml does not define"):
+    # A name no project of the mesh has: ignored, as dbt ignores it (another platform's names)...
+    make_mesh(tmp_path, deps={"core": [], "marketing": ["ghost", "core"], "finance": []})
+    marketing = load_mesh(tmp_path).project("marketing")
+    assert marketing.upstreams == ("core",) and marketing.ignored_upstreams == ("ghost",)
+    # ...unless the code reads it.
+    (tmp_path / "marketing/models").mkdir()
+    (tmp_path / "marketing/models/m.sql").write_text("select * from {{ ref('ghost', 'orders') }}\n")
+    with pytest.raises(ConfigError, match=r"'ghost', which mesh\.yml does not define, and marketing's code reads it"):
         load_mesh(tmp_path).project("marketing")
 
 

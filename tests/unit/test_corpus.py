@@ -325,10 +325,10 @@ def test_bad_input_fails_cleanly_and_writes_nothing(outcomes: dict[str, Outcome]
 
 def test_hand_broken_generated_loom_config_is_regenerated(base: tuple[Path, str], tmp_path: Path) -> None:
     """A dbt_loom.config.yml that sync generated and someone broke by hand is sync's own file:
-    sync rewrites it (a hand-written one, without sync's header, is refused: see the corpus)."""
+    sync rewrites it (a team's own dbt_loom.config.yml, beside dbt_project.yml, is never read)."""
     root = tmp_path / "mesh"
     shutil.copytree(base[0], root, symlinks=True)
-    config = root / "loomy" / "dbt_loom.config.yml"
+    config = root / "loomy" / ".mesh" / "dbt_loom.config.yml"
     good = config.read_bytes()
     config.write_bytes(good.splitlines(keepends=True)[0] + b"manifests: [\n  {{ broken")
     env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
@@ -337,7 +337,7 @@ def test_hand_broken_generated_loom_config_is_regenerated(base: tuple[Path, str]
         capture_output=True, text=True, env=env, timeout=60, check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "Update loomy/dbt_loom.config.yml" in done.stdout
+    assert "Update loomy/.mesh/dbt_loom.config.yml" in done.stdout
     assert config.read_bytes() == good
 
 

@@ -160,7 +160,7 @@ def test_sync_all_scope_and_aliases_in_other_schemas(mesh: Mesh) -> None:
 def test_sync_loom_trims_interface_and_writes_config(mesh: Mesh) -> None:
     publish_project(mesh, "core")
     sync_project(mesh, "loomy")
-    config = YAML(typ="safe").load((mesh.root / "loomy/dbt_loom.config.yml").read_text())
+    config = YAML(typ="safe").load((mesh.root / "loomy/.mesh/dbt_loom.config.yml").read_text())
     assert config == {
         "manifests": [{"name": "core", "type": "file", "config": {"path": ".mesh/upstreams/core.json"}}]
     }
