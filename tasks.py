@@ -144,6 +144,9 @@ def down(c: Context, target: str | None = None, yes: bool = False) -> None:
         "allow_breaking": "build even if the contract gate finds a breaking change consumers use",
         "reason": "why the breaking change is acceptable (with --allow-breaking)",
         "verbose": VERBOSE_HELP,
+        "vars": "dbt --vars, a YAML mapping: '{key: value}'",
+        "event_time_start": "dbt --event-time-start: a microbatch window's start",
+        "event_time_end": "dbt --event-time-end: a microbatch window's end",
     }
 )
 @_fails_cleanly
@@ -158,6 +161,9 @@ def build(
     allow_breaking: bool = False,
     reason: str | None = None,
     verbose: bool = False,
+    vars: str | None = None,  # noqa: A002 - dbt's own flag name
+    event_time_start: str | None = None,
+    event_time_end: str | None = None,
 ) -> None:
     """Build and test one project (consumers sync first; producers pass the contract gate first)."""
     from mesh.pipeline import build_project
@@ -166,6 +172,7 @@ def build(
     run = build_project(
         m, project, select=select, defer=defer, say=None, full_refresh=full_refresh,
         save_state=save_state, allow_breaking=allow_breaking, reason=reason, verbose=verbose,
+        vars=vars, event_time_start=event_time_start, event_time_end=event_time_end,
     )
     print(run.summary())
     if save_state:
@@ -547,7 +554,8 @@ def emulate_down(c: Context) -> None:
         "path": "the dbt project's folder (holding dbt_project.yml)",
         "upstream": "an upstream project it reads (repeatable); those in its dependencies.yml "
         "are read from there",
-        "via": "how it reads upstreams: sources (generated dbt sources, default) or loom (dbt-loom refs)",
+        "via": "how it reads upstreams: sources (generated dbt sources) or loom (dbt-loom refs); "
+        "read from its code when left out",
         "profiles_dir": "build with the project's own profiles folder instead of a profile the mesh writes",
         "dry_run": "print the plan as sentences, write nothing",
     },
@@ -570,8 +578,51 @@ def project_add(
         print("next: `invoke mesh` builds, tests and publishes it with the rest of the mesh")
 
 
+@task(help={"name": "the project to take out of the mesh", "dry_run": "print the plan, write nothing"})
+@_fails_cleanly
+def project_remove(c: Context, name: str, dry_run: bool = False) -> None:
+    """Take a project out of the mesh: mesh.yml, its profile, generated files; the registry stays."""
+    from mesh.membership import apply_plan, plan_remove
+
+    plan = plan_remove(ROOT, name)
+    plan.dry_run = dry_run
+    if not dry_run:
+        apply_plan(plan)
+    print("\n".join(plan.lines()))
+
+
+@task(
+    help={
+        "name": "the project to change",
+        "via": "sources or loom: how it reads its upstreams (its code must agree)",
+        "profiles_dir": "its own profiles folder",
+        "mesh_profile": "build with the mesh's profile even where its own defines the target",
+        "dry_run": "print the plan, write nothing",
+    }
+)
+@_fails_cleanly
+def project_set(
+    c: Context,
+    name: str,
+    via: str | None = None,
+    profiles_dir: str | None = None,
+    mesh_profile: bool | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Switch how a project reads its upstreams, or where its profile comes from."""
+    from mesh.membership import apply_plan, plan_set
+
+    plan = plan_set(ROOT, name, via, profiles_dir, mesh_profile)
+    plan.dry_run = dry_run
+    if not dry_run:
+        apply_plan(plan)
+    print("\n".join(plan.lines()))
+
+
 project = Collection("project")
 project.add_task(project_add, name="add")
+project.add_task(project_remove, name="remove")
+project.add_task(project_set, name="set")
 
 emulate = Collection("emulate")
 emulate.add_task(emulate_up, name="up")

@@ -180,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     bld.add_argument("--allow-breaking", action="store_true", help="build despite a breaking change consumers use")
     bld.add_argument("--reason", help="why the breaking change is acceptable")
     bld.add_argument("--verbose", action="store_true", help="stream dbt's log")
+    bld.add_argument("--vars", help="dbt --vars, a YAML mapping: '{key: value}'")
+    bld.add_argument("--event-time-start", help="dbt --event-time-start: a microbatch window's start")
+    bld.add_argument("--event-time-end", help="dbt --event-time-end: a microbatch window's end")
     run = sub.add_parser("run", help="the whole mesh: build, test, publish, validate (invoke mesh)")
     run.add_argument("--jobs", type=_jobs, help="projects built at once (default 0: one per core)")
     run.add_argument("--full", action="store_true", help="build even projects whose inputs did not change")
@@ -200,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="build with the project's own profiles folder instead of a profile the mesh writes",
     )
     add.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    rem = sub.add_parser("remove", help="take a project out of the mesh (the registry keeps its history)")
+    rem.add_argument("name")
+    rem.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    sett = sub.add_parser("set", help="switch how a project reads its upstreams, or its profiles folder")
+    sett.add_argument("name")
+    sett.add_argument("--via", choices=["sources", "loom"])
+    sett.add_argument("--profiles-dir", metavar="DIR")
+    sett.add_argument("--mesh-profile", action=argparse.BooleanOptionalAction, default=None)
+    sett.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     return parser
 
 
@@ -272,6 +284,19 @@ def main(argv: list[str] | None = None) -> int:
             )
             print("\n".join(added.lines()))
             return 0
+        if args.command in ("remove", "set"):
+            from mesh.membership import apply_plan, plan_remove, plan_set
+
+            root = args.root or find_root()
+            if args.command == "remove":
+                changed = plan_remove(root, args.name)
+            else:
+                changed = plan_set(root, args.name, args.via, args.profiles_dir, args.mesh_profile)
+            changed.dry_run = args.dry_run
+            if not args.dry_run:
+                apply_plan(changed)
+            print("\n".join(changed.lines()))
+            return 0
         mesh = load_mesh(args.root, args.target)
         if args.command == "publish":
             print(run_publish(mesh, args.project, args.allow_breaking, args.reason))
@@ -290,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                 mesh, args.project, select=args.select, defer=args.defer, say=None,
                 full_refresh=args.full_refresh, save_state=args.save_state,
                 allow_breaking=args.allow_breaking, reason=args.reason, verbose=args.verbose,
+                vars=args.vars, event_time_start=args.event_time_start, event_time_end=args.event_time_end,
             )
             print(built.summary())
         elif args.command == "run":

@@ -67,6 +67,9 @@ def build_project(
     allow_breaking: bool = False,
     reason: str | None = None,
     verbose: bool = False,
+    vars: str | None = None,  # noqa: A002 - dbt's own flag name
+    event_time_start: str | None = None,
+    event_time_end: str | None = None,
 ) -> DbtRun:
     """`dbt build` one project in a worker: consumers sync first, producers pass the contract gate
     first, the build goes through the audit location. `defer` reads unchanged parents from the
@@ -93,6 +96,9 @@ def build_project(
         record_fingerprint=save_state,
         allow_breaking=allow_breaking,
         reason=reason,
+        vars=vars,
+        event_time_start=event_time_start,
+        event_time_end=event_time_end,
     )
     display = make_display(say)
     try:

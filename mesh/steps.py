@@ -55,15 +55,27 @@ class BuildOptions:
     record_fingerprint: bool = True
     allow_breaking: bool = False
     reason: str | None = None
+    vars: str | None = None  # dbt's --vars (YAML)
+    event_time_start: str | None = None  # a microbatch window: dbt's --event-time-start/-end
+    event_time_end: str | None = None
 
     @property
     def complete(self) -> bool:
-        """A build of the whole project (a fingerprint describes it)."""
-        return self.select is None and not self.defer
+        """A build of the whole project (a fingerprint describes it); a microbatch window is not."""
+        return self.select is None and not self.defer and not (self.event_time_start or self.event_time_end)
 
     def fingerprint_options(self) -> dict[str, Any]:
         # Not full_refresh: a full refresh rebuilds the same inputs, so the next plain run may skip.
-        return {"select": self.select, "defer": self.defer}
+        return {"select": self.select, "defer": self.defer, "vars": self.vars}
+
+    def dbt_args(self) -> list[str]:
+        """What these options add to `dbt build` (and to the gate's compile, for --vars)."""
+        args = ["--vars", self.vars] if self.vars else []
+        if self.event_time_start:
+            args += ["--event-time-start", self.event_time_start]
+        if self.event_time_end:
+            args += ["--event-time-end", self.event_time_end]
+        return args
 
 
 @dataclass
@@ -296,6 +308,7 @@ def _run(
                 args.append("--full-refresh")
             if options.defer:
                 args += ["--defer", "--state", str(project.mesh_dir / "state"), "--favor-state"]
+            args += options.dbt_args()
             step("build", "dbt build")
             run = run_dbt(mesh, name, args, raise_on_failure=False)
             outcome.build = _portable(run)

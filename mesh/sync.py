@@ -481,6 +481,16 @@ def _table_meta(uid: str, upstream: str, node: Json, version: str) -> Json:
     return {key: value for key, value in meta.items() if value is not None}
 
 
+def _table_config(uid: str, upstream: str, node: Json, version: str) -> Json:
+    """A generated source table's config: meta.mesh, and what dbt features need of the upstream
+    node: its `event_time` (microbatch models reading it filter by that column)."""
+    config: Json = {"meta": {"mesh": defuse(_table_meta(uid, upstream, node, version))}}
+    event_time = (node.get("config") or {}).get("event_time")
+    if event_time:
+        config["event_time"] = _identifier(event_time, f"event_time of {uid}", upstream)
+    return config
+
+
 def sources_yaml(upstream: str, interface: Json, selected: Json, version: str, env: str) -> bytes:
     """The generated sources file for one upstream."""
     by_relation: dict[str, str] = {}
@@ -511,7 +521,7 @@ def sources_yaml(upstream: str, interface: Json, selected: Json, version: str, e
                     "identifier": alias,
                     "description": defuse(node.get("description") or ""),
                     # Under config: top-level `meta` on a source table is deprecated in dbt 1.11.
-                    "config": {"meta": {"mesh": defuse(_table_meta(uid, upstream, node, version))}},
+                    "config": _table_config(uid, upstream, node, version),
                     "columns": columns,
                 }
             )
