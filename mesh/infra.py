@@ -49,6 +49,7 @@ from mesh.snowflake import (
     render_setup,
     unit_contexts,
 )
+from mesh.surface import hint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INFRA_DIR = REPO_ROOT / "infra"
@@ -733,7 +734,7 @@ def schema_contents(layout: MeshLayout, project_root: Path = REPO_ROOT) -> Schem
         if not path.is_file():
             contents.missing[project.database] = (
                 f"{project.project_dir}/target/manifest.json is missing: build or parse {name} "
-                "first (`invoke build --project " + name + "`)"
+                f"first ({hint('build', '--project', name)})"
             )
             continue
         try:
@@ -767,7 +768,7 @@ def _schema_wide_message(
     place = f"{database}.{schema}" if schema else f"every schema of {database}"
     head = f"{what} in {place}{f' to {grantee}' if grantee else ''}"
     exposed = contents.non_public(database, schema)
-    fix = "grant SELECT per published relation (`invoke snowflake.grants`)"
+    fix = f"grant SELECT per published relation ({hint('snowflake.grants', '--project', 'P')})"
     if exposed is None:
         return f"{head}, and what it holds is unknown ({contents.why_unknown(database)}): {fix}"
     if exposed:

@@ -63,6 +63,7 @@ from mesh.profiles import (
     render_environ,
     shown,
 )
+from mesh.surface import hint, team_repository
 
 VIA = ("sources", "loom")
 OWN_FILE = "{{ env_var('MESH_BUILD_DIR', env_var('MESH_WAREHOUSE_DIR', 'warehouse')) }}/%s.duckdb"
@@ -619,6 +620,19 @@ def _registered(root: Path, directory: Path, name: str, projects: Mapping[str, A
     return existing
 
 
+def _add_upstream_first(upstream: str, name: str) -> str:
+    """How to bring an upstream into the mesh before `name`: in a team's own repository (the
+    `mesh` script) the upstream is usually built by another repository, which is an entry without
+    a path in mesh.yml; in the repository of every project, its folder is added."""
+    add = hint("project.add", "<its folder>")
+    if team_repository():
+        return (
+            f"add `{upstream}: {{}}` under `projects:` in {CONFIG_FILE} when another repository "
+            f"builds and publishes it (or {add} when its folder is here), then add {name}"
+        )
+    return f"add it first ({add}), then {name}"
+
+
 def _wanted_upstreams(info: DbtProject, given: Sequence[str], projects: Mapping[str, Any]) -> list[str]:
     """Upstreams from dependencies.yml, then those given; each must be in the mesh already."""
     wanted = list(info.upstreams)
@@ -630,10 +644,7 @@ def _wanted_upstreams(info: DbtProject, given: Sequence[str], projects: Mapping[
         if upstream == info.name:
             raise ConfigError(f"{info.name} cannot be its own upstream")
         if upstream not in projects:
-            raise ConfigError(
-                f"upstream {upstream!r} is not in the mesh: add it first "
-                f"(`invoke project.add <its folder>`), then {info.name}"
-            )
+            raise ConfigError(f"upstream {upstream!r} is not in the mesh: {_add_upstream_first(upstream, info.name)}")
     return wanted
 
 

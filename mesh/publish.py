@@ -46,6 +46,7 @@ from mesh.manifest import (
 )
 from mesh.names import new_version
 from mesh.registry import Entry, Registry, commit_version
+from mesh.surface import hint
 
 # A check run against the interface `latest` holds (None on first publish) before it is replaced;
 # it raises to refuse. Contract gates plug in here.
@@ -263,7 +264,8 @@ def prepare(mesh: Mesh, project_name: str, catalog: Json | None = None) -> tuple
         if unseen:
             raise PublishRefusedError(
                 f"the warehouse has no relation for public {resource_label(unseen[0])} {unseen[0]} "
-                "(dbt docs generate did not find it): run `invoke build` again, then publish"
+                f"(dbt docs generate did not find it): run {hint('build', '--project', 'P')} again, "
+                "then publish"
             )
     nodes, groups = extract_interface(manifest, ids, catalog=catalog)
     return manifest, nodes, groups, content_sha256(nodes, groups)

@@ -27,6 +27,7 @@ from mesh.config import Mesh
 from mesh.dbt import DbtRun, dbt_environment, run_dbt, stray_loom_config
 from mesh.errors import BreakingChangeError, Interrupted, LineageError, MeshError
 from mesh.manifest import Json, load_manifest, public_node_ids, reused_manifests
+from mesh.surface import hint
 
 Step = Callable[[str, str], None]  # (step, detail) -> None
 
@@ -320,7 +321,7 @@ def _run(mesh: Mesh, name: str, options: BuildOptions, step: Step, outcome: Proj
         outcome.report = report
         if not report.ok:
             outcome.details.append(report.text())
-            raise LineageError(f"lineage validation failed for {name}: run `invoke validate --project {name}` for the findings")
+            raise LineageError(f"lineage validation failed for {name}: run {hint('validate', '--project', name)} for the findings")
         outcome.notes.append(f"lineage: {len(report.edges)} cross-project edge{'s' if len(report.edges) != 1 else ''} validated")
     outcome.enter("record")  # what the consumer uses upstream, the fingerprint of this build
     if project.upstreams and options.record_usage and options.complete:

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from mesh.config import Mesh, read_yaml
 from mesh.errors import ConfigError
+from mesh.surface import hint
 
 AUDIT_DIR = ".audit"
 BUILD_DIR_VAR = "MESH_BUILD_DIR"
@@ -109,7 +110,7 @@ def profile_output(mesh: Mesh, name: str) -> ProfileOutput:
     if not isinstance(output, dict):
         raise ConfigError(
             f"{path} has no output {mesh.dbt_target!r} in profile {profile!r} (used by {name}): "
-            "add it, or run `invoke project.add` to generate it"
+            f"add it, or run {hint('project.add', '<its folder>')} to generate it"
         )
     return ProfileOutput(profile, output, path)
 

@@ -261,6 +261,10 @@ class Checker:
             return None
         commands = subcommands(self.parser)
         command = words[index]
+        if command.endswith(".*"):  # `mesh registry.*`: a group of commands
+            if any(c.startswith(command[:-1]) for c in commands):
+                return None
+            return f"mesh: no command in group {command[:-2]!r}"
         if command not in commands:
             return f"mesh: unknown command {command!r}{did_you_mean(command, commands)}"
         options = list(commands[command]._option_string_actions)
