@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh.errors import ConfigError, MeshError
-from mesh.surface import command, hint
+from mesh.surface import command, hint, install_hint
 
 STATE_DIR = Path(".mesh")
 EMULATE_DIR = STATE_DIR / "emulate"
@@ -196,7 +196,7 @@ def start_server(
         port = free_port()
         argv = argv_for_port(port)
         if not Path(argv[0]).exists():
-            raise EmulatorError(f"{argv[0]} is missing: install the dev requirements in the venv")
+            raise EmulatorError(f"{argv[0]} is missing: install the emulators ({install_hint('emulate')})")
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 argv,

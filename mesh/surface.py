@@ -74,6 +74,14 @@ def hint(task: str, *args: str, surface: str | None = None) -> str:
     return f"`{command(task, *args, surface=surface)}`"
 
 
+def install_hint(extra: str) -> str:
+    """How to install what an extra of the package brings: `make venv` in this repository (its
+    venv holds every extra), `pip install 'dbt-mesh-core[<extra>]'` elsewhere."""
+    if current() == MESH:
+        return f"`pip install 'dbt-mesh-core[{extra}]'`"
+    return "`make venv`"
+
+
 def team_repository() -> bool:
     """Whether the surface in use is a team's own repository (the `mesh` script), where a project
     built by another repository is a mesh.yml entry without a path rather than a folder to add."""
