@@ -123,7 +123,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with its errors as one line (a UsageError) instead of usage text and a message."""
 
     def error(self, message: str) -> NoReturn:
-        if "required: command" in message:
+        if "required: command" in message.lower():
             message = f"give a command: {', '.join(subcommands(self))}"
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
