@@ -18,11 +18,13 @@ from invoke import Collection, Context, Exit, task
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
+from mesh import registry_commands, surface  # noqa: E402
 from mesh.config import Mesh, load_mesh  # noqa: E402
 from mesh.errors import LineageError, MeshError  # noqa: E402
 from mesh.taskrunner import install as exit_2_on_usage_errors  # noqa: E402
 
 exit_2_on_usage_errors()  # invoke's own usage errors: exit 2, one line, "did you mean" (taskrunner.py)
+surface.use(surface.INVOKE)  # hints name invoke tasks (mesh/surface.py)
 
 F = TypeVar("F", bound=Callable[..., Any])
 TARGET_HELP = "local (DuckDB + registry folder) or prod (Snowflake + S3); default: MESH_TARGET or local"
@@ -289,28 +291,22 @@ def lineage(
     print(run_lineage(_mesh(target), format, output))
 
 
-@task(help={"project": "only this project's versions, newest first", "target": TARGET_HELP})
+def _registry_help(command: str) -> dict[str, str]:
+    return {**registry_commands.HELP[command], "target": TARGET_HELP}
+
+
+@task(help=_registry_help("registry.list"))
 @_fails_cleanly
 def registry_list(c: Context, project: str | None = None, target: str | None = None) -> None:
     """List published projects, or one project's versions (damaged ones marked)."""
-    from mesh.report import registry_list_lines
-
-    print("\n".join(registry_list_lines(_mesh(target), project)))
+    registry_commands.registry_list(_mesh(target), project)
 
 
-@task(
-    help={
-        "project": "the project to show",
-        "version": "a history version (default: latest)",
-        "target": TARGET_HELP,
-    }
-)
+@task(help=_registry_help("registry.show"))
 @_fails_cleanly
 def registry_show(c: Context, project: str, version: str | None = None, target: str | None = None) -> None:
     """Show one interface version: metadata and public models."""
-    from mesh.report import registry_show_lines
-
-    print("\n".join(registry_show_lines(_mesh(target), project, version)))
+    registry_commands.registry_show(_mesh(target), project, version)
 
 
 @task
@@ -340,14 +336,7 @@ def test(c: Context, k: str | None = None, args: str = "", workers: int = 0) -> 
     c.run(f"{sys.executable} -m pytest -n {count} --durations=15{selection} {args}", pty=False)
 
 
-@task(
-    help={
-        "project": "the project to diff",
-        "from": "older history version (default: the one before --to)",
-        "to": "newer history version (default: latest)",
-        "target": TARGET_HELP,
-    }
-)
+@task(help=_registry_help("registry.diff"))
 @_fails_cleanly
 def registry_diff(
     c: Context,
@@ -357,20 +346,10 @@ def registry_diff(
     target: str | None = None,
 ) -> None:
     """Show the contract diff between two published versions (default: previous -> latest)."""
-    from mesh.report import registry_diff_lines
-
-    print("\n".join(registry_diff_lines(_mesh(target), project, from_, to)))
+    registry_commands.registry_diff(_mesh(target), project, from_, to)
 
 
-@task(
-    help={
-        "project": "the project to roll back",
-        "to": "the history version to make latest again (see registry.list; works on a damaged latest)",
-        "reason": "why (recorded in the new history entry)",
-        "allow_breaking": "roll back even if consumers use what the rollback removes",
-        "target": TARGET_HELP,
-    }
-)
+@task(help=_registry_help("registry.rollback"))
 @_fails_cleanly
 def registry_rollback(
     c: Context,
@@ -381,66 +360,31 @@ def registry_rollback(
     target: str | None = None,
 ) -> None:
     """Make an earlier version latest again, as a new recorded publish (also over a damaged latest)."""
-    from mesh.contracts import rollback_project
-    from mesh.text import plural
-
-    result = rollback_project(_mesh(target), project, to, reason, allow_breaking)
-    where = f"{result.project}/{result.env} in {result.registry}"
-    if result.status == "unchanged":
-        print(f"{where}: latest {result.version} already holds what {to} holds; nothing published")
-    else:
-        print(
-            f"{where}: rolled back to {to} as {result.version} "
-            f"({plural(result.public_models, 'public model')}), previous {result.previous or 'none'}"
-        )
+    registry_commands.registry_rollback(_mesh(target), project, to, reason, allow_breaking)
 
 
-@task(help={"project": "the producer whose consumers to list", "target": TARGET_HELP})
+@task(help=_registry_help("registry.consumers"))
 @_fails_cleanly
 def registry_consumers(c: Context, project: str, target: str | None = None) -> None:
     """List which consumer projects, models and columns use each public model and version."""
-    from mesh.report import consumers_lines
-
-    print("\n".join(consumers_lines(_mesh(target), project)))
+    registry_commands.registry_consumers(_mesh(target), project)
 
 
-@task(
-    help={
-        "project": "the project whose registry objects to check (in the target's env)",
-        "repair": "remove leftovers of interrupted writes, and recover a damaged latest (the newest "
-        "intact version becomes latest again, as a recorded publish); damaged entries are kept",
-        "target": TARGET_HELP,
-    }
-)
+@task(help=_registry_help("registry.fsck"))
 @_fails_cleanly
 def registry_fsck(c: Context, project: str, repair: bool = False, target: str | None = None) -> None:
     """Check one project's registry objects; --repair removes leftovers, recovers a damaged latest."""
-    from mesh.retention import fsck_project
-
-    result = fsck_project(_mesh(target), project, repair)
-    print("\n".join(result.lines()))
-    if not result.ok:
-        raise result.error()
+    registry_commands.registry_fsck(_mesh(target), project, repair)
 
 
-@task(
-    help={
-        "project": "the project whose history to prune (in the target's env)",
-        "keep": "how many of the newest versions to keep (at least 1)",
-        "dry_run": "print what would be deleted, delete nothing",
-        "target": TARGET_HELP,
-    }
-)
+@task(help=_registry_help("registry.prune"))
 @_fails_cleanly
 def registry_prune(
     c: Context, project: str, keep: str, dry_run: bool = False, target: str | None = None
 ) -> None:
     """Delete old history entries, never latest nor a version a consumer may be pinned to."""
-    from mesh.retention import prune_project
-
-    if not keep.strip().isdigit():
-        raise Exit(f"error: --keep takes a whole number of versions, got {keep!r}", code=2)
-    print("\n".join(prune_project(_mesh(target), project, int(keep), dry_run).lines()))
+    count = registry_commands.keep_count(keep)  # before the mesh is read: bad input first
+    registry_commands.registry_prune(_mesh(target), project, count, dry_run)
 
 
 @task(help={"args": "extra pytest arguments, e.g. -k crash"})

@@ -11,7 +11,14 @@ and exit codes; each command is the same library call as its task.
     mesh [--root DIR] [--target T] lineage [--format mermaid|json|html] [--output PATH]
     mesh [--root DIR] [--target T] run [--jobs N] [--full] [--full-refresh]     (invoke mesh)
     mesh [--root DIR] add PATH [--upstream NAME ...] [--via loom|sources] [--profiles-dir DIR] [--dry-run]
+    mesh [--root DIR] [--target T] registry.list|show|diff|rollback|consumers|fsck|prune ...
+    mesh [--root DIR] [--target T] infra.lint|plan|apply|destroy ..., snowflake.setup|grants|wap ...
+    mesh [--root DIR] emulate.up|down, emulate.run -- COMMAND...
     mesh --version
+
+Every invoke task a message can name has a `mesh` command of the same name and flags (`invoke mesh`
+is `mesh run`, `invoke project.add` is `mesh add`), and `--target` is accepted before or after the
+command. Messages name the `mesh` commands while it runs (mesh/surface.py).
 
 Exit codes: 0 success, 1 the checked thing failed, 2 bad usage or bad input (one line on stderr,
 with the closest command or option when one is misspelt), 130/143 interrupted.
@@ -25,6 +32,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import NoReturn
 
+from mesh import surface
+from mesh.cli_operations import add_emulate, add_infra, add_registry, add_snowflake
 from mesh.config import Mesh, find_root, load_mesh
 from mesh.errors import ConfigError, LineageError, MeshError
 from mesh.suggest import did_you_mean
@@ -114,7 +123,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with its errors as one line (a UsageError) instead of usage text and a message."""
 
     def error(self, message: str) -> NoReturn:
-        if "required: command" in message:
+        if "required: command" in message.lower():
             message = f"give a command: {', '.join(subcommands(self))}"
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
@@ -149,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("--root", type=Path, default=None, help="folder holding mesh.yml")
     parser.add_argument("--target", default=None, help="target in mesh.yml (default MESH_TARGET or local)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     pub = sub.add_parser("publish", help="write-audit-publish a project's interface")
     pub.add_argument("--project", required=True)
     pub.add_argument("--allow-breaking", action="store_true", help="publish a breaking change anyway")
@@ -212,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     sett.add_argument("--profiles-dir", metavar="DIR")
     sett.add_argument("--mesh-profile", action=argparse.BooleanOptionalAction, default=None)
     sett.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    for command in (pub, chk, syn, val, bld, run, lin):
+        command.add_argument("--target", default=argparse.SUPPRESS, help="target in mesh.yml (default: MESH_TARGET or local)")
+    add_registry(sub)
+    add_infra(sub)
+    add_snowflake(sub)
+    add_emulate(sub)
     return parser
 
 
@@ -266,8 +281,12 @@ def check_words(parser: argparse.ArgumentParser, argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with surface.using(surface.MESH):  # messages name `mesh` commands (mesh/surface.py)
+        return _main(sys.argv[1:] if argv is None else argv)
+
+
+def _main(words: list[str]) -> int:
     parser = build_parser()
-    words = sys.argv[1:] if argv is None else argv
     try:
         check_words(parser, words)
         args = parser.parse_args(words)
@@ -275,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     try:
+        if hasattr(args, "run"):  # the operations commands (mesh/cli_operations.py)
+            code: int = args.run(args)
+            return code
         if args.command == "add":
             from mesh.onboard import add_project
 

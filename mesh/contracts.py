@@ -68,6 +68,7 @@ from mesh.config import Mesh
 from mesh.errors import BreakingChangeError, ConfigError, ManifestError
 from mesh.manifest import Json, load_interface, load_manifest, public_node_ids
 from mesh.registry import Entry, read_baseline
+from mesh.surface import hint
 from mesh.text import plural
 from mesh.usage import ALL_COLUMNS, Feed, MeshUsage, Use, read_usage
 
@@ -127,13 +128,16 @@ _TARGET_CALL_RE = re.compile(
 _ARG_RE = re.compile(r"""['"]([^'"]*)['"]""")
 _UNPROMISED = " (no enforced contract: breaking if a consumer uses it)"
 
-HINT = (
-    "to ship a breaking change, keep the current version for its consumers: add a model version "
-    "(`versions:` with the change in the new one, `latest_version` left on the old one until "
-    "consumers pin `ref(..., v=N)` or migrate), set `deprecation_date` on the old version so "
-    "`invoke validate` warns its consumers, and remove it once `invoke registry.consumers` shows "
-    'nobody uses it; or override with --allow-breaking --reason "..."'
-)
+def breaking_hint() -> str:
+    """What to do about a breaking change, naming the commands of the surface in use."""
+    return (
+        "to ship a breaking change, keep the current version for its consumers: add a model version "
+        "(`versions:` with the change in the new one, `latest_version` left on the old one until "
+        "consumers pin `ref(..., v=N)` or migrate), set `deprecation_date` on the old version so "
+        f"{hint('validate')} warns its consumers, and remove it once "
+        f"{hint('registry.consumers', '--project', 'P')} shows nobody uses it; or override with "
+        '--allow-breaking --reason "..."'
+    )
 
 
 @dataclass(frozen=True)
@@ -801,7 +805,8 @@ class GateResult:
         for consumer, why in sorted(self.assumed.items()):
             lines.append(
                 f"usage of {consumer} unknown ({why}): assumed to read everything; a passing build of "
-                f"{consumer} records it (invoke build --project {consumer} --save-state, or invoke mesh)"
+                f"{consumer} records it ({hint('build', '--project', consumer, '--save-state')}, or "
+                f"{hint('mesh')})"
             )
         return lines
 
@@ -848,7 +853,7 @@ class GateResult:
         lines += [f"note: {note}" for note in self._notes()]
         lines += [f"WARNING: {warning}" for warning in self._warnings()]
         if self.blocked:
-            lines.append(f"hint: {HINT}")
+            lines.append(f"hint: {breaking_hint()}")
         return lines
 
     def to_json(self) -> Json:
@@ -893,7 +898,7 @@ class GateResult:
             "unconsumed": [c.to_json() for c in self.unconsumed],
             "notes": self._notes(),
             "warnings": self._warnings(),
-            "hint": HINT if self.blocked else None,
+            "hint": breaking_hint() if self.blocked else None,
             "error": str(self.error()) if self.blocked else None,
         }
 
@@ -935,7 +940,7 @@ class GateResult:
         out += [f"- note: {_cell(note)}" for note in self._notes()]
         out += [f"- **warning**: {_cell(warning)}" for warning in self._warnings()]
         if self.blocked:
-            out += ["", f"**hint:** {_cell(HINT)}"]
+            out += ["", f"**hint:** {_cell(breaking_hint())}"]
         return "\n".join(out).rstrip() + "\n"
 
     def render(self, fmt: str) -> str:
@@ -1373,7 +1378,7 @@ def rollback_project(
     except ChecksumError as exc:
         raise ChecksumError(
             f"version {to_version} of {project}/{env} is damaged ({str(exc).split('; ')[0]}): roll "
-            f"back to an intact one, see `invoke registry.list --project {project}`"
+            f"back to an intact one, see {hint('registry.list', '--project', project)}"
         ) from exc
     nodes: Json = target["nodes"]
     sha = str(target["metadata"]["mesh"]["content_sha256"])

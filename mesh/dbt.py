@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from mesh import interrupts
 from mesh.config import Mesh, Project
 from mesh.errors import BuildFailedError, ConfigError, Interrupted
+from mesh.failpoints import failpoint
 from mesh.reachable import check_snowflake_reachable
 from mesh.warehouse import release_dbt_connections
 
@@ -73,6 +75,11 @@ class NodeFailure:
         return f"{self.unique_id}{where}: {self.message}"
 
 
+# The counts of dbt's StatsLine (`Done. PASS=… TOTAL=…`), in its order, and how it labels them.
+STATS_ORDER = ("pass", "warn", "error", "skip", "noop", "total")
+STATS_LABELS = {"noop": "NO-OP"}
+
+
 @dataclass
 class DbtRun:
     """Outcome of one dbt invocation (picklable: it crosses from a worker process)."""
@@ -90,10 +97,12 @@ class DbtRun:
     result: Any = None
 
     def counts(self) -> str:
-        """dbt's own summary numbers (`PASS=57 WARN=0 ERROR=0 SKIP=0 TOTAL=57`)."""
+        """dbt's own summary numbers, as its `Done.` line has them, so that they add up to TOTAL
+        (`PASS=22 WARN=0 ERROR=0 SKIP=0 NO-OP=1 TOTAL=23`: an exposure is a no-op)."""
         if self.stats:
-            keys = ("pass", "warn", "error", "skip", "total")
-            return " ".join(f"{k.upper()}={self.stats.get(k, 0)}" for k in keys)
+            others = sorted(k for k in self.stats if k not in STATS_ORDER)  # a newer dbt's
+            keys = [*STATS_ORDER[:-1], *others, STATS_ORDER[-1]]
+            return " ".join(f"{STATS_LABELS.get(k, k.upper())}={self.stats.get(k, 0)}" for k in keys)
         return ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "no nodes run"
 
     def summary(self) -> str:
@@ -262,6 +271,8 @@ def run_dbt(
             run.errors.append(info.msg)
         if info.name == "StatsLine":
             run.stats = {k: int(v) for k, v in dict(event.data.stats).items()}
+        elif info.name == "LogCancelLine":  # dbt cancels a query: an interrupt is being handled
+            failpoint("dbt.cancel")
         elif progress is not None and info.name in ("LogStartLine", "NodeFinished"):
             data = event.data
             payload: dict[str, Any] = {"unique_id": data.node_info.unique_id}
@@ -307,7 +318,9 @@ def run_dbt(
                 release_dbt_connections()
                 if stream is not None:
                     stop_capture_stdout_logs()
-    if isinstance(outcome.exception, KeyboardInterrupt):
+    # An error raised while dbt handled the interrupt (a cancel that failed on a closed connection)
+    # takes the interrupt's place in `exception`; a failure after a stop request is the stop too.
+    if interrupts.caused_by_interrupt(outcome.exception) or (not outcome.success and interrupts.requested()):
         raise Interrupted(f"dbt {args[0]}", project_name)
     run.success = bool(outcome.success)
     result = outcome.result

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh.errors import ConfigError, MeshError
+from mesh.surface import command, hint, install_hint
 
 STATE_DIR = Path(".mesh")
 EMULATE_DIR = STATE_DIR / "emulate"
@@ -195,7 +196,7 @@ def start_server(
         port = free_port()
         argv = argv_for_port(port)
         if not Path(argv[0]).exists():
-            raise EmulatorError(f"{argv[0]} is missing: install the dev requirements in the venv")
+            raise EmulatorError(f"{argv[0]} is missing: install the emulators ({install_hint('emulate')})")
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 argv,
@@ -357,7 +358,11 @@ def emulator_env(s3_url: str, registry: str, snowflake_port: int, key_path: Path
 
 
 OFF_FUNCTION = "mesh_emulate_off"
-RUN_ADVICE = "invoke emulate.run -- invoke mesh --target prod"
+
+
+def run_advice() -> str:
+    """How to run the mesh against the emulators, on the surface in use."""
+    return command("emulate.run", "--", command("mesh", "--target", "prod"))
 
 
 def unset_line(names: list[str] | None = None) -> str:
@@ -371,8 +376,8 @@ def write_env_file(path: Path, env: Mapping[str, str]) -> None:
     """The environment as `export` lines, and `mesh_emulate_off`, which unsets them again."""
     unset = unset_line(list(env))
     lines = [
-        "# Written by `invoke emulate.up`; removed by `invoke emulate.down`.",
-        f"# Run one command with it, nothing else changes in your shell: {RUN_ADVICE}",
+        f"# Written by {hint('emulate.up')}; removed by {hint('emulate.down')}.",
+        f"# Run one command with it, nothing else changes in your shell: {run_advice()}",
         f"# Or source it (`. {ENV_FILE}`); then, before the shell does anything else, run",
         f"# `{OFF_FUNCTION}` (defined below) or: {unset}",
     ]
@@ -418,8 +423,8 @@ class Emulation:
             f"emulate: S3 (moto) at {s3.url}, pid {s3.pid}; registry {self.registry}",
             f"emulate: Snowflake (fakesnow) at {sf.url}, pid {sf.pid}; databases "
             f"{', '.join(self.databases)} with {', '.join(SCHEMAS)}",
-            f"emulate: run commands against them with `{RUN_ADVICE}` (your shell stays as it "
-            f"is; the environment is in {ENV_FILE}); stop them with `invoke emulate.down`",
+            f"emulate: run commands against them with `{run_advice()}` (your shell stays as it "
+            f"is; the environment is in {ENV_FILE}); stop them with {hint('emulate.down')}",
         ]
 
 
@@ -450,8 +455,8 @@ def up(root: Path) -> Emulation:
         if alive:
             listed = ", ".join(f"{s.name} pid {s.pid}" for s in alive)
             raise EmulatorError(
-                f"emulators already running ({listed}): use them with `{RUN_ADVICE}`, or "
-                "stop them with `invoke emulate.down`"
+                f"emulators already running ({listed}): use them with `{run_advice()}`, or "
+                f"stop them with {hint('emulate.down')}"
             )
         pids.unlink()
     directory = root / EMULATE_DIR
@@ -536,16 +541,16 @@ def run_with_env(root: Path, argv: list[str]) -> int:
     code. Nothing changes in the calling process or shell."""
     root = Path(root).resolve()
     if not argv:
-        raise EmulatorError(f"give the command after --, e.g. `{RUN_ADVICE}`")
+        raise EmulatorError(f"give the command after --, e.g. `{run_advice()}`")
     env_file, pids = root / ENV_FILE, root / PIDS_FILE
     if not env_file.exists():
-        raise EmulatorError(f"no {ENV_FILE}: start the emulators first with `invoke emulate.up`")
+        raise EmulatorError(f"no {ENV_FILE}: start the emulators first with {hint('emulate.up')}")
     stopped = [s for s in _read_pids(pids) if not s.running()] if pids.exists() else []
     if stopped or not pids.exists():
         which = ", ".join(f"{s.name} pid {s.pid}" for s in stopped) or f"no {PIDS_FILE}"
         raise EmulatorError(
-            f"the emulators are not running ({which}): restart them with `invoke emulate.down` "
-            "and `invoke emulate.up`"
+            f"the emulators are not running ({which}): restart them with {hint('emulate.down')} "
+            f"and {hint('emulate.up')}"
         )
     env = {**os.environ, **read_env_file(env_file)}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

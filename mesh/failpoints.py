@@ -8,7 +8,8 @@ no `finally`, no `atexit`, no flush, exactly like a killed CI runner or an out-o
 
 `MESH_FAILPOINT=<name>:pause` pauses there instead: the process writes the file named by
 MESH_FAILPOINT_MARKER and waits until it is interrupted (a signal), so a test can interrupt a run at
-an exact point (tests/integration/test_interrupt.py).
+an exact point (tests/integration/test_interrupt.py). `<name>:raise` raises FailpointError there,
+as a library call that fails at that point would.
 
 Never set MESH_FAILPOINT outside tests.
 """
@@ -33,20 +34,30 @@ NAMES = (
     "registry.latest.prepared",  # folder: new link made beside `latest`; S3: before the PUT
     "registry.latest.swapped",  # `latest` moved, the publisher never hears of it
 )
-# Points of a mesh run a test interrupts (with `:pause`), besides "publish.audited".
+# Points of a mesh run a test interrupts (with `:pause`), besides "publish.audited", and points
+# of a worker's stop.
 RUN_POINTS = (
     "mesh.planned",  # the run has its plan; no dbt has started
     "dbt.node_finished",  # inside dbt: a node of the build just finished
+    "dbt.cancel",  # dbt cancels a query after an interrupt (`:raise`: the adapter's cancel fails)
+    "worker.stopping",  # a worker got the run's stop (SIGKILL: it dies without a word)
 )
 
 
+class FailpointError(RuntimeError):
+    """Raised by a failpoint set to `<name>:raise` (tests only)."""
+
+
 def failpoint(name: str) -> None:
-    """SIGKILL this process if MESH_FAILPOINT names this point; pause it with `<name>:pause`."""
+    """SIGKILL this process if MESH_FAILPOINT names this point; pause it with `<name>:pause`,
+    raise FailpointError with `<name>:raise`."""
     wanted = os.environ.get(ENV)
     if wanted is None:
         return
     if wanted == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    elif wanted == f"{name}:raise":
+        raise FailpointError(f"failpoint {name}")
     elif wanted == f"{name}:pause":
         marker = os.environ.get(MARKER_ENV)
         if marker:

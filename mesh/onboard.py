@@ -64,6 +64,7 @@ from mesh.profiles import (
     render_environ,
     shown,
 )
+from mesh.surface import hint, team_repository
 
 VIA = ("sources", "loom")
 OWN_FILE = "{{ env_var('MESH_BUILD_DIR', env_var('MESH_WAREHOUSE_DIR', 'warehouse')) }}/%s.duckdb"
@@ -621,6 +622,19 @@ def _registered(root: Path, directory: Path, name: str, projects: Mapping[str, A
     return existing
 
 
+def _add_upstream_first(upstream: str, name: str) -> str:
+    """How to bring an upstream into the mesh before `name`: in a team's own repository (the
+    `mesh` script) the upstream is usually built by another repository, which is an entry without
+    a path in mesh.yml; in the repository of every project, its folder is added."""
+    add = hint("project.add", "<its folder>")
+    if team_repository():
+        return (
+            f"add `{upstream}: {{}}` under `projects:` in {CONFIG_FILE} when another repository "
+            f"builds and publishes it (or {add} when its folder is here), then add {name}"
+        )
+    return f"add it first ({add}), then {name}"
+
+
 def _team_loom_upstreams(directory: Path) -> list[str]:
     """The upstream names a team's own dbt_loom.config.yml lists (read, never given to dbt-loom)."""
     path = directory / "dbt_loom.config.yml"
@@ -663,7 +677,7 @@ def _wanted_upstreams(
             first = code_all[upstream][0]
             raise ConfigError(
                 f"{info.name} reads {upstream} ({shown(first.file, root)}: {first.describe(upstream)}), "
-                f"which is not in the mesh: add it first (`invoke project.add <its folder>`), then {info.name}"
+                f"which is not in the mesh: {_add_upstream_first(upstream, info.name)}"
             )
         else:
             notes.append(
@@ -680,10 +694,7 @@ def _wanted_upstreams(
         if upstream == info.name:
             raise ConfigError(f"{info.name} cannot be its own upstream")
         if upstream not in projects:
-            raise ConfigError(
-                f"upstream {upstream!r} is not in the mesh: add it first "
-                f"(`invoke project.add <its folder>`), then {info.name}"
-            )
+            raise ConfigError(f"upstream {upstream!r} is not in the mesh: {_add_upstream_first(upstream, info.name)}")
         if upstream not in wanted:
             wanted.append(upstream)
     return _Reads(wanted, code, loom_names)

@@ -17,6 +17,7 @@ from mesh.profiles import check_profiles
 from mesh.progress import make_display
 from mesh.scheduler import Run, run_projects, shown
 from mesh.steps import BuildOptions, ProjectOutcome
+from mesh.surface import hint
 from mesh.sync import (
     GENERATED_PREFIX,
     SyncPlan,
@@ -82,8 +83,8 @@ def build_project(
         del plan
         if not (project.mesh_dir / "state" / "manifest.json").is_file():
             raise errors.ConfigError(
-                f"no published state of {name}/{mesh.env} to defer to: run `invoke mesh` "
-                f"(or `invoke build --project {name} --save-state` on main) first"
+                f"no published state of {name}/{mesh.env} to defer to: run {hint('mesh')} "
+                f"(or {hint('build', '--project', name, '--save-state')} on main) first"
             )
     options = BuildOptions(
         select=select,

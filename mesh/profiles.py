@@ -28,6 +28,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from mesh.config import Mesh, read_yaml
 from mesh.errors import ConfigError
+from mesh.surface import hint
 
 PROFILES_FILE = "profiles.yml"
 # Keys of profiles.yml that are not profiles (dbt < 1.8 kept user settings there).
@@ -200,7 +201,8 @@ def resolve_output(
     if not isinstance(profile, dict):
         raise ConfigError(
             f"project {ref.project} builds with profile {ref.profile!r}, which {where_file} does "
-            "not define: add it (`invoke project.add` writes one; see README, Add your project)"
+            f"not define: add it ({hint('project.add', '<its folder>')} writes one; see README, "
+            "Add your project)"
         )
     outputs = profile.get("outputs")
     output = outputs.get(target) if isinstance(outputs, dict) else None
@@ -334,8 +336,8 @@ def check_refs(
                 continue  # declared, never read: nothing to attach
             fix = (
                 f"attach {shown(up.file, base)} with `alias: {up.file.stem}` and `read_only: true` "
-                f"in profile {res.ref.profile!r} (`invoke project.add <its folder> --upstream "
-                f"{upstream}` does it for a profile the mesh wrote)"
+                f"in profile {res.ref.profile!r} ({hint('project.add', '<its folder>', '--upstream', upstream)} "
+                "does it for a profile the mesh wrote)"
             )
             if found is None:
                 raise ConfigError(

@@ -44,6 +44,7 @@ from mesh.manifest import (
 )
 from mesh.names import new_version
 from mesh.registry import Entry, Registry, commit_version, read_baseline, read_latest_or_damage
+from mesh.surface import hint
 
 # A check run against the interface `latest` holds (None on first publish) before it is replaced;
 # it raises to refuse. Contract gates plug in here.
@@ -200,7 +201,8 @@ def ensure_catalog(
         if reader is None:
             raise PublishRefusedError(
                 f"cannot read {project_name}'s warehouse for the columns of its public nodes without "
-                "an enforced contract: build it first (invoke build), or check the connection"
+                f"an enforced contract: build it first ({hint('build', '--project', project_name)}), or "
+                "check the connection"
             )
         columns = reader.columns(relations.values())
     return catalog_of(columns, relations)
@@ -234,7 +236,7 @@ def prepare(mesh: Mesh, project_name: str, catalog: Json | None = None) -> tuple
         if unseen:
             raise PublishRefusedError(
                 f"the warehouse has no relation for public {resource_label(unseen[0])} {unseen[0]}: "
-                "run `invoke build` again, then publish"
+                f"run {hint('build', '--project', 'P')} again, then publish"
             )
     nodes, groups = extract_interface(manifest, ids, catalog=catalog)
     return manifest, nodes, groups, content_sha256(nodes, groups)

@@ -20,6 +20,7 @@ import socket
 from collections.abc import Mapping
 
 from mesh.errors import ConfigError
+from mesh.surface import hint
 
 CONNECT_TIMEOUT_S = 5.0
 DEFAULT_PORT = 443
@@ -107,8 +108,8 @@ def check_snowflake_reachable(
         where = f"cannot reach Snowflake at {host}:{port} (from {source}): {_reason(exc)}"
         if is_loopback(host):
             raise UnreachableError(
-                f"{where}; no emulator listens there: start one with `invoke emulate.up` and run "
-                "through `invoke emulate.run -- ...`, or, in a shell that sourced "
+                f"{where}; no emulator listens there: start one with {hint('emulate.up')} and run "
+                f"through {hint('emulate.run', '--', '...')}, or, in a shell that sourced "
                 ".mesh/emulate.env, run `mesh_emulate_off` to drop its settings"
             ) from exc
         raise UnreachableError(

@@ -10,6 +10,7 @@ import orjson
 from mesh.config import Mesh
 from mesh.manifest import load_interface
 from mesh.names import check_name
+from mesh.surface import hint
 from mesh.sync import SyncPlan
 from mesh.text import plural
 from mesh.validate import Report
@@ -78,7 +79,7 @@ def registry_list_lines(mesh: Mesh, project: str | None, warn: Say = _stderr) ->
             if latest is not None and latest.damaged:
                 lines.append(
                     f"  {name}/{env}: latest {latest.version or '(unknown version)'} DAMAGED: run "
-                    f"`invoke registry.fsck --project {name} --repair`"
+                    f"{hint('registry.fsck', '--project', name, '--repair')}"
                 )
             else:
                 lines.append(f"  {name}/{env}: latest {latest.version if latest else '-'}")
@@ -93,8 +94,8 @@ def registry_list_lines(mesh: Mesh, project: str | None, warn: Say = _stderr) ->
     elif latest.damaged:
         head += (
             f", newest first; latest {latest.version or '(unknown version)'} is DAMAGED: run "
-            f"`invoke registry.fsck --project {project} --repair`, or `invoke registry.rollback "
-            f"--project {project} --to VERSION` with an intact VERSION below"
+            f"{hint('registry.fsck', '--project', project, '--repair')}, or "
+            f"{hint('registry.rollback', '--project', project, '--to', 'VERSION')} with an intact VERSION below"
         )
     else:
         head += f", newest first; latest {latest.version}"
@@ -156,7 +157,7 @@ def registry_diff_lines(mesh: Mesh, project: str, from_version: str | None, to_v
         v for v in mesh.registry.list_versions(project, mesh.env)
         if from_version is None and (old or "") < v < new
     ]
-    note = [f"  note: skipped damaged {', '.join(skipped)} (see `invoke registry.fsck --project {project}`)"] if skipped else []
+    note = [f"  note: skipped damaged {', '.join(skipped)} (see {hint('registry.fsck', '--project', project)})"] if skipped else []
     if old is None:
         lines = [
             f"{project}/{mesh.env} {new}: the first version, there is no earlier version to compare "

@@ -40,6 +40,7 @@ from mesh.errors import (
 from mesh.names import check_name
 from mesh.registry import Entry, Registry, read_latest_or_damage
 from mesh.registry.base import LATEST_DAMAGE_PREFIXES, damaged_entry_version
+from mesh.surface import hint
 from mesh.text import plural
 
 _VERSION_IN_TEXT = re.compile(r"\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{8}")
@@ -170,8 +171,8 @@ def _inspect(registry: Registry, project: str, env: str, repair: bool) -> _Inspe
         elif version is not None and version in recovered:
             result.notes.append(
                 f"history entry {version} is damaged; latest was recovered from it by "
-                f"{recovered[version]} (it stays for the record until `invoke registry.prune` "
-                "removes it)"
+                f"{recovered[version]} (it stays for the record until "
+                f"{hint('registry.prune', '--project', project, '--keep', 'N')} removes it)"
             )
             continue
         result.problems.append(problem)
@@ -223,29 +224,30 @@ class FsckResult:
 
 def _next_step(project: str, inspection: _Inspection, target: VersionInfo | None, repair: bool) -> str:
     """What to run for what an inspection found."""
-    fix = f"`invoke registry.fsck --project {project} --repair`"
+    fix = hint("registry.fsck", "--project", project, "--repair")
     latest = inspection.latest
     if latest is not None and latest.damaged:
         if repair or target is None:
             return (
                 f"no intact version older than the damaged latest to recover to: a passing build of "
-                f"{project} publishes over it (`invoke mesh --full`, or `invoke build --project "
-                f"{project} && invoke publish --project {project}`), or roll back to a version from "
-                f"`invoke registry.list --project {project}` with `invoke registry.rollback "
-                f"--project {project} --to VERSION`"
+                f"{project} publishes over it ({hint('mesh', '--full')}, or "
+                f"{hint('build', '--project', project)} then {hint('publish', '--project', project)}), "
+                f"or roll back to a version from {hint('registry.list', '--project', project)} with "
+                f"{hint('registry.rollback', '--project', project, '--to', 'VERSION')}"
             )
         if latest.version and target.version == latest.version:
             return f"run {fix} to restore latest from its intact history entry {target.version}"
         return (
             f"run {fix} to make {target.version} (the newest intact version) latest again, or "
-            f"`invoke registry.rollback --project {project} --to VERSION` for another one"
+            f"{hint('registry.rollback', '--project', project, '--to', 'VERSION')} for another one"
         )
     if inspection.unrecorded and not repair:
         return f"run {fix} to record latest {inspection.unrecorded} again as an intact history entry"
     if repair:
         return (
-            "damaged history entries are never removed automatically: `invoke registry.prune` "
-            "removes old ones, or delete them by hand (README: Recovery)"
+            "damaged history entries are never removed automatically: "
+            f"{hint('registry.prune', '--project', project, '--keep', 'N')} removes old ones, or "
+            "delete them by hand (README: Recovery)"
         )
     return f"rerun with --repair ({fix}) to remove leftovers of interrupted writes"
 
@@ -490,7 +492,7 @@ def pinned_versions(mesh: Mesh, project: str, env: str, versions: list[str]) -> 
         except (OSError, orjson.JSONDecodeError) as exc:
             raise ConfigError(
                 f"cannot read {lock_path} ({exc}), so the versions {name} is synced to are "
-                "unknown: fix or delete it (rerun `invoke sync`), then prune"
+                f"unknown: fix or delete it (rerun {hint('sync', '--project', name)}), then prune"
             ) from exc
         for version in _named_versions(lock):
             pin(version, f"{name} sync lock")
@@ -501,7 +503,7 @@ def pinned_versions(mesh: Mesh, project: str, env: str, versions: list[str]) -> 
         except RegistryError as exc:
             raise RegistryError(
                 f"cannot read the usage record of {name}/{usage_env} ({exc}); it may pin "
-                f"versions of {project}: fix it (rerun `invoke validate --project {name}`), then prune"
+                f"versions of {project}: fix it (rerun {hint('validate', '--project', name)}), then prune"
             ) from exc
         if body is None:
             continue
@@ -512,7 +514,7 @@ def pinned_versions(mesh: Mesh, project: str, env: str, versions: list[str]) -> 
         except orjson.JSONDecodeError as exc:
             raise ConfigError(
                 f"the usage record of {name}/{usage_env} is not a JSON object; it may pin versions of "
-                f"{project}: rerun `invoke validate --project {name}`, then prune"
+                f"{project}: rerun {hint('validate', '--project', name)}, then prune"
             ) from exc
         for version in _named_versions(usage):
             pin(version, f"{name}/{usage_env} usage record")
@@ -547,7 +549,7 @@ def prune_project(mesh: Mesh, project: str, keep: int, dry_run: bool = False) ->
     if versions and latest is None:
         raise RegistryError(
             f"{project}/{env} has history but no latest in {registry.url}: "
-            f"run `invoke registry.fsck --project {project}` before pruning"
+            f"run {hint('registry.fsck', '--project', project)} before pruning"
         )
     newest = versions[-keep:]
     result = PruneResult(project, env, registry.url, latest.version if latest else None, newest)

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mesh import interrupts
 from mesh.config import Mesh, load_mesh
 from mesh.errors import Interrupted, MeshError
 from mesh.failpoints import failpoint, stop_pauses
@@ -77,6 +78,8 @@ def shown(path: Path, base: Path | None = None) -> str:
 
 
 def _raise_interrupt(signum: int, _frame: Any) -> None:
+    interrupts.request()  # whatever fails from here on failed because of the stop
+    failpoint("worker.stopping")
     stop_pauses()  # a test's pause in a dbt thread must not hold the worker
     raise KeyboardInterrupt
 
@@ -423,15 +426,29 @@ def _reap(running: dict[str, _Running], finish: Any) -> None:
 
 
 def _stop_workers(running: dict[str, _Running], channel: Any, display: Any, finish: Any) -> None:
-    """SIGTERM every worker (dbt cancels its queries), wait for their outcomes, then kill."""
+    """SIGTERM every worker (dbt cancels its queries), wait for their outcomes, then kill.
+
+    Every project running at the stop is reported as interrupted: a worker that says its project
+    failed, or dies without a word, failed because of the stop (its cancelled queries, a closed
+    connection), not because of its project."""
     steps = {name: item.step for name, item in running.items()}
+
+    def stopped(outcome: ProjectOutcome) -> None:
+        if outcome.project in steps and outcome.status == "failed":
+            step = outcome.step or steps[outcome.project]
+            outcome = ProjectOutcome(
+                outcome.project, "interrupted", seconds=outcome.seconds, step=step, exit_code=130,
+                error=f"interrupted during {step} ({outcome.project})", timings=outcome.timings,
+            )
+        finish(outcome)
+
     for item in running.values():
         with contextlib.suppress(ProcessLookupError):
             os.kill(item.process.pid, signal.SIGTERM)
     deadline = time.monotonic() + TERM_GRACE_S
     while running and time.monotonic() < deadline:
-        _drain(channel, running, display, finish, timeout=_POLL_S)
-        _reap(running, finish)
+        _drain(channel, running, display, stopped, timeout=_POLL_S)
+        _reap(running, stopped)
     for name, item in running.items():
         item.process.kill()
         item.process.join(timeout=5)

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from mesh.config import read_upstreams, read_yaml
 from mesh.errors import CheckFailedError, ConfigError, CredentialsError, ManifestError
 from mesh.names import check_name
+from mesh.surface import install_hint
 
 __all__ = [
     "IDENTIFIER_RE",
@@ -719,7 +720,7 @@ def _connector_errors() -> Any:
     try:
         import snowflake.connector.errors as sf_errors
     except ImportError as exc:  # pragma: no cover - the connector is a pinned dependency
-        raise ConfigError("snowflake-connector-python is not installed: run `make venv`") from exc
+        raise ConfigError(f"snowflake-connector-python is not installed: run {install_hint('snowflake')}") from exc
     return sf_errors
 
 

@@ -47,6 +47,7 @@ from mesh.snowflake import (
     load_layout,
     mesh_project_settings,
 )
+from mesh.surface import hint
 
 __all__ = [
     "AUDIT_SUFFIX",
@@ -441,7 +442,7 @@ def _databases(session: Session, plan: WapPlan) -> dict[str, Any]:
     if plan.database not in found:
         raise WapStateError(
             f"{plan.database} does not exist (or {plan.role} cannot see it): create it first "
-            "(`invoke infra.apply` or `invoke snowflake.setup`)"
+            f"({hint('infra.apply')} or {hint('snowflake.setup')})"
         )
     return found
 
@@ -471,7 +472,7 @@ def prepare(
             raise WapStateError(
                 f"{plan.audit_database} exists already: another build of {plan.project} is "
                 "running, or one stopped before promote or discard; when none is running, "
-                f"discard it (`invoke snowflake.wap --project {plan.project} --step discard`)"
+                f"discard it ({hint('snowflake.wap', '--project', plan.project, '--step', 'discard')})"
             )
         _run_checked(session, plan, statements)
     return statements

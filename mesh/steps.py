@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mesh import interrupts
 from mesh.config import Mesh
 from mesh.dbt import DbtRun, dbt_environment, run_dbt, stray_loom_config
 from mesh.errors import (
@@ -35,6 +36,7 @@ from mesh.errors import (
     PublishRefusedError,
 )
 from mesh.manifest import Json, load_manifest, public_node_ids, reused_manifests
+from mesh.surface import hint
 from mesh.wap import BUILD_DIR_VAR, DuckDBAudit
 
 Step = Callable[[str, str], None]  # (step, detail) -> None
@@ -232,8 +234,12 @@ def run_project(
         outcome.status, outcome.exit_code = "interrupted", 130
         outcome.error = f"interrupted during {outcome.step or 'start-up'} ({name})"
     except MeshError as exc:
-        outcome.status, outcome.error, outcome.exit_code = "failed", str(exc), exc.exit_code
-        outcome.error_type = type(exc).__name__
+        if interrupts.requested():  # what the stop broke (a cancelled query) is the stop itself
+            outcome.status, outcome.exit_code = "interrupted", 130
+            outcome.error = f"interrupted during {outcome.step or 'start-up'} ({name})"
+        else:
+            outcome.status, outcome.error, outcome.exit_code = "failed", str(exc), exc.exit_code
+            outcome.error_type = type(exc).__name__
     finally:
         outcome.stop_clock()
         outcome.seconds = time.monotonic() - started
@@ -380,7 +386,7 @@ def _run(
         outcome.report = report
         if not report.ok:
             outcome.details.append(report.text())
-            raise LineageError(f"lineage validation failed for {name}: run `invoke validate --project {name}` for the findings")
+            raise LineageError(f"lineage validation failed for {name}: run {hint('validate', '--project', name)} for the findings")
         outcome.notes.append(f"lineage: {len(report.edges)} cross-project edge{'s' if len(report.edges) != 1 else ''} validated")
         outcome.notes.extend(f"warning: {w}" for w in report.warning_lines())
     outcome.enter("record")  # what the consumer uses upstream, the fingerprint of this build

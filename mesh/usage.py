@@ -47,6 +47,7 @@ from mesh.manifest import (
     load_manifest,
     parse_json,
 )
+from mesh.surface import hint
 
 USAGE_FORMAT = 2  # 2: adds `lineage`; records of format 1 are still read
 READABLE_FORMATS = (1, 2)
@@ -628,7 +629,7 @@ def parse_usage_record(body: bytes, what: str) -> UsageRecord:
         or not isinstance(doc.get("lineage", []), list)
     ):
         raise ManifestError(
-            f"{what} is not a usage record of format {' or '.join(map(str, READABLE_FORMATS))}: re-run `invoke validate`"
+            f"{what} is not a usage record of format {' or '.join(map(str, READABLE_FORMATS))}: re-run {hint('validate')}"
         )
     uses = [_entry(Use, item, f"{what} has a malformed use entry") for item in doc["uses"]]
     feeds = [_entry(Feed, item, f"{what} has a malformed lineage entry") for item in doc.get("lineage", [])]

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from mesh.config import Mesh, read_yaml
 from mesh.errors import ConfigError
+from mesh.surface import hint
 
 AUDIT_DIR = ".audit"
 BUILD_DIR_VAR = "MESH_BUILD_DIR"
@@ -108,8 +109,8 @@ def profile_output(mesh: Mesh, name: str) -> ProfileOutput:
     if not isinstance(output, dict):
         raise ConfigError(
             f"{path} has no output {mesh.dbt_target!r} in profile {source.name!r} (used by {name}): "
-            f"run `invoke project.add {mesh.project(name).dir}` to let the mesh write the outputs it "
-            "lacks (a DuckDB file under the warehouse with each upstream attached read-only, or "
+            f"run {hint('project.add', str(mesh.project(name).dir))} to let the mesh write the outputs "
+            "it lacks (a DuckDB file under the warehouse with each upstream attached read-only, or "
             "Snowflake from environment variables)"
         )
     return ProfileOutput(source.name, output, path)

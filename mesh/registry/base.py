@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from mesh.errors import ChecksumError
+from mesh.surface import hint
 
 MANIFEST = "manifest.json"
 # Private objects a project keeps next to its interface, by short name.
@@ -67,7 +68,7 @@ class CorruptLatestError(ChecksumError):
         self.cause = " ".join(cause.split())
         super().__init__(
             f"latest of {project}/{env} ({version or 'unknown version'}) is damaged: {self.cause}; "
-            f"run `invoke registry.fsck --project {project} --repair` to make the newest intact "
+            f"run {hint('registry.fsck', '--project', project, '--repair')} to make the newest intact "
             "version latest again"
         )
 

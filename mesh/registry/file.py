@@ -38,6 +38,7 @@ from mesh.registry.base import (
     Entry,
     damaged_entry_problem,
 )
+from mesh.surface import hint
 
 LOCK_TIMEOUT_S = 60.0
 
@@ -87,7 +88,7 @@ class FileRegistry:
                     if time.monotonic() > deadline:
                         raise RegistryError(
                             f"registry lock {env_dir / '.lock'} held for over {LOCK_TIMEOUT_S:.0f}s;"
-                            " is another publish stuck? retry, or run `invoke registry.fsck`"
+                            f" is another publish stuck? retry, or run {hint('registry.fsck', '--project', env_dir.parent.name)}"
                         ) from None
                     time.sleep(0.01)
             try:
@@ -108,7 +109,7 @@ class FileRegistry:
         if sha256_hex(body) != expected:
             raise ChecksumError(
                 f"{what} at {path} does not match its stored SHA-256 checksum; the object is "
-                "corrupt: republish it or run `invoke registry.fsck`"
+                f"corrupt: republish it or run {hint('registry.fsck', '--project', 'P')}"
             )
         return body
 
@@ -118,7 +119,7 @@ class FileRegistry:
         if not path.parent.is_dir():
             raise NotFoundError(
                 f"version {version} of {project}/{env} is not in the registry {self.url}; "
-                f"see `invoke registry.list --project {project}`"
+                f"see {hint('registry.list', '--project', project)}"
             )
         return Entry(version, self._read_checked(path, f"{project}/{env} version {version}"))
 

@@ -62,6 +62,7 @@ from mesh.registry.base import (
     Entry,
     damaged_entry_problem,
 )
+from mesh.surface import hint
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -229,7 +230,7 @@ class S3Registry:
             raise ChecksumError(
                 f"the bytes received for {where} do not match the checksum S3 stored with it "
                 f"({exc}): retry; if it persists the object is corrupt: republish it or run "
-                "`invoke registry.fsck`"
+                f"{hint('registry.fsck', '--project', 'P')}"
             ) from exc
         if isinstance(exc, BotoConnectionError | HTTPClientError | IncompleteReadError):
             raise RegistryError(
@@ -314,12 +315,12 @@ class S3Registry:
         if not expected:
             raise ChecksumError(
                 f"{self._where(key)} has no sha256 metadata, so it cannot be verified (not written "
-                "by mesh?): republish it or run `invoke registry.fsck`"
+                f"by mesh?): republish it or run {hint('registry.fsck', '--project', 'P')}"
             )
         if sha256_hex(body) != expected:
             raise ChecksumError(
                 f"{self._where(key)} does not match its stored SHA-256 checksum; the object is "
-                "corrupt: republish it or run `invoke registry.fsck`"
+                f"corrupt: republish it or run {hint('registry.fsck', '--project', 'P')}"
             )
 
     def _head(self, key: str, action: str) -> dict[str, Any] | None:
@@ -370,7 +371,7 @@ class S3Registry:
         if found is None:
             raise NotFoundError(
                 f"version {version} of {project}/{env} is not in the registry {self.url} "
-                f"({self._where(key)}); see `invoke registry.list --project {project}`"
+                f"({self._where(key)}); see {hint('registry.list', '--project', project)}"
             )
         return Entry(version, found[0])
 

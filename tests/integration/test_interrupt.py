@@ -85,3 +85,68 @@ def test_interrupt_exits_with_one_line_and_publishes_nothing(
         )
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         assert "3 built, 0 skipped, 0 failed, 0 blocked" in rerun.stdout
+
+
+SLOW_MODEL = """{{ config(materialized='table') }}
+-- minutes of work: the interrupt always finds this query running
+select count(*) as n from range(100000000000) t(i) where i % 7 = 3
+"""
+
+
+@pytest.mark.parametrize(
+    "failpoint",
+    [
+        # dbt's cancel of the running query fails (as DuckDB's does on a connection a finished
+        # node just closed: `Connection already closed!`), raising in place of the interrupt
+        "dbt.cancel:raise",
+        # a worker dies on the stop without reporting anything
+        "worker.stopping",
+    ],
+)
+def test_interrupt_reports_every_running_project_as_interrupted(tmp_path: Path, failpoint: str) -> None:
+    """Two independent projects build at once (both consumers, after their producer), each in a
+    query when Ctrl-C arrives: both are reported as interrupted, neither as failed, however their
+    worker ends."""
+    root = _workspace(tmp_path)
+    consumers = ("dbt_down", "dbt_down_loom")
+    for name in consumers:
+        (root / name / "models/slow_count.sql").write_text(SLOW_MODEL)
+    env = {**os.environ, "MESH_FAILPOINT": failpoint}
+    proc = subprocess.Popen(
+        [str(BIN / "invoke"), "-r", str(root), "mesh", "--jobs", "2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    started = "START sql table model main.slow_count"
+    deadline = time.monotonic() + 300
+    while not all(started in _read(root / f"logs/{name}.log") for name in consumers):
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the run ended before both slow queries started: {proc.returncode}\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the slow queries never started in both projects")
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("error: interrupted during "), err
+    if failpoint == "worker.stopping":
+        # A worker killed outright leaves dbt's process locks behind; Python's resource tracker
+        # (a process of its own) removes them and says so when the run exits.
+        lines = [line for line in lines[1:] if "resource_tracker" not in line and "warnings.warn" not in line]
+        assert not lines, err
+    else:
+        assert len(lines) == 1, err
+    assert "FAILED" not in out and "Traceback" not in out + err, out + err
+    for name in consumers:
+        line = next((line for line in out.splitlines() if f"] {name} (local)" in line and "INTERRUPTED" in line), None)
+        assert line is not None, out
+        assert "interrupted during " in line and f"({name})" in line, line
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""

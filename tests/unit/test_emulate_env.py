@@ -238,3 +238,34 @@ def test_endpoint_of_a_real_account() -> None:
     )
     assert snowflake_endpoint({"SNOWFLAKE_ACCOUNT": "xy1.cn-north-1"})[0].endswith(".snowflakecomputing.cn")  # type: ignore[index]
     assert snowflake_endpoint({}) is None
+
+
+# --- the same commands through the `mesh` script ------------------------------------------------
+
+
+def test_the_mesh_script_runs_the_emulator_commands_and_names_its_own(
+    task_root: Path, stand_in: dict[str, str]
+) -> None:
+    """A team repository has no invoke: `mesh emulate.run`, `mesh emulate.down`, and the hint of a
+    stopped emulator names them."""
+    mesh = str(INVOKE.parent / "mesh")
+
+    def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [mesh, *args], cwd=task_root, env=env, capture_output=True, text=True,
+            stdin=subprocess.DEVNULL, timeout=120, check=False,
+        )
+
+    script = 'printf "%s|%s|%s" "$MESH_TARGET" "$1" "$2"; exit 5'
+    done = run("emulate.run", "--", "sh", "-c", script, "sh", "a  b", "--c", env=_environ())
+    assert (done.returncode, done.stdout, done.stderr) == (5, "prod|a  b|--c", "")
+
+    stopped = run("run", env={**_environ(), **stand_in})
+    assert stopped.returncode == 2, stopped.stderr
+    (line,) = stopped.stderr.strip().splitlines()
+    assert "start one with `mesh emulate.up` and run through `mesh emulate.run -- ...`" in line, line
+
+    down = run("emulate.down", env=_environ())
+    assert down.returncode == 0, down.stderr
+    assert not (task_root / emulate.ENV_FILE).exists()
+    assert down.stdout.strip().splitlines()[-1].startswith("emulate: a shell that sourced it")

@@ -223,14 +223,21 @@ def test_generated_sources_have_no_anchors_or_aliases(mesh: Mesh) -> None:
     assert tables["customers"]["columns"] == tables["customers_v2"]["columns"] != []
 
 
+PRIVATE = "its interface lists no private or protected node, so sync cannot tell whether"
+
+
 @pytest.mark.parametrize(
     ("sql", "expected"),
     [
-        ("{{ ref('core', 'customers', v=3) }}", "core publishes model customers in versions 1, 2 (latest 2); use ref('core', 'customers', v=N)"),
-        ("{{ source('core', 'customers_v3') }}", "core publishes model customers in versions 1, 2 (latest 2); use source('core', 'customers_v<N>')"),
+        ("{{ ref('core', 'customers', v=3) }}", "core publishes model customers in versions 1, 2 (latest 2), not 3; did you mean ref('core', 'customers', v=2)?"),
+        ("{{ ref('core', 'customers', v=0) }}", "core publishes model customers in versions 1, 2 (latest 2), not 0; did you mean ref('core', 'customers', v=1)?"),
+        ("{{ source('core', 'customers_v3') }}", "core publishes model customers in versions 1, 2 (latest 2), not 3; did you mean source('core', 'customers_v2')?"),
         ("{{ ref('core', 'orders', v=1) }}", "core publishes orders as model model.core.orders, which has no versions; use ref('core', 'orders')"),
         ("{{ ref('core', 'country_codes', v=2) }}", "core publishes country_codes as seed seed.core.country_codes, which has no versions"),
-        ("{{ source('core', 'raw_orders') }}", "core publishes no public model, seed or snapshot named raw_orders (its interface lists no private or protected node, so sync cannot tell whether one exists with another access): check the name, or ask the core owners to make it public"),
+        ("{{ ref('core', 'ordrs') }}", f"core publishes no public model, seed or snapshot named ordrs; did you mean 'orders'? ({PRIVATE} ordrs exists with another access)"),
+        ("{{ source('core', 'country_code') }}", "core publishes no public model, seed or snapshot named country_code; did you mean 'country_codes'?"),
+        ("{{ source('core', 'raw_orders') }}", f"core publishes no public model, seed or snapshot named raw_orders; did you mean 'orders'? ({PRIVATE} raw_orders exists"),
+        ("{{ source('core', 'ledger_entries') }}", f"core publishes no public model, seed or snapshot named ledger_entries ({PRIVATE} one exists with another access): check the name, or ask the core owners to make it public"),
     ],
 )
 def test_unresolved_reference_hint_names_what_is_known(mesh: Mesh, sql: str, expected: str) -> None:
@@ -245,6 +252,50 @@ def test_unresolved_reference_hint_names_what_is_known(mesh: Mesh, sql: str, exp
     if "no public model, seed or snapshot" not in expected:
         assert "ask the core owners" not in message  # the interface says what is wrong
     assert snapshot(mesh.root / "app") == before
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("{{ ref('cor', 'orders') }}", "app/models/bad.sql: ref('cor', 'orders') names no upstream, package or project of app called 'cor'; did you mean 'core'?"),
+        ("{{ source( 'coore' , 'orders' ) }}", "app/models/bad.sql: source( 'coore' , 'orders' ) names no upstream or source of app called 'coore'; did you mean 'core'?"),
+        ("{{ ref('loomi', 'x') }}", "did you mean 'loomy'? (loomy is not an upstream of app: add it to dependencies.yml)"),
+    ],
+)
+def test_a_misspelt_project_in_a_qualified_reference_is_named(mesh: Mesh, sql: str, expected: str) -> None:
+    publish_project(mesh, "core", catalog=CATALOG)
+    (mesh.root / "app/models/bad.sql").write_text(f"select * from {sql}")
+    before = snapshot(mesh.root / "app")
+    with pytest.raises(SyncError) as info:
+        sync_project(mesh, "app")
+    assert expected in str(info.value), str(info.value)
+    assert snapshot(mesh.root / "app") == before
+
+
+def test_qualifiers_the_project_knows_are_not_misspellings(mesh: Mesh) -> None:
+    """The project's own sources, its packages and the mesh's projects are not taken for typos,
+    nor is a name far from every project's, nor a reference in a comment or in docs."""
+    from mesh.qualifiers import find_misspelt
+
+    app = mesh.root / "app"
+    (app / "models/own_sources.yml").write_text(
+        "version: 2\nsources:\n  - name: cores\n    tables:\n      - name: t\n"
+    )
+    (app / "packages.yml").write_text(
+        "packages:\n  - package: acme/coree\n    version: 1.0.0\n  - local: ../vendored\n"
+    )
+    (mesh.root / "vendored").mkdir()
+    (mesh.root / "vendored/dbt_project.yml").write_text("name: corre\n")
+    (app / "models/ok.sql").write_text(
+        "select * from {{ source('cores', 't') }} join {{ ref('coree', 'm') }} "
+        "join {{ ref('corre', 'm') }} join {{ ref('loomy', 'x') }} join {{ ref('app', 'a') }} "
+        "join {{ source('raw', 'orders') }} {# ref('cor', 'orders') #}"
+    )
+    (app / "models/docs.md").write_text("{% docs d %}ref('cor', 'orders'){% enddocs %}")
+    assert find_misspelt(mesh.project("app"), mesh.config.projects) == []
+    (app / "models/bad.sql").write_text("select * from {{ ref('cor', 'orders') }}")
+    found = find_misspelt(mesh.project("app"), mesh.config.projects)
+    assert [(m.qualifier, m.suggestion, m.file.name) for m in found] == [("cor", "core", "bad.sql")]
 
 
 def test_hint_for_an_unpinned_ref_whose_latest_version_is_not_public(tmp_path: Path) -> None:

@@ -352,7 +352,7 @@ REFUSALS: dict[str, tuple[Setup, str]] = {
     "warehouse_file_taken": (_warehouse_file_taken, "projects dbt_up (profile 'dbt_up', target local) and thief (profile 'thief', target local) both build into the DuckDB file warehouse/dbt_up.duckdb"),
     "no_dbt_project": (_no_dbt_project, "no dbt_project.yml in"),
     "not_a_folder": (_not_a_folder, "missing/place is not a folder"),
-    "upstream_unknown": (_upstream_unknown, "upstream 'nope' is not in the mesh: add it first"),
+    "upstream_unknown": (_upstream_unknown, "upstream 'nope' is not in the mesh: add `nope: {}` under `projects:` in mesh.yml"),
     "upstream_unknown_in_dependencies": (_upstream_unknown_in_dependencies, "upstream 'ghost' is not in the mesh"),
     "invalid_name": (_invalid_name, "invalid project name 'Shop'"),
     "reserved_name": (_reserved_name, "invalid project name 'latest': it is reserved"),

@@ -261,12 +261,20 @@ class Checker:
             return None
         commands = subcommands(self.parser)
         command = words[index]
-        if command not in commands:
-            return f"mesh: unknown command {command!r}{did_you_mean(command, commands)}"
-        options = list(commands[command]._option_string_actions)
-        for flag in FLAG_RE.findall(" ".join(words[index + 1 :])):
-            if option_action(commands[command], flag) is None:
-                return f"mesh {command}: unknown option {flag}{did_you_mean(flag, options)}"
+        if command.endswith(".*"):  # `mesh registry.*`: a group of commands
+            if any(c.startswith(command[:-1]) for c in commands):
+                return None
+            return f"mesh: no command in group {command[:-2]!r}"
+        first, *others = command.split("|")  # `mesh emulate.up|down`: several of one group
+        prefix = first.rpartition(".")[0]
+        names = [first] + [f"{prefix}.{o}" if prefix and "." not in o else o for o in others]
+        for name in names:
+            if name not in commands:
+                return f"mesh: unknown command {name!r}{did_you_mean(name, commands)}"
+        for flag in FLAG_RE.findall(" ".join(words[index + 1 :])):  # taken by one of them
+            if all(option_action(commands[name], flag) is None for name in names):
+                options = [o for name in names for o in commands[name]._option_string_actions]
+                return f"mesh {'|'.join(names)}: unknown option {flag}{did_you_mean(flag, options)}"
         return None
 
 

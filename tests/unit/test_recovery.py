@@ -271,7 +271,7 @@ def test_fsck_reports_then_repair_recovers_by_a_recorded_publish(damaged: tuple[
     assert again.lines() == [
         f"fsck {P}/{ENV} in {registry.url}: clean",
         f"  note: history entry {v2} is damaged; latest was recovered from it by {latest.version} "
-        "(it stays for the record until `invoke registry.prune` removes it)",
+        "(it stays for the record until `invoke registry.prune --project core --keep N` removes it)",
     ]
     assert fsck_project(mesh, P, repair=True).actions == []  # nothing more to do
 
