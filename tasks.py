@@ -502,6 +502,8 @@ def emulate_down(c: Context) -> None:
         "read from its code when left out",
         "profiles_dir": "build with the project's own profiles folder instead of a profile the mesh writes",
         "dry_run": "print the plan as sentences, write nothing",
+        "allow_uncontracted": "let it publish public models without an enforced contract "
+        "(require_contracts: false for this project)",
     },
 )
 @_fails_cleanly
@@ -512,11 +514,12 @@ def project_add(
     via: str | None = None,
     profiles_dir: str | None = None,
     dry_run: bool = False,
+    allow_uncontracted: bool = False,
 ) -> None:
     """Register an existing dbt project: mesh.yml, its profile, dependencies.yml, .gitignore."""
     from mesh.onboard import add_project
 
-    plan = add_project(ROOT, Path(path), upstream or [], via, profiles_dir, dry_run)
+    plan = add_project(ROOT, Path(path), upstream or [], via, profiles_dir, dry_run, allow_uncontracted)
     print("\n".join(plan.lines()))
     if not dry_run:
         print("next: `invoke mesh` builds, tests and publishes it with the rest of the mesh")

@@ -32,6 +32,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
 
 from mesh.config import Project
 from mesh.errors import SyncError
@@ -106,7 +107,7 @@ def find_adopted(
     for path in _yaml_files(project):
         try:
             doc = loader.load(path.read_text(encoding="utf-8"))
-        except Exception:
+        except (YAMLError, OSError, UnicodeDecodeError):  # dbt reports a broken YAML file itself
             continue
         sources = doc.get("sources") if isinstance(doc, dict) else None
         for source in sources if isinstance(sources, list) else []:

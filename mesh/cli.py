@@ -212,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="build with the project's own profiles folder instead of a profile the mesh writes",
     )
     add.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    add.add_argument(
+        "--allow-uncontracted", action="store_true",
+        help="let it publish public models without an enforced contract (require_contracts: false)",
+    )
     rem = sub.add_parser("remove", help="take a project out of the mesh (the registry keeps its history)")
     rem.add_argument("name")
     rem.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
@@ -302,7 +306,7 @@ def _main(words: list[str]) -> int:
 
             added = add_project(
                 args.root or find_root(), Path(args.path), args.upstream, args.via,
-                args.profiles_dir, args.dry_run,
+                args.profiles_dir, args.dry_run, args.allow_uncontracted,
             )
             print("\n".join(added.lines()))
             return 0

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mesh.errors import MeshError
 from mesh.manifest import Json, has_enforced_contract
 from mesh.usage import dialect_of
 
@@ -141,7 +142,7 @@ class CodeColumns:
             self._previous_loaded = True
             try:
                 self._previous = self.previous()
-            except Exception:
+            except MeshError:
                 self._previous = None
         before = ((self._previous or {}).get("nodes") or {}).get(uid)
         code = node.get("compiled_code")

@@ -717,7 +717,7 @@ class GateResult:
     without_lineage: list[str] = field(default_factory=list)  # records that predate column lineage
     assumed: dict[str, str] = field(default_factory=dict)  # consumer -> why its usage is unknown
     compared: str = ""  # what was compared with what, and where the columns came from
-    deprecated: list[str] = field(default_factory=list)  # past-due nodes still read, one line each
+    remarks: list[str] = field(default_factory=list)  # past-due nodes still read, foreign meta keys
     unjudged: dict[str, str] = field(default_factory=dict)  # public node -> why its code was not read
     protected: bool = True  # an audit step judges, after the build, what the code could not tell
 
@@ -761,7 +761,7 @@ class GateResult:
         return sorted({h.use.consumer for h in self.hits})
 
     def _notes(self) -> list[str]:
-        notes = list(self.deprecated)
+        notes = list(self.remarks)
         for reach in self.unread:
             notes.append(
                 f"{ARROW.join([self.origin(reach.change), *reach.path])}: public column of "
@@ -1089,6 +1089,29 @@ def _deprecations_that_fail(changes: list[ContractChange], usage: MeshUsage) -> 
     return judged
 
 
+def foreign_meta_notes(nodes: Json) -> list[str]:
+    """A compatibility declared under another tool's meta key is not the mesh's: say so once per
+    node, naming the key to use (`meta.mesh.compatibility`), instead of ignoring it silently."""
+    notes = []
+    for uid, node in sorted(nodes.items()):
+        meta = node.get("meta")
+        if not isinstance(meta, dict):
+            continue
+        found = [
+            f"meta.{key}" if "compat" in str(key).lower() else f"meta.{key}.{inner}"
+            for key, value in meta.items()
+            if key != "mesh"
+            for inner in ([None] if "compat" in str(key).lower() else (value if isinstance(value, dict) else {}))
+            if inner is None or "compat" in str(inner).lower()
+        ]
+        if found:
+            notes.append(
+                f"{short_id(uid)} declares {', '.join(found)}, which the mesh does not read: its "
+                f"compatibility mode is meta.mesh.compatibility ({', '.join(MODES)})"
+            )
+    return notes
+
+
 def deprecation_notes(nodes: Json, uses: list[Use], today: Any = None) -> list[str]:
     """`public_customers.v1 deprecated since 2026-01-01, still read by dbt_down.stg_customers_v1`
     for each published node past its deprecation_date that a consumer on record reads."""
@@ -1200,7 +1223,7 @@ def check_project(
     )
     usage = gate_usage(mesh, name, latest["nodes"])
     result = evaluate_usage(name, mesh.env, entry.version, changes, usage, allow_breaking, reason)
-    result.deprecated = deprecation_notes(tree.nodes, usage.uses)
+    result.remarks = deprecation_notes(tree.nodes, usage.uses) + foreign_meta_notes(tree.nodes)
     against = f"latest {entry.version}" if damaged is None else f"{entry.version} (latest {damaged} is damaged)"
     result.compared = f"working tree vs {against}; {tree.counts()}"
     result.unjudged = dict(tree.unjudged)
@@ -1236,7 +1259,7 @@ def publish_gate(
         version = str(latest["metadata"]["mesh"].get("version"))
         usage = gate_usage(mesh, name, latest["nodes"])
         result = evaluate_usage(name, mesh.env, version, changes, usage, allow_breaking, reason)
-        result.deprecated = deprecation_notes(nodes, usage.uses)
+        result.remarks = deprecation_notes(nodes, usage.uses) + foreign_meta_notes(nodes)
         result.compared = f"built interface vs latest {version}; columns from contracts and the warehouse"
         if result.breaking:
             for line in result.lines():

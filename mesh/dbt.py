@@ -282,17 +282,17 @@ def run_dbt(
                 payload["status"] = _status(data.run_result.status)
             progress(info.name, payload)
 
-    from mesh.profiles import profile_source
+    from mesh.wap import write_effective_profile
 
-    source = profile_source(mesh, project_name)
+    profiles_dir, profile = write_effective_profile(mesh, project_name)
     full = [
         *args,
         "--project-dir",
         str(project.dir),
         "--profiles-dir",
-        str(source.folder),
+        str(profiles_dir),
         "--profile",
-        source.name,
+        profile,
         "--target",
         mesh.dbt_target,
     ]

@@ -700,6 +700,32 @@ def _wanted_upstreams(
     return _Reads(wanted, code, loom_names)
 
 
+def _contract_counts(info: DbtProject) -> tuple[int, int, bool]:
+    """(public models, those without an enforced contract in their YAML, whether dbt_project.yml
+    sets `+contract` on folders: then some of those may be enforced after all)."""
+    from ruamel.yaml import YAML as _YAML
+
+    loader = _YAML(typ="safe")
+    public = open_ = 0
+    for path in _files(info.dir, info.model_paths, {".yml", ".yaml"}):
+        try:
+            doc = loader.load(path.read_text(encoding="utf-8"))
+        except (YAMLError, UnicodeDecodeError):
+            continue
+        for model in (doc.get("models") if isinstance(doc, dict) else None) or []:
+            if not isinstance(model, dict):
+                continue
+            config: dict[str, Any] = model["config"] if isinstance(model.get("config"), dict) else {}
+            if (config.get("access") or model.get("access")) != "public":
+                continue
+            public += 1
+            contract = config.get("contract") or model.get("contract") or {}
+            if not (isinstance(contract, dict) and contract.get("enforced") is True):
+                open_ += 1
+    spec = (info.dir / "dbt_project.yml").read_text(encoding="utf-8", errors="replace")
+    return public, open_, "+contract" in spec
+
+
 def _has_own_sources(info: DbtProject) -> bool:
     return any(
         re.search(r"^sources\s*:", p.read_text(encoding="utf-8", errors="replace"), re.MULTILINE)
@@ -773,6 +799,40 @@ def _mesh_project(ctx: _Add, via: str | None) -> list[str]:
     reads = f", reading {', '.join(ctx.upstreams)} through {how}" if ctx.upstreams else ""
     own = f", with its own profiles folder {entry['profiles_dir']}" if ctx.own is not None else ""
     return [f"register project {ctx.name} at {entry['path']}{reads}{own}"]
+
+
+def _contracts_up_front(ctx: _Add, allow_uncontracted: bool) -> list[str]:
+    """Say now what `require_contracts` will do with the project's uncontracted public models,
+    not after its first build; `--allow-uncontracted` writes `require_contracts: false` for it."""
+    public, uncontracted, folder_level = _contract_counts(ctx.info)
+    if not public:
+        return []
+    entry = ctx.doc["projects"][ctx.name]
+    if allow_uncontracted:
+        if entry.get("require_contracts") is False:
+            return []
+        entry["require_contracts"] = False
+        return [f"{ctx.name} may publish public models without an enforced contract (require_contracts: false)"]
+    if not uncontracted:
+        return []
+    required = entry.get("require_contracts")
+    if required is None:
+        required = bool(ctx.doc.get("require_contracts", False))
+    maybe = " (folder-level `+contract` settings in dbt_project.yml may enforce some)" if folder_level else ""
+    if required:
+        ctx.notes.append(
+            f"{uncontracted} of {public} public models of {ctx.name} declare no enforced contract in "
+            f"their YAML{maybe}: mesh.yml sets require_contracts, so publish will refuse them; add "
+            "`contract: {enforced: true}` and each column's data_type, or add again with "
+            "--allow-uncontracted (require_contracts: false for this project)"
+        )
+    else:
+        ctx.notes.append(
+            f"{uncontracted} of {public} public models of {ctx.name} declare no enforced contract{maybe}: "
+            "they publish the columns the warehouse holds, and the gate judges their changes from "
+            "the code and from what consumers read"
+        )
+    return []
 
 
 def _mesh_snowflake(ctx: _Add) -> list[str]:
@@ -914,6 +974,7 @@ def plan_add(
     via: str | None = None,
     profiles_dir: str | None = None,
     environ: Mapping[str, str] | None = None,
+    allow_uncontracted: bool = False,
 ) -> AddPlan:
     """Plan the registration of the dbt project in `path` with the mesh under `root`; write nothing.
 
@@ -960,7 +1021,7 @@ def plan_add(
         environ=env,
     )
 
-    mesh_reasons = _mesh_project(ctx, via) + _mesh_snowflake(ctx)
+    mesh_reasons = _mesh_project(ctx, via) + _mesh_snowflake(ctx) + _contracts_up_front(ctx, allow_uncontracted)
     profile_reasons: list[str] = []
     mesh_key = _mesh_profile_key(ctx)
     lacking = [o for o in ctx.kinds if own is None or o not in _outputs_of(own, info.profile)]
@@ -1104,9 +1165,10 @@ def add_project(
     via: str | None = None,
     profiles_dir: str | None = None,
     dry_run: bool = False,
+    allow_uncontracted: bool = False,
 ) -> AddPlan:
     """Register the existing dbt project in `path` with the mesh under `root` (see module doc)."""
-    plan = plan_add(root, path, upstreams, via, profiles_dir)
+    plan = plan_add(root, path, upstreams, via, profiles_dir, allow_uncontracted=allow_uncontracted)
     plan.dry_run = dry_run
     if not dry_run:
         apply_add(plan)

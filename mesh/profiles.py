@@ -332,8 +332,8 @@ def check_refs(
             if up is None or up.file is None or res.kind != "duckdb":
                 continue
             found = next((a for a in res.attaches if a.file == up.file), None)
-            if found is None and reads is not None and not reads(res.ref.project, upstream):
-                continue  # declared, never read: nothing to attach
+            if found is None:
+                continue  # the mesh attaches it itself (mesh/databases.py)
             fix = (
                 f"attach {shown(up.file, base)} with `alias: {up.file.stem}` and `read_only: true` "
                 f"in profile {res.ref.profile!r} ({hint('project.add', '<its folder>', '--upstream', upstream)} "
@@ -402,10 +402,31 @@ def check_profiles(mesh: Mesh, target: str | None = None) -> None:
             or scan_unqualified_refs(found)
         )
 
-    check_refs(
+    resolved = check_refs(
         mesh_refs(mesh, target),
         target or mesh.dbt_target,
         render_environ(mesh),
         root=mesh.root,
         reads=reads,
     )
+    _check_databases(mesh, resolved)
+
+
+def _check_databases(mesh: Mesh, resolved: list[Resolved]) -> None:
+    """No database may be written by two projects: each DuckDB project's own file and the other
+    databases its configs name (mesh/databases.py) belong to it alone."""
+    from mesh.databases import configured_databases
+
+    owners: dict[str, str] = {}
+    for res in resolved:
+        if res.kind != "duckdb" or res.file is None:
+            continue
+        names = [res.file.stem, *configured_databases(res.ref.project_dir)]
+        for database in dict.fromkeys(n.lower() for n in names):
+            other = owners.setdefault(database, res.ref.project)
+            if other != res.ref.project:
+                raise ConfigError(
+                    f"projects {other} and {res.ref.project} both write database {database}: on DuckDB "
+                    "a database is one file, so one would overwrite the other's; give one of them "
+                    "another `+database` (or another profile path)"
+                )

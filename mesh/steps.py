@@ -188,7 +188,7 @@ def _gate(
         + (f": {', '.join(named)}" if named else "")
     )
     outcome.notes.extend(f"gate: {line}" for line in result.judged_lines() if not line.startswith("compared:"))
-    outcome.notes.extend(f"warning: {note}" for note in result.deprecated)
+    outcome.notes.extend(f"warning: {note}" for note in result.remarks)
     step("gate", "passed")
     return compiled
 

@@ -667,6 +667,8 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
             "content_sha256": interface["metadata"]["mesh"]["content_sha256"],
             "registry": mesh.target.registry,
             "nodes": sorted(set(selected) | adopted.get(upstream, set())),
+            # Where its public nodes live: a DuckDB build attaches each (mesh/databases.py).
+            "databases": sorted({str(n.get("database")) for n in interface["nodes"].values() if n.get("database")}),
         }
         count = f"{len(selected)} of {len(interface['nodes'])} public models"
         if project.config.upstreams_via == "sources":

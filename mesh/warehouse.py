@@ -186,7 +186,7 @@ def duckdb_file(mesh: Mesh, name: str, build_dir: str | None = None) -> Path | N
     project's profile is not DuckDB."""
     from mesh.wap import BUILD_DIR_VAR, profile_output, render_profile_value
 
-    out = profile_output(mesh, name)
+    out = profile_output(mesh, name, effective=False)
     if out.type != "duckdb":
         return None
     env = {k: v for k, v in os.environ.items() if k != BUILD_DIR_VAR}
@@ -197,12 +197,14 @@ def duckdb_file(mesh: Mesh, name: str, build_dir: str | None = None) -> Path | N
     return path if path.is_absolute() else (mesh.project(name).dir / path).resolve()
 
 
-def _attachments(mesh: Mesh, name: str) -> list[tuple[str, str]]:
+def _attachments(mesh: Mesh, name: str, build_dir: str | None = None) -> list[tuple[str, str]]:
     from mesh.wap import BUILD_DIR_VAR, profile_output, render_profile_value
 
     out = profile_output(mesh, name)
     env = {k: v for k, v in os.environ.items() if k != BUILD_DIR_VAR}
     env.setdefault("MESH_WAREHOUSE_DIR", str(mesh.warehouse_dir))
+    if build_dir is not None:
+        env[BUILD_DIR_VAR] = build_dir  # the project's other databases: their audit copies
     found = []
     for item in out.output.get("attach") or []:
         if not isinstance(item, dict) or not item.get("path"):
@@ -230,7 +232,7 @@ def open_reader(mesh: Mesh, name: str, build_dir: str | None = None) -> Iterator
         if path is None or not path.is_file():
             yield None
             return
-        reader = DuckDBReader(path, _attachments(mesh, name))
+        reader = DuckDBReader(path, _attachments(mesh, name, build_dir))
         try:
             reader.open()
         except duckdb.Error:

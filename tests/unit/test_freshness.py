@@ -123,7 +123,9 @@ def test_record_holds_every_public_node_and_leaves_the_interface_alone(mesh: Mes
     assert publish_project(mesh, "core").status == "unchanged"
     # Recorded again on the next passing build even though the interface did not change.
     later = BUILT + timedelta(hours=6)
-    write_build(mesh.root / "core", factories.producer(), {"model.core.orders": later}, ended=later)
+    rebuilt = factories.producer()
+    rebuilt["metadata"]["invocation_id"] = "inv-2"  # another build
+    write_build(mesh.root / "core", rebuilt, {"model.core.orders": later}, ended=later)
     again = record_freshness(mesh, "core")
     assert again is not None and again["nodes"]["model.core.orders"]["built_at"] == iso(later)
     assert again["nodes"]["model.core.orders"]["data_version"] != versions["model.core.orders"]

@@ -242,16 +242,18 @@ PRIVATE = "its interface lists no private or protected node, so sync cannot tell
 )
 def test_unresolved_reference_hint_names_what_is_known(mesh: Mesh, sql: str, expected: str) -> None:
     publish_project(mesh, "core", catalog=CATALOG)
-    (mesh.root / "app/models/bad.sql").write_text(f"select * from {sql}")
-    before = snapshot(mesh.root / "app")
+    consumer = "loomy" if sql.startswith("{{ ref") else "app"  # each style reads its own kind
+    (mesh.root / consumer / "models").mkdir(parents=True, exist_ok=True)
+    (mesh.root / consumer / "models/bad.sql").write_text(f"select * from {sql}")
+    before = snapshot(mesh.root / consumer)
     with pytest.raises(SyncError) as info:
-        sync_project(mesh, "app")
+        sync_project(mesh, consumer)
     message = str(info.value)
-    assert message.startswith("app/models/bad.sql: ") and "does not resolve in core (published " in message
+    assert message.startswith(f"{consumer}/models/bad.sql: ") and "does not resolve in core (published " in message
     assert expected in message and "\n" not in message
     if "no public model, seed or snapshot" not in expected:
         assert "ask the core owners" not in message  # the interface says what is wrong
-    assert snapshot(mesh.root / "app") == before
+    assert snapshot(mesh.root / consumer) == before
 
 
 @pytest.mark.parametrize(
