@@ -147,17 +147,19 @@ def fixture_inputs(project: Project, upstreams: set[str]) -> list[FixtureInput]:
 
 def check_fixtures(
     project: Project,
+    fixtures: list[FixtureInput],
     upstream: str,
     nodes: Json,
     version: str,
     resolve: Callable[[FixtureInput], str | None],
 ) -> None:
-    """Hold the project's unit-test inputs on `upstream` to its interface (`nodes`: the synced
-    nodes, `version`: the interface version): every fixture column must be a published column.
+    """Hold the project's unit-test inputs on `upstream` (among `fixtures`, from `fixture_inputs`)
+    to its interface (`nodes`: the synced nodes, `version`: the interface version): every fixture
+    column must be a published column.
 
     Raises SyncError naming the test, the input, the column and the published columns; ConfigError
     when dbt-loom reads the registry itself, where dbt refuses such an input."""
-    for given in fixture_inputs(project, {upstream}):
+    for given in (fixture for fixture in fixtures if fixture.upstream == upstream):
         where = f"{project.name}/{given.file.relative_to(project.dir)}: unit test {given.test}"
         loom_reads_registry = project.config.upstreams_via == "loom" and project.config.loom_reads == "registry"
         if given.kind == "ref" and loom_reads_registry:
