@@ -47,7 +47,8 @@ RUN_RESULTS_SCHEMAS = {
 }
 INTERFACE_FORMAT = 1
 # Statuses of a node in run_results.json that mean it built or passed.
-PASSING_STATUSES = frozenset({"success", "pass", "warn"})
+# "no-op": an exposure or saved query, which dbt build lists without running anything.
+PASSING_STATUSES = frozenset({"success", "pass", "warn", "no-op"})
 # The resource types a consumer can ref across projects (dbt's refable nodes).
 PUBLIC_RESOURCE_TYPES = ("model", "seed", "snapshot")
 _UNIQUE_ID_RE = re.compile(
