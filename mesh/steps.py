@@ -346,6 +346,16 @@ def _run(
                 audit.discard()
             raise
     outcome.notes.append(f"built: {run.counts()}")
+    if not public and options.publish and mesh.consumers_of(name):
+        outcome.notes.append(
+            f"nothing to publish: {name} has no public model, seed or snapshot, and "
+            f"{', '.join(mesh.consumers_of(name))} read{'s' if len(mesh.consumers_of(name)) == 1 else ''} it: "
+            "give what they read `access: public`"
+        )
+    if options.allow_breaking and options.reason:
+        from mesh.contracts import remember_allowed_build
+
+        remember_allowed_build(mesh, name, options.reason)  # `invoke publish` of this build carries it
     if run.warnings:
         outcome.notes.extend(f"warning: {w}" for w in _deprecations(run.warnings))
 

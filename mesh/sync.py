@@ -28,7 +28,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from mesh.config import Mesh, Project, read_yaml
-from mesh.errors import ConfigError, NotFoundError, SyncError
+from mesh.errors import ConfigError, MeshError, NotFoundError, SyncError
 from mesh.manifest import PUBLIC_RESOURCE_TYPES, Json, dump_json, read_interface, resource_label
 from mesh.suggest import did_you_mean
 from mesh.surface import hint
@@ -644,7 +644,7 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
         if entry is None:
             raise NotFoundError(
                 f"upstream {upstream} has not published to env {env} in {mesh.registry.url}: "
-                f"run {hint('publish', '--project', upstream)} first"
+                + _unpublished_hint(mesh, upstream)
             )
         # Lazy: memory stays that of the fetched bytes; `interface["nodes"]` holds summaries.
         fetched[upstream] = (env, entry, read_interface(entry.body, f"{upstream}/{env} latest", upstream, lazy=True))
@@ -745,6 +745,25 @@ def _deprecation_lines(mesh: Mesh, project: str, summaries: Json, uids: set[str]
         elif (day - today).days <= mesh.config.deprecation_warning_days:
             lines.append(f"{project} reads {uid}, deprecated from {day}: migrate before then")
     return lines
+
+
+def _unpublished_hint(mesh: Mesh, upstream: str) -> str:
+    """What to do about an upstream with nothing in the registry: publish it, or, when its last
+    build has no public node at all, make public what its consumers read."""
+    from mesh.manifest import load_manifest, public_node_ids
+
+    if upstream in mesh.config.projects and mesh.is_local(upstream):
+        path = mesh.project(upstream).target_dir / "manifest.json"
+        try:
+            has_public = bool(public_node_ids(load_manifest(path, project=upstream))) if path.is_file() else True
+        except MeshError:
+            has_public = True
+        if not has_public:
+            return (
+                f"{upstream} has no public model, seed or snapshot to publish: give the models its "
+                "consumers read `access: public` (in their YAML config), then run the mesh again"
+            )
+    return f"run {hint('publish', '--project', upstream)} first"
 
 
 def _plan_adopted(project: Project, fetched: dict[str, Any], plan: SyncPlan) -> dict[str, set[str]]:
