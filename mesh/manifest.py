@@ -37,6 +37,7 @@ import orjson
 
 from mesh.errors import ChecksumError, ManifestError, PublishRefusedError
 from mesh.names import sha256_hex
+from mesh.registry.schema import MAX_INTERFACE_BYTES, InterfaceCheck, SchemaError, relation_name
 
 MANIFEST_SCHEMAS = {
     f"https://schemas.getdbt.com/dbt/manifest/v{n}.json": n for n in (10, 11, 12)
@@ -405,15 +406,43 @@ def dump_json(doc: Json) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
 
 
+def _interface_check(
+    doc: Json, what: str, project: str | None, env: str | None, version: str | None
+) -> InterfaceCheck:
+    """The schema check of an interface read from the registry (mesh.registry.schema), once the
+    parse and the dbt schema check passed: its project is the caller's, else the one it names."""
+    metadata = doc.get("metadata")
+    named = metadata.get("project_name") if isinstance(metadata, dict) else None
+    return InterfaceCheck(project or str(named), env, version, what)
+
+
+def _refuse_oversized(body: bytes, what: str) -> None:
+    if len(body) > MAX_INTERFACE_BYTES:
+        raise SchemaError(
+            f"{what} is {len(body) >> 20} MiB, more than the {MAX_INTERFACE_BYTES >> 20} MiB an "
+            "interface may be: refusing it"
+        )
+
+
 @paused_gc()
-def load_interface(body: bytes, what: str, project: str | None = None) -> Json:
-    """Parse and check an interface read from the registry."""
+def load_interface(
+    body: bytes, what: str, project: str | None = None, env: str | None = None, version: str | None = None
+) -> Json:
+    """Parse and check an interface read from the registry: dbt's manifest schema, the mesh's
+    interface schema (mesh.registry.schema: every field that can reach generated code is typed,
+    every relation name rebuilt from its identifiers), then the content hash. `env` and `version`,
+    when given, must be what it says of itself."""
+    _refuse_oversized(body, what)
     doc = parse_json(body, what)
     check_schema(doc, MANIFEST_SCHEMAS, what)
     check_manifest(doc, what, project)
     mesh_meta = doc["metadata"].get("mesh")
     if not isinstance(mesh_meta, dict) or "version" not in mesh_meta:
         raise ManifestError(f"{what} has no metadata.mesh block: it was not published by the mesh")
+    check = _interface_check(doc, what, project, env, version)
+    check.head(doc)
+    doc["nodes"] = {uid: check.node(uid, node) for uid, node in doc["nodes"].items()}
+    check.finish()
     expected = mesh_meta.get("content_sha256")
     if expected != content_sha256(doc["nodes"], doc.get("groups") or {}):
         raise ChecksumError(f"{what}: its nodes do not match metadata.mesh.content_sha256")
@@ -458,6 +487,11 @@ class Interface:
             return dict(self.doc["nodes"][uid])
         start, end = self.spans[uid]
         node: Json = orjson.loads(b"{" + self.body[start:end] + b"}")[uid]
+        # The bytes were checked when read; the relation name is rebuilt from its parts all the same.
+        if isinstance(node.get("relation_name"), str):
+            node["relation_name"] = relation_name(
+                node["relation_name"], node.get("database"), node.get("schema"), node.get("alias")
+            )
         return node
 
 
@@ -485,14 +519,21 @@ def _node_lines(body: bytes) -> tuple[bytes, list[tuple[int, int]]] | None:
 
 @paused_gc()
 def read_interface(
-    body: bytes, what: str, project: str | None = None, lazy: bool = False
+    body: bytes,
+    what: str,
+    project: str | None = None,
+    lazy: bool = False,
+    env: str | None = None,
+    version: str | None = None,
 ) -> Interface:
     """Parse and check an interface as `load_interface` does. With `lazy`, memory stays that of the
-    body, not of its parsed nodes: each node is parsed, hashed and dropped in turn (the content hash
-    is checked all the same), and `Interface.node` parses a node again when asked for it."""
+    body, not of its parsed nodes: each node is parsed, checked, hashed and dropped in turn (the
+    schema and the content hash are checked all the same), and `Interface.node` parses a node
+    again when asked for it (its relation name rebuilt as the check did)."""
+    _refuse_oversized(body, what)
     split = _node_lines(body) if lazy else None
     if split is None:
-        return Interface(load_interface(body, what, project))
+        return Interface(load_interface(body, what, project, env, version))
     head, spans = split
     doc = parse_json(head, what)
     check_schema(doc, MANIFEST_SCHEMAS, what)
@@ -500,6 +541,8 @@ def read_interface(
     mesh_meta = doc["metadata"].get("mesh")
     if not isinstance(mesh_meta, dict) or "version" not in mesh_meta:
         raise ManifestError(f"{what} has no metadata.mesh block: it was not published by the mesh")
+    check = _interface_check(doc, what, project, env, version)
+    check.head(doc)
     # content_sha256, streamed: {"groups":…,"nodes":{…}} with sorted keys, one node at a time.
     digest = hashlib.sha256(b'{"groups":')
     digest.update(orjson.dumps(doc.get("groups") or {}, option=orjson.OPT_SORT_KEYS))
@@ -513,16 +556,18 @@ def read_interface(
         except orjson.JSONDecodeError as exc:
             raise ManifestError(f"{what} is not valid JSON ({exc.msg} in its nodes)") from exc
         if len(item) != 1 or next(iter(item)) <= previous:
-            return Interface(load_interface(body, what, project))  # not sorted: the usual way
+            return Interface(load_interface(body, what, project, env, version))  # not sorted: the usual way
         ((uid, node),) = item.items()
         if not isinstance(node, dict) or node.get("unique_id") != uid:
             raise ManifestError(f"{what}: node {uid!r} is malformed or its unique_id differs")
+        node = check.node(uid, node)
         digest.update((b"," if previous else b"") + orjson.dumps(uid) + b":")
         digest.update(orjson.dumps(node, option=orjson.OPT_SORT_KEYS))
         summaries[uid] = {key: node.get(key) for key in NODE_SUMMARY_KEYS}
         node_spans[uid] = (start, end)
         previous = uid
     digest.update(b"}}")
+    check.finish()
     if mesh_meta.get("content_sha256") != digest.hexdigest():
         raise ChecksumError(f"{what}: its nodes do not match metadata.mesh.content_sha256")
     doc["nodes"] = summaries

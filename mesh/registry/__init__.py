@@ -6,8 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
-from mesh.errors import ConfigError, ConflictError
+from mesh.errors import ChecksumError, ConfigError, ConflictError
 from mesh.registry.base import MANIFEST, CorruptLatestError, Entry, Registry
+from mesh.registry.signing import NO_TRUST, Trust
 
 __all__ = [
     "MANIFEST",
@@ -23,8 +24,11 @@ __all__ = [
 CAS_ATTEMPTS = 16
 
 
-def open_registry(url: str, base_dir: Path | None = None) -> Registry:
-    """Open the registry at `url`: `file://path` (relative to `base_dir`) or `s3://bucket/prefix`."""
+def open_registry(url: str, base_dir: Path | None = None, trust: Trust = NO_TRUST) -> Registry:
+    """Open the registry at `url`: `file://path` (relative to `base_dir`) or `s3://bucket/prefix`.
+
+    `trust`: the signing keys by project; every object of a project with keys is verified on read
+    (mesh.registry.signing), and every object written is signed when MESH_SIGNING_KEY is set."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         raw = url[len("file://") :]
@@ -35,13 +39,13 @@ def open_registry(url: str, base_dir: Path | None = None) -> Registry:
             path = (base_dir or Path.cwd()) / path
         from mesh.registry.file import FileRegistry
 
-        return FileRegistry(path)
+        return FileRegistry(path, trust=trust)
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise ConfigError(f"registry URL {url!r} names no bucket: use s3://bucket/prefix")
         from mesh.registry.s3 import S3Registry
 
-        return S3Registry(parsed.netloc, parsed.path.strip("/"))
+        return S3Registry(parsed.netloc, parsed.path.strip("/"), trust=trust)
     raise ConfigError(
         f"unsupported registry URL {url!r}: use file://<folder> or s3://<bucket>/<prefix>"
     )
@@ -88,8 +92,24 @@ def commit_version(
 
 
 def read_latest_or_damage(registry: Registry, project: str, env: str) -> Entry | None:
-    """`latest`, or for a damaged one a stand-in Entry (`damaged` set, empty body, its token)."""
+    """`latest`, or for a damaged one a stand-in Entry (`damaged` set, empty body, its token).
+
+    Damaged: its bytes do not read back whole (or their signature does not verify), or they are
+    not an interface the schema accepts (mesh.registry.schema): no reader would take it, so a
+    recovery may replace it."""
+    from mesh.errors import ManifestError
+    from mesh.manifest import read_interface
+
     try:
-        return registry.read_latest(project, env)
+        latest = registry.read_latest(project, env)
     except CorruptLatestError as exc:
         return Entry(exc.version or "", b"", exc.token, damaged=exc.cause)
+    if latest is None:
+        return None
+    what = f"{project}/{env} latest"
+    try:
+        read_interface(latest.body, what, project, lazy=True, env=env, version=latest.version)
+    except (ChecksumError, ManifestError) as exc:
+        cause = str(exc).split("; ")[0].replace(f"{what} {latest.version}: ", "").replace(f"{what}: ", "")
+        return Entry(latest.version, b"", latest.token, damaged=cause)
+    return latest
