@@ -222,10 +222,14 @@ def _registry(layout: mesh_snowflake.MeshLayout, target: str) -> tuple[Any, str]
     from mesh.infra import expand_env
     from mesh.registry import open_registry
 
+    from mesh.config import load_mesh
+
     settings = layout.targets.get(target)
     if settings is None:
         raise ConfigError(f"target {target!r} is not in mesh.yml")
-    registry = open_registry(expand_env(settings.get("registry", "")), base_dir=ROOT)
+    # The signing keys mesh.yml trusts: a forged interface grants nothing.
+    trust = load_mesh(ROOT, target).trust
+    registry = open_registry(expand_env(settings.get("registry", "")), base_dir=ROOT, trust=trust)
     return registry, settings.get("env", target)
 
 
@@ -256,7 +260,7 @@ def _interfaces(
                 f"`invoke publish --project {project} --target {target}` first"
             )
         latest_version = entry.version
-        new = load_interface(entry.body, f"{project} latest", project)
+        new = load_interface(entry.body, f"{project}/{env} latest", project, env, entry.version)
     if previous == "none":
         return new, [], "nothing revoked (--previous none)"
     if previous.endswith(".json"):
@@ -269,7 +273,7 @@ def _interfaces(
         versions = [check_version(previous)]
         described = f"against version {previous}"
     olds = [
-        load_interface(registry.read_version(project, env, v).body, f"{project} {v}", project)
+        load_interface(registry.read_version(project, env, v).body, f"{project}/{env}", project, env, v)
         for v in versions
     ]
     return new, olds, described
@@ -397,7 +401,7 @@ def snowflake_wap_task(
         entry = registry.read_latest(project, env)
         if entry is None:
             return manifest, []
-        return manifest, [load_interface(entry.body, f"{project} latest", project)]
+        return manifest, [load_interface(entry.body, f"{project}/{env} latest", project, env, entry.version)]
 
     manifest, olds = _run(inputs)
     if dry_run:

@@ -433,7 +433,21 @@ def load_interface(
     every relation name rebuilt from its identifiers), then the content hash. `env` and `version`,
     when given, must be what it says of itself."""
     _refuse_oversized(body, what)
+    streamed = _stream_nodes(body, what, project, env, version, keep=True)
+    if streamed is not None:
+        return streamed[0]
     doc = parse_json(body, what)
+    check = _checked_head(doc, what, project, env, version)
+    doc["nodes"] = {uid: check.node(uid, node) for uid, node in doc["nodes"].items()}
+    check.finish()
+    expected = doc["metadata"]["mesh"].get("content_sha256")
+    if expected != content_sha256(doc["nodes"], doc.get("groups") or {}):
+        raise ChecksumError(f"{what}: its nodes do not match metadata.mesh.content_sha256")
+    return doc
+
+
+def _checked_head(doc: Json, what: str, project: str | None, env: str | None, version: str | None) -> InterfaceCheck:
+    """Check all of an interface but its nodes; return the check that goes on with them."""
     check_schema(doc, MANIFEST_SCHEMAS, what)
     check_manifest(doc, what, project)
     mesh_meta = doc["metadata"].get("mesh")
@@ -441,12 +455,7 @@ def load_interface(
         raise ManifestError(f"{what} has no metadata.mesh block: it was not published by the mesh")
     check = _interface_check(doc, what, project, env, version)
     check.head(doc)
-    doc["nodes"] = {uid: check.node(uid, node) for uid, node in doc["nodes"].items()}
-    check.finish()
-    expected = mesh_meta.get("content_sha256")
-    if expected != content_sha256(doc["nodes"], doc.get("groups") or {}):
-        raise ChecksumError(f"{what}: its nodes do not match metadata.mesh.content_sha256")
-    return doc
+    return check
 
 
 # --- the registry form of an interface, and reading it a node at a time ---------------------------
@@ -517,6 +526,42 @@ def _node_lines(body: bytes) -> tuple[bytes, list[tuple[int, int]]] | None:
     return body[:start] + b'"nodes":{}}', spans
 
 
+def _stream_nodes(
+    body: bytes, what: str, project: str | None, env: str | None, version: str | None, keep: bool
+) -> tuple[Json, dict[str, tuple[int, int]]] | None:
+    """Read an interface in `dump_interface`'s layout a node at a time: each node is parsed by the
+    schema's validator (one parse), checked, hashed into the content hash and kept whole (`keep`)
+    or as its summary. None when the body is not in that layout or its nodes are not sorted."""
+    split = _node_lines(body)
+    if split is None:
+        return None
+    head, spans = split
+    doc = parse_json(head, what)
+    check = _checked_head(doc, what, project, env, version)
+    # content_sha256, streamed: {"groups":…,"nodes":{…}} with sorted keys, one node at a time.
+    digest = hashlib.sha256(b'{"groups":')
+    digest.update(orjson.dumps(doc.get("groups") or {}, option=orjson.OPT_SORT_KEYS))
+    digest.update(b',"nodes":{')
+    nodes: Json = {}
+    node_spans: dict[str, tuple[int, int]] = {}
+    previous = ""
+    for start, end in spans:
+        uid, node = check.node_json(b"{" + body[start:end] + b"}")
+        if uid <= previous:
+            return None  # not sorted: read the usual way
+        digest.update((b"," if previous else b"") + orjson.dumps(uid) + b":")
+        digest.update(orjson.dumps(node, option=orjson.OPT_SORT_KEYS))
+        nodes[uid] = node if keep else {key: node.get(key) for key in NODE_SUMMARY_KEYS}
+        node_spans[uid] = (start, end)
+        previous = uid
+    digest.update(b"}}")
+    check.finish()
+    if doc["metadata"]["mesh"].get("content_sha256") != digest.hexdigest():
+        raise ChecksumError(f"{what}: its nodes do not match metadata.mesh.content_sha256")
+    doc["nodes"] = nodes
+    return doc, node_spans
+
+
 @paused_gc()
 def read_interface(
     body: bytes,
@@ -529,46 +574,10 @@ def read_interface(
     """Parse and check an interface as `load_interface` does. With `lazy`, memory stays that of the
     body, not of its parsed nodes: each node is parsed, checked, hashed and dropped in turn (the
     schema and the content hash are checked all the same), and `Interface.node` parses a node
-    again when asked for it (its relation name rebuilt as the check did)."""
+    again when asked for it (its relation name rebuilt from its parts)."""
     _refuse_oversized(body, what)
-    split = _node_lines(body) if lazy else None
-    if split is None:
+    streamed = _stream_nodes(body, what, project, env, version, keep=False) if lazy else None
+    if streamed is None:
         return Interface(load_interface(body, what, project, env, version))
-    head, spans = split
-    doc = parse_json(head, what)
-    check_schema(doc, MANIFEST_SCHEMAS, what)
-    check_manifest(doc, what, project)
-    mesh_meta = doc["metadata"].get("mesh")
-    if not isinstance(mesh_meta, dict) or "version" not in mesh_meta:
-        raise ManifestError(f"{what} has no metadata.mesh block: it was not published by the mesh")
-    check = _interface_check(doc, what, project, env, version)
-    check.head(doc)
-    # content_sha256, streamed: {"groups":…,"nodes":{…}} with sorted keys, one node at a time.
-    digest = hashlib.sha256(b'{"groups":')
-    digest.update(orjson.dumps(doc.get("groups") or {}, option=orjson.OPT_SORT_KEYS))
-    digest.update(b',"nodes":{')
-    summaries: Json = {}
-    node_spans: dict[str, tuple[int, int]] = {}
-    previous = ""
-    for start, end in spans:
-        try:
-            item = orjson.loads(b"{" + body[start:end] + b"}")
-        except orjson.JSONDecodeError as exc:
-            raise ManifestError(f"{what} is not valid JSON ({exc.msg} in its nodes)") from exc
-        if len(item) != 1 or next(iter(item)) <= previous:
-            return Interface(load_interface(body, what, project, env, version))  # not sorted: the usual way
-        ((uid, node),) = item.items()
-        if not isinstance(node, dict) or node.get("unique_id") != uid:
-            raise ManifestError(f"{what}: node {uid!r} is malformed or its unique_id differs")
-        node = check.node(uid, node)
-        digest.update((b"," if previous else b"") + orjson.dumps(uid) + b":")
-        digest.update(orjson.dumps(node, option=orjson.OPT_SORT_KEYS))
-        summaries[uid] = {key: node.get(key) for key in NODE_SUMMARY_KEYS}
-        node_spans[uid] = (start, end)
-        previous = uid
-    digest.update(b"}}")
-    check.finish()
-    if mesh_meta.get("content_sha256") != digest.hexdigest():
-        raise ChecksumError(f"{what}: its nodes do not match metadata.mesh.content_sha256")
-    doc["nodes"] = summaries
-    return Interface(doc, body, node_spans)
+    doc, spans = streamed
+    return Interface(doc, body, spans)

@@ -30,7 +30,7 @@ import functools
 import math
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import (
     AfterValidator,
@@ -42,7 +42,9 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     model_validator,
+    with_config,
 )
+from typing_extensions import TypedDict
 
 from mesh.errors import ManifestError
 from mesh.names import NAME_RE, RESERVED, VERSION_RE
@@ -328,7 +330,7 @@ def relation_parts(value: str) -> list[tuple[str, bool]]:
 def build_relation_name(parts: list[tuple[str, bool]]) -> str:
     """A relation name rebuilt from checked identifiers: what is written is never what was read."""
     for name, _quoted in parts:
-        if not _IDENTIFIER_RE.fullmatch(name) or len(name) > MAX_IDENTIFIER:
+        if len(name) > MAX_IDENTIFIER or not _IDENTIFIER_RE.fullmatch(name):
             raise ValueError(f"{name!r} is not an identifier")
     return ".".join(f'"{name}"' if quoted else name for name, quoted in parts)
 
@@ -339,7 +341,7 @@ def relation_name(value: Any, database: str | None, schema: str | None, alias: s
     parts = relation_parts(value)
     expected = [p for p in (database, schema, alias) if p is not None][-len(parts) :]
     names = [name for name, _quoted in parts]
-    if len(expected) != len(parts) or [n.lower() for n in names] != [e.lower() for e in expected]:
+    if len(expected) != len(parts) or ".".join(names).lower() != ".".join(expected).lower():
         raise ValueError(
             f"names {'.'.join(names)}, not the node's own {'.'.join(str(p) for p in (database, schema, alias))}"
         )
@@ -413,51 +415,57 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
 
 
-class Contract(_Strict):
+_TYPED = ConfigDict(strict=True, extra="forbid")
+
+
+# The node is checked as TypedDicts (no model object per column: a 50,000-model interface holds
+# about a million columns), then by `_node_problem` for what spans its fields.
+
+
+@with_config(_TYPED)
+class Contract(TypedDict):
     enforced: bool
 
 
-class ColumnConstraint(BaseModel):
-    """A dbt constraint; fields a newer dbt adds are kept as bounded JSON."""
-
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+@with_config(ConfigDict(strict=True, extra="allow"))
+class ColumnConstraint(TypedDict):
+    """A dbt constraint; fields a newer dbt adds are kept, as bounded JSON."""
 
     type: Annotated[str, _strict_str(r"[a-z_]+", 64)]
-    name: ShortText | None = None
-    expression: ShortText | None = None
-    warn_unenforced: bool = True
-    warn_unsupported: bool = True
-    to: ShortText | None = None
-    to_columns: Annotated[list[Identifier], Field(max_length=MAX_LIST)] = []
-    columns: Annotated[list[Identifier], Field(max_length=MAX_LIST)] = []
-
-    @model_validator(mode="after")
-    def _bounded_extras(self) -> ColumnConstraint:
-        check_json(self.model_extra or {})
-        return self
+    name: NotRequired[ShortText | None]
+    expression: NotRequired[ShortText | None]
+    warn_unenforced: NotRequired[bool]
+    warn_unsupported: NotRequired[bool]
+    to: NotRequired[ShortText | None]
+    to_columns: NotRequired[Annotated[list[Identifier], Field(max_length=MAX_LIST)]]
+    columns: NotRequired[Annotated[list[Identifier], Field(max_length=MAX_LIST)]]
 
 
-class Column(_Strict):
+@with_config(_TYPED)
+class Column(TypedDict):
     name: Identifier
-    data_type: DataType | None
+    data_type: Annotated[str, StringConstraints(strict=True, max_length=MAX_TYPE)] | None  # a DataType
     description: Text
     constraints: Annotated[list[ColumnConstraint], Field(max_length=MAX_LIST)]
-    contract: Literal[False] | None = None  # observed columns (not guaranteed) say `false`
+    contract: NotRequired[Literal[False]]  # observed columns (not guaranteed) say `false`
 
 
-class NodeConfig(_Strict):
+@with_config(_TYPED)
+class NodeConfig(TypedDict):
     materialized: Materialization | None
     contract: Contract
     access: Literal["public"]
-    event_time: Identifier | None = None
+    event_time: NotRequired[Identifier | None]
 
 
-class DependsOn(_Strict):
+@with_config(_TYPED)
+class DependsOn(TypedDict):
     nodes: Annotated[list[Annotated[str, StringConstraints(strict=True, max_length=600)]], Field(max_length=MAX_LIST)]
     macros: Annotated[list[str], Field(max_length=0)]
 
 
-class InterfaceNode(_Strict):
+@with_config(_TYPED)
+class InterfaceNode(TypedDict):
     """One public node of an interface: what consumers (sync, dbt-loom, validate) read."""
 
     unique_id: Annotated[str, StringConstraints(strict=True, max_length=600)]
@@ -465,9 +473,9 @@ class InterfaceNode(_Strict):
     package_name: ProjectName
     resource_type: Literal["model", "seed", "snapshot"]
     database: Identifier | None
-    schema_: Identifier | None = Field(alias="schema")
+    schema: Identifier | None
     alias: Identifier | None
-    relation_name: str | None
+    relation_name: Annotated[str, StringConstraints(strict=True, max_length=3 * (MAX_IDENTIFIER + 3))] | None
     access: Literal["public"]
     group: GroupName | None
     version: VersionLabel | None
@@ -478,43 +486,81 @@ class InterfaceNode(_Strict):
     constraints: Annotated[list[ColumnConstraint], Field(max_length=MAX_LIST)]
     contract: Contract
     config: NodeConfig
-    meta: FreeObject
+    meta: dict[str, Any]
     tags: Annotated[list[ShortText], Field(max_length=MAX_LIST)]
     depends_on: DependsOn
 
-    @model_validator(mode="after")
-    def _consistent(self) -> InterfaceNode:
-        version = None if self.version is None or self.version == "" else str(self.version)
-        expected = f"{self.resource_type}.{self.package_name}.{self.name}"
-        if version is not None:
-            if self.resource_type != "model":
-                raise ValueError(f"a {self.resource_type} has no versions (version {version!r})")
-            expected += f".v{version}"
-        if self.unique_id != expected:
-            raise FieldProblem(
-                "unique_id",
-                f"{_short(self.unique_id)} does not match its resource type, package, name and "
-                f"version ({expected})",
-            )
-        for name, column in self.columns.items():
-            if name != column.name:
-                raise FieldProblem(f"columns.{name}.name", f"{_short(column.name)} differs from its key")
-        own = (f"model.{self.package_name}.", f"seed.{self.package_name}.", f"snapshot.{self.package_name}.")
-        for parent in self.depends_on.nodes:
-            if not parent.startswith(own):
-                raise FieldProblem(
-                    "depends_on.nodes", f"{_short(parent)} is not a public node of {self.package_name}"
-                )
-        if self.relation_name is not None:
-            try:
-                rebuilt = relation_name(self.relation_name, self.database, self.schema_, self.alias)
-            except ValueError as exc:
-                raise FieldProblem("relation_name", f"{_short(self.relation_name)} {exc}") from None
-            object.__setattr__(self, "relation_name", rebuilt)
-        return self
-
-
 _NODE = TypeAdapter(InterfaceNode)
+_CHECKED_TYPES: dict[str, str | None] = {}  # data type -> its problem (None: a type)
+
+
+def _type_problem_of(value: str) -> str | None:
+    if value not in _CHECKED_TYPES:
+        if len(_CHECKED_TYPES) > 100_000:
+            _CHECKED_TYPES.clear()
+        try:
+            parse_data_type(value)
+            _CHECKED_TYPES[value] = None
+        except ValueError as exc:
+            _CHECKED_TYPES[value] = str(exc)
+    return _CHECKED_TYPES[value]
+
+
+def _node_problem(node: Json) -> FieldProblem | None:
+    """What the field types cannot say of a validated node: free-form JSON bounded, data types
+    parsed, the unique_id its own, columns named by their keys, depends_on within the project, the
+    relation name its own identifiers. Sets the rebuilt relation name on `node`."""
+    try:
+        if node["meta"]:
+            check_json(node["meta"])
+    except ValueError as exc:
+        return FieldProblem("meta", str(exc))
+    checked_types = _CHECKED_TYPES
+    for name, column in node["columns"].items():
+        if name != column["name"]:
+            return FieldProblem(f"columns.{name}.name", f"{_short(column['name'])} differs from its key")
+        data_type = column["data_type"]
+        if data_type is not None and (data_type not in checked_types or checked_types[data_type] is not None):
+            problem = _type_problem_of(data_type)
+            if problem is not None:
+                return FieldProblem(f"columns.{name}.data_type", f"{_short(data_type)} {problem}")
+        if column["constraints"]:
+            try:
+                check_json(column["constraints"])
+            except ValueError as exc:
+                return FieldProblem(f"columns.{name}.constraints", str(exc))
+    if node["constraints"]:
+        try:
+            check_json(node["constraints"])
+        except ValueError as exc:
+            return FieldProblem("constraints", str(exc))
+    version = node["version"]
+    kind, package = node["resource_type"], node["package_name"]
+    expected = f"{kind}.{package}.{node['name']}"
+    if version is not None:
+        if kind != "model":
+            return FieldProblem("version", f"{_short(version)}: a {kind} has no versions")
+        expected += f".v{version}"
+    if node["unique_id"] != expected:
+        return FieldProblem(
+            "unique_id",
+            f"{_short(node['unique_id'])} does not match its resource type, package, name and version ({expected})",
+        )
+    parents = node["depends_on"]["nodes"]
+    if parents:
+        own = (f"model.{package}.", f"seed.{package}.", f"snapshot.{package}.")
+        for parent in parents:
+            if not parent.startswith(own):
+                return FieldProblem("depends_on.nodes", f"{_short(parent)} is not a public node of {package}")
+    if node["relation_name"] is not None:
+        try:
+            node["relation_name"] = relation_name(node["relation_name"], node["database"], node["schema"], node["alias"])
+        except ValueError as exc:
+            return FieldProblem("relation_name", f"{_short(node['relation_name'])} {exc}")
+    return None
+
+
+_NODE_LINE = TypeAdapter(Annotated[dict[Annotated[str, StringConstraints(max_length=600)], InterfaceNode], Field(min_length=1, max_length=1)])
 
 
 class MeshMetadata(BaseModel):
@@ -623,11 +669,12 @@ def _problem(error: Any) -> str:
     return f"{_short(value)}: {message}" if not isinstance(value, dict | list) else message
 
 
-def refusal(where: str, exc: ValidationError, node: str | None = None, prefix: tuple[str, ...] = ()) -> SchemaError:
-    """The one-line SchemaError for the first problem pydantic found."""
+def refusal(where: str, exc: ValidationError, node: str | None = None, skip: int = 0) -> SchemaError:
+    """The one-line SchemaError for the first problem pydantic found (`skip`: leading parts of its
+    location that name the node, not a field)."""
     errors = exc.errors(include_url=False)
     error = errors[0]
-    loc = (*prefix, *error.get("loc", ()))
+    loc = tuple(error.get("loc", ()))[skip:]
     found = (error.get("ctx") or {}).get("error")
     if isinstance(found, FieldProblem):
         loc = (*loc, *found.field.split("."))
@@ -718,17 +765,34 @@ class InterfaceCheck:
         if not isinstance(uid, str) or len(uid) > 600:
             raise self.refuse("field nodes", f"a key is not a unique_id ({_short(uid)})")
         try:
-            checked = _NODE.validate_python(node)
+            checked: Json = _NODE.validate_python(node)  # a copy: the caller's node is left as is
         except ValidationError as exc:
             raise _hinted(refusal(self.where, exc, node=_short(uid).strip("'")), self.hint) from None
-        if checked.unique_id != uid:
-            raise self.refuse(f"node {uid}, field unique_id", f"{_short(checked.unique_id)} differs from its key")
-        if checked.package_name != self.project:
-            raise self.refuse(f"node {uid}, field package_name", f"{checked.package_name!r} is not {self.project}")
-        self.parents[uid] = list(checked.depends_on.nodes)
-        if checked.relation_name != node.get("relation_name"):
-            node = {**node, "relation_name": checked.relation_name}
+        return self._checked(uid, checked, node)
+
+    def _checked(self, uid: str, checked: Json, node: Json) -> Json:
+        problem = _node_problem(checked)
+        if problem is not None:
+            raise self.refuse(f"node {uid}, field {problem.field}", str(problem))
+        if checked["unique_id"] != uid:
+            raise self.refuse(f"node {uid}, field unique_id", f"{_short(checked['unique_id'])} differs from its key")
+        if checked["package_name"] != self.project:
+            raise self.refuse(f"node {uid}, field package_name", f"{checked['package_name']!r} is not {self.project}")
+        self.parents[uid] = list(checked["depends_on"]["nodes"])
+        if checked["relation_name"] != node.get("relation_name"):
+            node = {**node, "relation_name": checked["relation_name"]}
         return node
+
+    def node_json(self, line: bytes) -> tuple[str, Json]:
+        """Check one node from its bytes (`{"<uid>": {...}}`), parsed by the validator itself (no
+        second parse); return (uid, node) with the relation name rebuilt."""
+        try:
+            ((uid, checked),) = _NODE_LINE.validate_json(line).items()
+        except ValidationError as exc:
+            loc = exc.errors(include_url=False)[0].get("loc", ())
+            node = str(loc[0]) if loc else None
+            raise _hinted(refusal(self.where, exc, node=node, skip=1 if loc else 0), self.hint) from None
+        return uid, self._checked(uid, checked, checked)
 
     def finish(self) -> None:
         """What spans nodes: every depends_on names a node of this interface."""

@@ -72,7 +72,7 @@ def test_lazy_read_checks_the_content_hash_and_the_project() -> None:
         read_interface(body, "test", "other", lazy=True)
     uid = sorted(interface_doc()["nodes"])[0]
     renamed = body.replace(f'"unique_id":"{uid}"'.encode(), b'"unique_id":"model.core.x"', 1)
-    with pytest.raises(ManifestError, match="malformed or its unique_id differs"):
+    with pytest.raises(ManifestError, match=rf"node {uid}, field unique_id: 'model.core.x' does not match"):
         read_interface(renamed, "test", "core", lazy=True)
 
 
