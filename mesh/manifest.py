@@ -31,13 +31,15 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from mesh.errors import ChecksumError, ManifestError, PublishRefusedError
 from mesh.names import sha256_hex
-from mesh.registry.schema import MAX_INTERFACE_BYTES, InterfaceCheck, SchemaError, relation_name
+
+if TYPE_CHECKING:
+    from mesh.registry.schema import InterfaceCheck
 
 MANIFEST_SCHEMAS = {
     f"https://schemas.getdbt.com/dbt/manifest/v{n}.json": n for n in (10, 11, 12)
@@ -411,12 +413,17 @@ def _interface_check(
 ) -> InterfaceCheck:
     """The schema check of an interface read from the registry (mesh.registry.schema), once the
     parse and the dbt schema check passed: its project is the caller's, else the one it names."""
+    # Imported here: pydantic and the schema cost a reader nothing until it reads an interface.
+    from mesh.registry.schema import InterfaceCheck
+
     metadata = doc.get("metadata")
     named = metadata.get("project_name") if isinstance(metadata, dict) else None
     return InterfaceCheck(project or str(named), env, version, what)
 
 
 def _refuse_oversized(body: bytes, what: str) -> None:
+    from mesh.registry.schema import MAX_INTERFACE_BYTES, SchemaError
+
     if len(body) > MAX_INTERFACE_BYTES:
         raise SchemaError(
             f"{what} is {len(body) >> 20} MiB, more than the {MAX_INTERFACE_BYTES >> 20} MiB an "
@@ -498,6 +505,8 @@ class Interface:
         node: Json = orjson.loads(b"{" + self.body[start:end] + b"}")[uid]
         # The bytes were checked when read; the relation name is rebuilt from its parts all the same.
         if isinstance(node.get("relation_name"), str):
+            from mesh.registry.schema import relation_name
+
             node["relation_name"] = relation_name(
                 node["relation_name"], node.get("database"), node.get("schema"), node.get("alias")
             )

@@ -412,10 +412,10 @@ FreeObject = Annotated[dict[str, Any], AfterValidator(check_json)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
-_TYPED = ConfigDict(strict=True, extra="forbid")
+_TYPED = ConfigDict(strict=True, extra="forbid", defer_build=True)
 
 
 # The node is checked as TypedDicts (no model object per column: a 50,000-model interface holds
@@ -427,7 +427,7 @@ class Contract(TypedDict):
     enforced: bool
 
 
-@with_config(ConfigDict(strict=True, extra="allow"))
+@with_config(ConfigDict(strict=True, extra="allow", defer_build=True))
 class ColumnConstraint(TypedDict):
     """A dbt constraint; fields a newer dbt adds are kept, as bounded JSON."""
 
@@ -490,7 +490,23 @@ class InterfaceNode(TypedDict):
     tags: Annotated[list[ShortText], Field(max_length=MAX_LIST)]
     depends_on: DependsOn
 
-_NODE = TypeAdapter(InterfaceNode)
+
+
+class _Lazy:
+    """A TypeAdapter built on first use: importing the schema costs nothing until a check runs
+    (every CLI call and every reader process imports it)."""
+
+    def __init__(self, factory: Any) -> None:
+        self._factory = factory
+        self._adapter: TypeAdapter[Any] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._adapter is None:
+            self._adapter = TypeAdapter(self._factory())
+        return getattr(self._adapter, name)
+
+
+_NODE = _Lazy(lambda: InterfaceNode)
 _CHECKED_TYPES: dict[str, str | None] = {}  # data type -> its problem (None: a type)
 
 
@@ -560,14 +576,18 @@ def _node_problem(node: Json) -> FieldProblem | None:
     return None
 
 
-_NODE_LINE = TypeAdapter(Annotated[dict[Annotated[str, StringConstraints(max_length=600)], InterfaceNode], Field(min_length=1, max_length=1)])
+_NODE_LINE = _Lazy(
+    lambda: Annotated[
+        dict[Annotated[str, StringConstraints(max_length=600)], InterfaceNode], Field(min_length=1, max_length=1)
+    ]
+)
 
 
 class MeshMetadata(BaseModel):
     """`metadata.mesh`: who published what, when. Keys the contract gate records (the reason, the
     breaking changes) are kept as bounded JSON."""
 
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True, defer_build=True)
 
     format: Literal[1] = 1
     version: VersionId
@@ -628,7 +648,7 @@ class InterfaceHead(_Strict):
     metrics: _Empty = {}
 
 
-_HEAD = TypeAdapter(InterfaceHead)
+_HEAD = _Lazy(lambda: InterfaceHead)
 
 
 # --- refusals ------------------------------------------------------------------------------------
@@ -852,7 +872,7 @@ class LineageEntry(_Strict):
 
 
 class UsageMetadata(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True, defer_build=True)
 
     format: Literal[1, 2]
     project_name: ProjectName | None = None
@@ -877,7 +897,7 @@ class UsageRecord(_Strict):
     lineage: Annotated[list[LineageEntry], Field(max_length=10_000_000)] = []
 
 
-_USAGE = TypeAdapter(UsageRecord)
+_USAGE = _Lazy(lambda: UsageRecord)
 # Kinds of consumer node a use can come from (mesh.usage._USED_BY) and public kinds a feed names.
 _USING_KINDS = ("model", "snapshot", "test", "analysis", "seed")
 
@@ -1003,7 +1023,7 @@ def _check_state(doc: Any, project: str, env: str | None, what: str | None) -> J
 
 
 class FreshnessNode(BaseModel):
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True, defer_build=True)
 
     built_at: Timestamp
 
