@@ -709,8 +709,8 @@ def refusal(where: str, exc: ValidationError, node: str | None = None, skip: int
 
 def read_hint(project: str | None) -> str:
     """What a reader says after refusing a registry object."""
-    who = f"the {project} owners" if project else "its producer"
-    return f"refusing it: {who} must publish it again (`invoke registry.fsck` reports it)"
+    fix = f"`invoke registry.fsck --project {project} --repair`" if project else "`invoke registry.fsck --repair`"
+    return f"refusing it: it was not written by a mesh publish; {fix} (its owners) replaces it with the newest intact version"
 
 
 def _hinted(exc: SchemaError, hint: str | None) -> SchemaError:
