@@ -219,10 +219,9 @@ def _read_json_file(value: str, what: str) -> dict[str, Any]:
 
 
 def _registry(layout: mesh_snowflake.MeshLayout, target: str) -> tuple[Any, str]:
+    from mesh.config import load_mesh
     from mesh.infra import expand_env
     from mesh.registry import open_registry
-
-    from mesh.config import load_mesh
 
     settings = layout.targets.get(target)
     if settings is None:
@@ -279,6 +278,15 @@ def _interfaces(
     return new, olds, described
 
 
+def _own_manifest(layout: mesh_snowflake.MeshLayout, project: str) -> dict[str, Any] | None:
+    """The producer's own last build (target/manifest.json), when this checkout has one: a relation
+    is granted only when that build has it public too."""
+    from mesh.manifest import load_manifest
+
+    path = ROOT / layout.projects[project].project_dir / "target" / "manifest.json"
+    return load_manifest(path, project=project) if path.is_file() else None
+
+
 @task(
     name="grants",
     help={
@@ -312,7 +320,12 @@ def snowflake_grants(
                 f"no project lists {project} in its dependencies.yml: nothing to grant"
             )
         new, olds, described = _interfaces(layout, project, target, interface, previous)
-        statements = mesh_snowflake.sync_grants(layout, project, olds, new, dry_run=True)
+        own = _own_manifest(layout, project)
+        if own is None:
+            described += "; no local build of the producer to hold the interface to"
+        statements = mesh_snowflake.sync_grants(
+            layout, project, olds, new, dry_run=True, producer_manifest=own
+        )
         return layout, statements, roles, described
 
     layout, statements, roles, described = _run(plan)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -536,15 +536,17 @@ def public_relations(
     *,
     producer_database: str | None = None,
     public_schemas: Sequence[str] = (),
+    public_ids: Collection[str] | None = None,
     what: str = "interface",
 ) -> list[Relation]:
     """The relations of an interface's public models, seeds and snapshots, sorted.
 
     Identifiers are checked and upper-cased (Snowflake resolves unquoted names upper-cased). A
     public node in RAW or STAGING, outside `producer_database` when given, outside
-    `public_schemas` when any are given (the producer's own settings in mesh.yml), or with an
-    identifier that would need quoting raises InterfaceGrantError: an interface cannot make a
-    grant reach anything but the producer's own published relations.
+    `public_schemas` when any are given (the producer's own settings in mesh.yml), not public in
+    the producer's own manifest when `public_ids` is given, or with an identifier that would need
+    quoting raises InterfaceGrantError: an interface cannot make a grant reach anything but the
+    producer's own published relations.
     """
     if not isinstance(interface, Mapping) or not isinstance(interface.get("nodes"), dict):
         raise InterfaceGrantError(f"{what} has no `nodes` mapping: is it a published manifest?")
@@ -560,6 +562,12 @@ def public_relations(
             continue
         if node_access(node) != "public" or _materialized(node) == "ephemeral":
             continue
+        if public_ids is not None and unique_id not in public_ids:
+            raise InterfaceGrantError(
+                f"{what} node {unique_id!r} is public in the interface but not in the producer's "
+                "own manifest: the registry's interface is not what the producer built, nothing "
+                "is granted"
+            )
         try:
             database = check_identifier("database", node.get("database"))
             schema = check_identifier("schema", node.get("schema"))
@@ -655,6 +663,7 @@ def grant_changes(
     *,
     producer_database: str | None = None,
     public_schemas: Sequence[str] = (),
+    public_ids: Collection[str] | None = None,
     database: str | None = None,
 ) -> GrantChanges:
     """Grants for `new`, and a REVOKE SELECT for each relation `previous` published and `new` does not.
@@ -667,7 +676,9 @@ def grant_changes(
     renders every statement against another database name (the audit copy before a swap).
     """
     roles = sorted({check_identifier("consumer role", r) for r in consumer_roles})
-    wanted = public_relations(new, producer_database=producer_database, public_schemas=public_schemas)
+    wanted = public_relations(
+        new, producer_database=producer_database, public_schemas=public_schemas, public_ids=public_ids
+    )
     wanted_keys = {r.key for r in wanted}
     gone: dict[tuple[str, str, str], Relation] = {}
     for number, old in enumerate(_as_interfaces(previous)):
@@ -967,6 +978,12 @@ def run_grant_statements(
     return count
 
 
+def _own_public_ids(manifest: Mapping[str, Any]) -> set[str]:
+    from mesh.manifest import public_node_ids
+
+    return set(public_node_ids(dict(manifest)))
+
+
 def sync_grants(
     mesh: Any,
     project: str,
@@ -977,6 +994,7 @@ def sync_grants(
     settings: ConnectionSettings | None = None,
     connect: Callable[..., _Connection] = _default_connect,
     echo: Callable[[str], None] | None = None,
+    producer_manifest: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Keep the consumers' SELECT grants in step with a producer's interface; return the statements.
 
@@ -984,7 +1002,8 @@ def sync_grants(
     interface(s) published and the new one does not, then grants USAGE and SELECT on every
     relation of the new one to the role of each project whose dependencies.yml lists `project`.
     Only relations in the producer's own database, and in its public schema(s) when mesh.yml names
-    any, are granted: a relation elsewhere raises InterfaceGrantError before anything runs.
+    any, are granted; with `producer_manifest` (the producer's own build), only nodes public in it.
+    Anything else raises InterfaceGrantError before anything runs.
     `mesh` is a `mesh.config.Mesh` or a `MeshLayout`. With `dry_run` nothing connects; otherwise
     the statements run as the producer's own role (it owns the relations), with the credentials
     `project_connection_settings` reads unless `settings` is given.
@@ -1000,6 +1019,7 @@ def sync_grants(
         roles,
         producer_database=producer.database,
         public_schemas=producer.grant_schemas,
+        public_ids=None if producer_manifest is None else _own_public_ids(producer_manifest),
     )
     statements = changes.statements if roles else []
     if dry_run or not statements:

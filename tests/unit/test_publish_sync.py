@@ -11,8 +11,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from mesh.config import Mesh, load_mesh
-from mesh.manifest import content_sha256, dump_interface
 from mesh.errors import ManifestError, NotFoundError, PublishRefusedError, SyncError
+from mesh.manifest import content_sha256, dump_interface
 from mesh.pipeline import sync_project
 from mesh.publish import publish_project
 from mesh.validate import validate_manifest
