@@ -33,6 +33,11 @@ class ManifestError(MeshError):
     """A dbt artifact is missing, unreadable, of an unsupported schema version or inconsistent."""
 
 
+class SchemaError(ManifestError):
+    """A registry object (or what a publish is about to write) does not fit the registry's schema
+    (mesh.registry.schema): one line naming the object, the node and the field."""
+
+
 class RegistryError(MeshError):
     """The registry cannot be reached or answered with something unexpected."""
 
@@ -43,6 +48,11 @@ class NotFoundError(RegistryError):
 
 class ChecksumError(RegistryError):
     """An object read from the registry does not match the checksum stored with it."""
+
+
+class SignatureError(ChecksumError):
+    """An object of a project whose signing keys the mesh trusts is unsigned, signed by another
+    key, or its signature does not verify (mesh.registry.signing)."""
 
 
 class CredentialsError(MeshError):

@@ -46,7 +46,7 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
-from mesh.errors import ManifestError
+from mesh.errors import SchemaError
 from mesh.names import NAME_RE, RESERVED, VERSION_RE
 
 Json = dict[str, Any]
@@ -77,11 +77,6 @@ class FieldProblem(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
-
-
-class SchemaError(ManifestError):
-    """A registry object (or what publish is about to write) does not fit its schema. One line
-    naming the object, the node and the field."""
 
 
 # --- field types ---------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mesh.errors import ChecksumError, ConfigError
+from mesh.errors import ConfigError, SignatureError
 
 SIGNING_KEY_ENV = "MESH_SIGNING_KEY"
 INTERFACE = "interface"  # the kind of `latest` and history entries; private objects use their name
@@ -38,11 +38,6 @@ SIGNATURE_FILE = "manifest.json.sig"
 _DOMAIN = b"dbt-mesh signature v1"
 _PUBLIC_PREFIX = "ed25519:"
 _PRIVATE_PREFIX = "ed25519-private:"
-
-
-class SignatureError(ChecksumError):
-    """An object of a project whose keys mesh.yml names is unsigned, signed by another key, or its
-    signature does not verify. Exit code 2, like every registry error."""
 
 
 def _b64decode(text: str) -> bytes:
