@@ -606,7 +606,8 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
         else:
             path = project.mesh_dir / "upstreams" / f"{upstream}.json"
             wanted.add(path)
-            trimmed = {**interface, "nodes": {k: defuse(_within(v, selected)) for k, v in selected.items()}}
+            # Its head too (groups' descriptions and owners, the publisher): dbt-loom reads it all.
+            trimmed = defuse({**interface, "nodes": {k: _within(v, selected) for k, v in selected.items()}})
             plan.add(path, dump_json(trimmed), f"dbt-loom input: {count} from {entry.version}")
             loom_refs[upstream] = str(path.relative_to(project.dir))
     if project.config.upstreams_via == "loom":

@@ -83,7 +83,6 @@ class FieldProblem(ValueError):
 
 IDENTIFIER_PATTERN = r"[A-Za-z_][A-Za-z0-9_$]*"
 _IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN, re.ASCII)
-_NODE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 _VERSION_LABEL_RE = re.compile(r"[A-Za-z0-9_.]{1,64}", re.ASCII)
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 
@@ -996,8 +995,6 @@ def _check_state(doc: Any, project: str, env: str | None, what: str | None) -> J
         if node.get("resource_type") not in _DEFERRABLE:
             continue
         shown = _short(uid).strip("'")
-        if not isinstance(node.get("name"), str) or not _NODE_NAME_RE.fullmatch(node["name"]):
-            raise refuse("name", f"{_short(node.get('name'))} is not a node name", shown)
         identifiers = {}
         for key in ("database", "schema", "alias"):
             value = node.get(key)
