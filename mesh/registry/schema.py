@@ -909,7 +909,7 @@ def check_usage(
     try:
         return _check_usage(doc, project, env, what)
     except SchemaError as exc:
-        raise _hinted(exc, read_hint(project) if hint is None else hint) from None
+        raise _hinted(exc, f"refusing it; {project} must record it again (`invoke validate --project {project} --record-usage`)" if hint is None else hint) from None
 
 
 def _check_usage(doc: Any, project: str, env: str | None, what: str | None) -> UsageRecord:
@@ -963,7 +963,7 @@ def check_state(
     try:
         return _check_state(doc, project, env, what)
     except SchemaError as exc:
-        raise _hinted(exc, read_hint(project) if hint is None else hint) from None
+        raise _hinted(exc, f"refusing it; {project} must store it again (`invoke build --project {project} --save-state`)" if hint is None else hint) from None
 
 
 def _check_state(doc: Any, project: str, env: str | None, what: str | None) -> Json:
@@ -1061,7 +1061,7 @@ def check_record(
     """Check a private record against `model` (FreshnessRecord, FingerprintRecord, or the lead's
     extension of them); it must name `project` (and `env`, when given) itself."""
     where = describe(project, env, None, what)
-    hint = read_hint(project) if hint is None else hint
+    hint = f"refusing it; {project} must record it again (its next passing build does)" if hint is None else hint
     try:
         record = TypeAdapter(model).validate_python(doc)
     except ValidationError as exc:
