@@ -332,6 +332,13 @@ def build_relation_name(parts: list[tuple[str, bool]]) -> str:
 def relation_name(value: Any, database: str | None, schema: str | None, alias: str | None) -> str:
     """`value` parsed and rebuilt; its identifiers must be the node's own database, schema and
     alias (compared case-insensitively, as both warehouses resolve them)."""
+    if database is not None and schema is not None and alias is not None and all(
+        len(p) <= MAX_IDENTIFIER and _IDENTIFIER_RE.fullmatch(p) for p in (database, schema, alias)
+    ):
+        # How dbt renders it on DuckDB and on Snowflake: built here from the checked identifiers.
+        for built in (f'"{database}"."{schema}"."{alias}"', f"{database}.{schema}.{alias}"):
+            if value == built:
+                return built
     parts = relation_parts(value)
     expected = [p for p in (database, schema, alias) if p is not None][-len(parts) :]
     names = [name for name, _quoted in parts]
@@ -483,7 +490,6 @@ class InterfaceNode(TypedDict):
     meta: dict[str, Any]
     tags: Annotated[list[ShortText], Field(max_length=MAX_LIST)]
     depends_on: DependsOn
-
 
 
 class _Lazy:
