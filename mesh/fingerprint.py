@@ -206,15 +206,14 @@ def recorded(mesh: Mesh, name: str) -> Json | None:
         doc = parse_json(body, f"{name}/{mesh.env} fingerprint") if body else None
     except (RegistryError, ManifestError):
         return None  # a damaged record only costs a rebuild
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("project") != name:
-        return None
-    if not isinstance(doc.get("components"), dict) or not isinstance(doc.get("upstream_data"), dict):
-        return None
-    if not isinstance(doc.get("source_data", {}), dict):
-        return None
-    relations = doc.get("relations")
-    if not isinstance(relations, list) or not all(isinstance(r, str) for r in relations):
-        return None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        return None  # an older record only costs a rebuild
+    from mesh.registry.schema import FingerprintRecord, check_record
+
+    try:
+        check_record(FingerprintRecord, doc, name, mesh.env, f"{name}/{mesh.env} fingerprint")
+    except MeshError:
+        return None  # a record the schema refuses decides nothing: the project builds
     return doc
 
 
@@ -346,7 +345,7 @@ def decide(
         shown = ", ".join(_node_label(uid) for uid in moved[:3]) + (f" (and {len(moved) - 3} more)" if len(moved) > 3 else "")
         return Decision(True, f"upstream data changed: {shown}")
     relations = [str(r) for r in doc.get("relations") or []]
-    if not relations:
+    if not relations or not _names_what_it_builds(mesh, name, relations):
         return Decision(True, "relations missing from the warehouse")
     sources = {str(k): v for k, v in (doc.get("source_data") or {}).items()}
     checked = _check_warehouse(mesh, name, relations, list(sources))
@@ -358,6 +357,22 @@ def decide(
         shown = ", ".join(".".join(k.split(".")[1:]) for k in moved[:3]) + (f" (and {len(moved) - 3} more)" if len(moved) > 3 else "")
         return Decision(True, f"source data changed: {shown}")
     return Decision(False, since=str(doc.get("recorded_at") or ""))
+
+
+def _names_what_it_builds(mesh: Mesh, name: str, relations: list[str]) -> bool:
+    """Whether the record names every relation the project's last build materializes: a record
+    that names fewer (forged, or from another build) would let a dropped table go unnoticed."""
+    from mesh.manifest import load_manifest
+
+    path = mesh.project(name).target_dir / "manifest.json"
+    if not path.is_file():
+        return True  # nothing to hold it to here (a fresh CI runner): the relations check decides
+    try:
+        built = built_relations(load_manifest(path, project=name), name)
+    except MeshError:
+        return False
+    recorded = {r.lower() for r in relations}
+    return all(r.lower() in recorded for r in built)
 
 
 def source_relations(manifest: Json, project: str) -> list[tuple[str, str, str]]:

@@ -139,7 +139,7 @@ def registry_show_lines(mesh: Mesh, project: str, version: str | None) -> list[s
         from mesh.errors import NotFoundError
 
         raise NotFoundError(f"{project}/{env} has no latest in {registry.url}: publish it first")
-    doc = load_interface(entry.body, entry.version, project)
+    doc = load_interface(entry.body, f"{project}/{env}", project, env, entry.version)
     meta = doc["metadata"]["mesh"]
     lines = [f"{project}/{env} {entry.version}"]
     keys = (
@@ -191,7 +191,7 @@ def consumers_lines(mesh: Mesh, project: str) -> list[str]:
 
     registry, env = mesh.registry, mesh.env
     entry = registry.read_latest(project, env)
-    nodes = {} if entry is None else load_interface(entry.body, f"{project}/{env} latest", project)["nodes"]
+    nodes = {} if entry is None else load_interface(entry.body, f"{project}/{env} latest", project, env, entry.version)["nodes"]
     usage = read_usage(mesh)
     uses = [u for u in usage.uses if u.upstream == project]
     by_node: dict[str, list[str]] = {}
