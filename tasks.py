@@ -18,10 +18,11 @@ from invoke import Collection, Context, Exit, task
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from mesh import registry_commands, surface  # noqa: E402
-from mesh.config import Mesh, load_mesh  # noqa: E402
-from mesh.errors import LineageError, MeshError  # noqa: E402
-from mesh.taskrunner import install as exit_2_on_usage_errors  # noqa: E402
+from mesh.core import surface  # noqa: E402
+from mesh.core.errors import LineageError, MeshError  # noqa: E402
+from mesh.project.config import Mesh, load_mesh  # noqa: E402
+from mesh.ui import registry_commands  # noqa: E402
+from mesh.ui.taskrunner import install as exit_2_on_usage_errors  # noqa: E402
 
 exit_2_on_usage_errors()  # invoke's own usage errors: exit 2, one line, "did you mean" (taskrunner.py)
 surface.use(surface.INVOKE)  # hints name invoke tasks (mesh/surface.py)
@@ -72,7 +73,7 @@ def mesh(
     verbose: bool = False,
 ) -> None:
     """Build, test and publish every project by the dependency graph, validate, draw the lineage."""
-    from mesh.pipeline import run_mesh
+    from mesh.run.pipeline import run_mesh
 
     if jobs < 0:
         raise Exit(f"error: --jobs takes a number of projects (0: one per core), got {jobs}", code=2)
@@ -101,7 +102,7 @@ def up(c: Context, target: str | None = None, yes: bool = False) -> None:
 
         prod_up(c, m, yes)
     else:
-        from mesh.pipeline import clean_local, describe_local_state
+        from mesh.run.pipeline import clean_local, describe_local_state
 
         existing = describe_local_state(m)
         if existing and not yes:
@@ -126,7 +127,7 @@ def down(c: Context, target: str | None = None, yes: bool = False) -> None:
 
         prod_down(c, m, yes)
         return
-    from mesh.pipeline import clean_local
+    from mesh.run.pipeline import clean_local
 
     done = clean_local(m)
     removed, kept = done.removed, done.kept
@@ -168,7 +169,7 @@ def build(
     event_time_end: str | None = None,
 ) -> None:
     """Build and test one project (consumers sync first; producers pass the contract gate first)."""
-    from mesh.pipeline import build_project
+    from mesh.run.pipeline import build_project
 
     m = _mesh(target)
     run = build_project(
@@ -198,7 +199,7 @@ def publish(
     reason: str | None = None,
 ) -> None:
     """Write-audit-publish a project's interface from its last build to the registry."""
-    from mesh.cli import run_publish
+    from mesh.ui.cli import run_publish
 
     print(run_publish(_mesh(target), project, allow_breaking, reason))
 
@@ -222,7 +223,7 @@ def check(
     format: str = "text",  # noqa: A002
 ) -> None:
     """PR gate: would this change break a published contract that consumers use?"""
-    from mesh.cli import run_check
+    from mesh.ui.cli import run_check
 
     run_check(_mesh(target), project, allow_breaking, reason, format)
 
@@ -237,8 +238,8 @@ def check(
 @_fails_cleanly
 def sync(c: Context, project: str, target: str | None = None, dry_run: bool = False) -> None:
     """Fetch upstream interfaces and write the consumer's generated sources / dbt-loom files."""
-    from mesh.pipeline import sync_project
-    from mesh.report import plan_lines
+    from mesh.run.pipeline import sync_project
+    from mesh.ui.report import plan_lines
 
     m = _mesh(target)
     print("\n".join(plan_lines(m, sync_project(m, project, dry_run=dry_run), dry_run)))
@@ -265,7 +266,7 @@ def validate(
     record_usage: bool = False,
 ) -> None:
     """Check that consumers' cross-project edges resolve to published public models."""
-    from mesh.cli import run_validate
+    from mesh.ui.cli import run_validate
 
     run_validate(_mesh(target), project, all, manifest, format, record_usage)
 
@@ -286,7 +287,7 @@ def lineage(
     target: str | None = None,
 ) -> None:
     """Draw the cross-project lineage (every project's nodes) as Mermaid, JSON or an HTML page."""
-    from mesh.lineage import run_lineage
+    from mesh.ui.lineage import run_lineage
 
     print(run_lineage(_mesh(target), format, output))
 
@@ -479,7 +480,7 @@ def bench(
 @_fails_cleanly
 def emulate_up(c: Context) -> None:
     """Start S3 (moto) and Snowflake (fakesnow) emulators on loopback for a prod rehearsal."""
-    from mesh.emulate import up as start_emulators
+    from mesh.infra.emulate import up as start_emulators
 
     print("\n".join(start_emulators(ROOT).summary()))
 
@@ -488,7 +489,7 @@ def emulate_up(c: Context) -> None:
 @_fails_cleanly
 def emulate_run(c: Context) -> None:
     """Run one command with the emulators' environment: invoke emulate.run -- invoke mesh --target prod"""
-    from mesh.emulate import remainder_argv, run_with_env
+    from mesh.infra.emulate import remainder_argv, run_with_env
 
     code = run_with_env(ROOT, remainder_argv(sys.argv, c.remainder))
     if code:
@@ -499,7 +500,7 @@ def emulate_run(c: Context) -> None:
 @_fails_cleanly
 def emulate_down(c: Context) -> None:
     """Stop exactly the emulators `emulate.up` started and remove .mesh/emulate.env."""
-    from mesh.emulate import down as stop_emulators
+    from mesh.infra.emulate import down as stop_emulators
 
     print("\n".join(f"emulate: {line}" for line in stop_emulators(ROOT)))
 
@@ -529,7 +530,7 @@ def project_add(
     allow_uncontracted: bool = False,
 ) -> None:
     """Register an existing dbt project: mesh.yml, its profile, dependencies.yml, .gitignore."""
-    from mesh.onboard import add_project
+    from mesh.ui.onboard import add_project
 
     plan = add_project(ROOT, Path(path), upstream or [], via, profiles_dir, dry_run, allow_uncontracted)
     print("\n".join(plan.lines()))
@@ -541,7 +542,7 @@ def project_add(
 @_fails_cleanly
 def project_remove(c: Context, name: str, dry_run: bool = False) -> None:
     """Take a project out of the mesh: mesh.yml, its profile, generated files; the registry stays."""
-    from mesh.membership import apply_plan, plan_remove
+    from mesh.ui.membership import apply_plan, plan_remove
 
     plan = plan_remove(ROOT, name)
     plan.dry_run = dry_run
@@ -569,7 +570,7 @@ def project_set(
     dry_run: bool = False,
 ) -> None:
     """Switch how a project reads its upstreams, or where its profile comes from."""
-    from mesh.membership import apply_plan, plan_set
+    from mesh.ui.membership import apply_plan, plan_set
 
     plan = plan_set(ROOT, name, via, profiles_dir, mesh_profile)
     plan.dry_run = dry_run

@@ -14,9 +14,9 @@ from typing import TypeVar
 
 from invoke import Collection, Context, Exit, task
 
-from mesh import infra_commands as commands
-from mesh.config import Mesh
-from mesh.errors import MeshError
+from mesh.core.errors import MeshError
+from mesh.project.config import Mesh
+from mesh.ui import infra_commands as commands
 
 ROOT = Path(__file__).resolve().parent
 T = TypeVar("T")
@@ -48,7 +48,7 @@ def infra_lint(
 @task(name="schemas")
 def infra_schemas(c: Context) -> None:
     """Download and extract the provider schemas pinned in provider-schemas.toml into the cache."""
-    from mesh import infra_schema
+    from mesh.infra import schemas as infra_schema
 
     paths = _run(infra_schema.prefetch)
     for path in paths:

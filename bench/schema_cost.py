@@ -20,16 +20,15 @@ from typing import Any
 
 import orjson
 
-from mesh.manifest import (
-    build_interface,
+from mesh.core.names import new_version
+from mesh.project.artifacts import build_interface, extract_interface
+from mesh.registry.document import (
     content_sha256,
     dump_interface,
-    extract_interface,
     load_interface,
     paused_gc,
     read_interface,
 )
-from mesh.names import new_version
 from mesh.registry.schema import check_interface
 from tests import factories
 

@@ -31,11 +31,12 @@ def copy_template(dest: Path) -> Path:
 @pytest.fixture(scope="session")
 def built_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The template mesh after one full `run_mesh` on the local target (built once per session)."""
-    from mesh.config import load_mesh
-    from mesh.pipeline import run_mesh
+    from mesh.project.config import load_mesh
+    from mesh.run.pipeline import run_mesh
+    from mesh.ui.lineage import draw_lineage
 
     root = copy_template(tmp_path_factory.mktemp("built") / "mesh")
-    result = run_mesh(load_mesh(root, "local"), say=lambda _msg: None)
+    result = run_mesh(load_mesh(root, "local"), say=lambda _msg: None, draw=draw_lineage)
     # Kept beside the mesh so tests can assert dbt was warning-free without rebuilding.
     (root / "warnings.json").write_bytes(
         orjson.dumps({run.project: run.warnings for run in result.builds})

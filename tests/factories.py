@@ -164,7 +164,8 @@ def interface_body(
 ) -> bytes:
     """The registry form of a small valid interface of `project` claiming `version` (every field
     the registry schema checks), as a publish writes it."""
-    from mesh.manifest import build_interface, content_sha256, dump_interface, extract_interface
+    from mesh.project.artifacts import build_interface, extract_interface
+    from mesh.registry.document import content_sha256, dump_interface
 
     doc = manifest(project, nodes if nodes is not None else [model(project, "orders")])
     interface_nodes, groups = extract_interface(doc)
@@ -182,7 +183,7 @@ def later_version(version: str, seconds: int = 1) -> str:
     """A version id `seconds` after `version` (a forged or rolled-back entry that sorts later)."""
     from datetime import datetime, timedelta
 
-    from mesh.names import new_version
+    from mesh.core.names import new_version
 
     moment = datetime.strptime(version.split("-")[0], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
     return new_version(version.split("-")[1] * 8, now=moment + timedelta(seconds=seconds))

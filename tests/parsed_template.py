@@ -20,8 +20,8 @@ PARSED = "parsed-template"
 
 def parsed_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A template copy whose dbt_up has target/manifest.json from `dbt parse` (local target)."""
-    from mesh.config import load_mesh
-    from mesh.dbt import run_dbt
+    from mesh.project.config import load_mesh
+    from mesh.warehouse.runner import run_dbt
 
     root = tmp_path_factory.getbasetemp() / PARSED
     manifest = root / "dbt_up" / "target" / "manifest.json"

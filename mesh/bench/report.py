@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from mesh.errors import ConfigError, MeshError
+from mesh.core.errors import ConfigError, MeshError
 
 Json = dict[str, Any]
 

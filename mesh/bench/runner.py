@@ -36,8 +36,8 @@ from mesh.bench.generate import (
     write_consumer,
     write_producer,
 )
-from mesh.dbt import BASE_ENV
-from mesh.errors import MeshError
+from mesh.core.errors import MeshError
+from mesh.project.profiles import BASE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 Say = Callable[[str], None]

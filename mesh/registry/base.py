@@ -26,8 +26,8 @@ import re
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from mesh.errors import ChecksumError
-from mesh.surface import hint
+from mesh.core.errors import ChecksumError
+from mesh.core.surface import hint
 
 MANIFEST = "manifest.json"
 # Private objects a project keeps next to its interface, by short name.

@@ -24,15 +24,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from mesh.errors import (
+from mesh.core.errors import (
     ChecksumError,
     ConflictError,
     InvalidNameError,
     NotFoundError,
     RegistryError,
 )
-from mesh.failpoints import failpoint
-from mesh.names import NAME_RE, RESERVED, VERSION_RE, check_name, check_version, sha256_hex
+from mesh.core.failpoints import failpoint
+from mesh.core.names import NAME_RE, RESERVED, VERSION_RE, check_name, check_version, sha256_hex
+from mesh.core.surface import hint
 from mesh.registry.base import (
     MANIFEST,
     PRIVATE_OBJECTS,
@@ -41,7 +42,6 @@ from mesh.registry.base import (
     damaged_entry_problem,
 )
 from mesh.registry.signing import INTERFACE, NO_TRUST, SIGNATURE_FILE, SignatureError, Trust, sign
-from mesh.surface import hint
 
 LOCK_TIMEOUT_S = 60.0
 

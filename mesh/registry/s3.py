@@ -46,7 +46,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from mesh.errors import (
+from mesh.core.errors import (
     ChecksumError,
     ConfigError,
     ConflictError,
@@ -55,8 +55,9 @@ from mesh.errors import (
     NotFoundError,
     RegistryError,
 )
-from mesh.failpoints import failpoint
-from mesh.names import NAME_RE, RESERVED, VERSION_RE, check_name, check_version, sha256_hex
+from mesh.core.failpoints import failpoint
+from mesh.core.names import NAME_RE, RESERVED, VERSION_RE, check_name, check_version, sha256_hex
+from mesh.core.surface import hint
 from mesh.registry.base import (
     MANIFEST,
     PRIVATE_OBJECTS,
@@ -65,7 +66,6 @@ from mesh.registry.base import (
     damaged_entry_problem,
 )
 from mesh.registry.signing import INTERFACE, NO_TRUST, SignatureError, Trust, sign
-from mesh.surface import hint
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -16,7 +16,7 @@ Every value that can reach generated code has a type that cannot carry code: ide
 Snowflake and DuckDB accept unquoted), node names, versions (`[A-Za-z0-9_.]+`), data types (a
 grammar of adapter types, `parse_data_type`), and relation names parsed into identifiers and rebuilt
 from them (`relation_name`). Free text (descriptions, meta, tags) stays text, with a length limit;
-its Jinja delimiters are broken where it is written (mesh.sync). Free-form JSON is walked without
+its Jinja delimiters are broken where it is written (mesh.consumer.sync). Free-form JSON is walked without
 recursion and refused past `MAX_DEPTH` levels, before anything recursive touches it.
 
 A refusal is one line naming the object (project, env, version), the node and the field:
@@ -46,8 +46,8 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
-from mesh.errors import SchemaError
-from mesh.names import NAME_RE, RESERVED, VERSION_RE
+from mesh.core.errors import SchemaError
+from mesh.core.names import NAME_RE, RESERVED, VERSION_RE
 
 Json = dict[str, Any]
 
@@ -67,7 +67,7 @@ MAX_RECORD_BYTES = 256 << 20  # a usage, freshness or fingerprint record
 MAX_STATE_BYTES = 1 << 30  # a project's full manifest
 
 PUBLIC_RESOURCE_TYPES = ("model", "seed", "snapshot")
-# dbt's manifest schemas the mesh reads (mesh.manifest.MANIFEST_SCHEMAS).
+# dbt's manifest schemas the mesh reads (mesh.project.artifacts.MANIFEST_SCHEMAS).
 MANIFEST_SCHEMA_URLS = tuple(f"https://schemas.getdbt.com/dbt/manifest/v{n}.json" for n in (10, 11, 12))
 
 
@@ -898,7 +898,7 @@ class UsageRecord(_Strict):
 
 
 _USAGE = _Lazy(lambda: UsageRecord)
-# Kinds of consumer node a use can come from (mesh.usage._USED_BY) and public kinds a feed names.
+# Kinds of consumer node a use can come from (mesh.interface.usage._USED_BY) and public kinds a feed names.
 _USING_KINDS = ("model", "snapshot", "test", "analysis", "seed")
 
 
@@ -1038,7 +1038,7 @@ class FreshnessNode(BaseModel):
 
 
 class FreshnessRecord(_Strict):
-    """A producer's `freshness` object (mesh.freshness), as recorded today."""
+    """A producer's `freshness` object (mesh.consumer.freshness), as recorded today."""
 
     format: Literal[1]
     project: ProjectName
@@ -1050,7 +1050,7 @@ class FreshnessRecord(_Strict):
 
 
 class FingerprintRecord(_Strict):
-    """A project's `fingerprint` object (mesh.fingerprint): the parts of its build's inputs, the
+    """A project's `fingerprint` object (mesh.run.fingerprint): the parts of its build's inputs, the
     relations it wrote, the upstreams it read, and the data versions it was built from."""
 
     format: Literal[2]

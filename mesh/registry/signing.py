@@ -30,7 +30,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mesh.errors import ConfigError, SignatureError
+from mesh.core.errors import ConfigError, SignatureError
 
 SIGNING_KEY_ENV = "MESH_SIGNING_KEY"
 INTERFACE = "interface"  # the kind of `latest` and history entries; private objects use their name

@@ -1,5 +1,5 @@
 """The prod target rehearsed without an account: dbt-snowflake on fakesnow's server, the registry on
-moto's S3 server, both over HTTP on loopback, started and stopped with `mesh.emulate` (the code
+moto's S3 server, both over HTTP on loopback, started and stopped with `mesh.infra.emulate` (the code
 behind `invoke emulate.up|down`).
 
 The mesh code under test is the prod code, unchanged: the profile reaches fakesnow through
@@ -27,11 +27,11 @@ from typing import Any
 import orjson
 import pytest
 
-from mesh import emulate
-from mesh.config import Mesh, load_mesh
-from mesh.dbt import run_dbt
-from mesh.pipeline import MeshRun, run_mesh
-from mesh.validate import validate_projects
+from mesh.consumer.validate import validate_projects
+from mesh.infra import emulate
+from mesh.project.config import Mesh, load_mesh
+from mesh.run.pipeline import MeshRun, run_mesh
+from mesh.warehouse.runner import run_dbt
 from tests.conftest import REPO, copy_template
 from tests.servers import AWS_ENV_TO_CLEAR, bucket_snapshot, raw_client, start_moto_server
 

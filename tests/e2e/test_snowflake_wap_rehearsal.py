@@ -21,12 +21,12 @@ from typing import Any
 import orjson
 import pytest
 
-from mesh import emulate
-from mesh import snowflake as sf
-from mesh import snowflake_wap as wap
-from mesh.config import Mesh, load_mesh
-from mesh.dbt import run_dbt
-from mesh.manifest import extract_interface
+from mesh.infra import emulate
+from mesh.project.artifacts import extract_interface
+from mesh.project.config import Mesh, load_mesh
+from mesh.warehouse import snowflake as sf
+from mesh.warehouse import snowflake_wap as wap
+from mesh.warehouse.runner import run_dbt
 from tests.conftest import copy_template
 
 pytestmark = pytest.mark.slow

@@ -16,10 +16,10 @@ import duckdb
 import orjson
 import pytest
 
-from mesh.config import load_mesh
-from mesh.errors import SyncError
-from mesh.onboard import add_project
-from mesh.pipeline import run_mesh, sync_project
+from mesh.core.errors import SyncError
+from mesh.project.config import load_mesh
+from mesh.run.pipeline import run_mesh, sync_project
+from mesh.ui.onboard import add_project
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

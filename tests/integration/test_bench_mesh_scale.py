@@ -16,7 +16,7 @@ import pytest
 from mesh.bench.mesh_generate import MeshSpec, plan_mesh, topology, write_mesh
 from mesh.bench.mesh_scale import RATIO_KEYS, SCENARIOS, change_description
 from mesh.bench.runner import BenchConfig, run_bench
-from mesh.config import load_mesh
+from mesh.project.config import load_mesh
 from tests.conftest import REPO
 
 

@@ -23,10 +23,10 @@ import orjson
 import pytest
 from ruamel.yaml import YAML
 
-from mesh.config import load_mesh
-from mesh.onboard import OWN_FILE, UPSTREAM_FILE
-from mesh.pipeline import MeshRun, run_mesh
-from mesh.profiles import check_profiles
+from mesh.project.config import load_mesh
+from mesh.project.profiles import check_profiles
+from mesh.run.pipeline import MeshRun, run_mesh
+from mesh.ui.onboard import OWN_FILE, UPSTREAM_FILE
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

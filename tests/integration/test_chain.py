@@ -11,12 +11,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mesh.config import load_mesh
-from mesh.contracts import check_project
-from mesh.pipeline import MeshRun, build_project, run_mesh
-from mesh.report import consumers_lines
-from mesh.usage import prune_usage, read_usage, record_usage
-from mesh.validate import validate_projects
+from mesh.consumer.validate import validate_projects
+from mesh.interface.usage import prune_usage, read_usage, record_usage
+from mesh.project.config import load_mesh
+from mesh.run.gate import check_project
+from mesh.run.pipeline import MeshRun, build_project, run_mesh
+from mesh.ui.report import consumers_lines
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent

@@ -11,11 +11,12 @@ from pathlib import Path
 import orjson
 from ruamel.yaml import YAML
 
-from mesh.config import load_mesh
-from mesh.dbt import run_dbt
-from mesh.freshness import parse_time, read_freshness
-from mesh.manifest import dump_json, load_manifest, public_node_ids
-from mesh.validate import validate_projects
+from mesh.consumer.freshness import parse_time, read_freshness
+from mesh.consumer.validate import validate_projects
+from mesh.project.artifacts import load_manifest, public_node_ids
+from mesh.project.config import load_mesh
+from mesh.registry.document import dump_json
+from mesh.warehouse.runner import run_dbt
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent

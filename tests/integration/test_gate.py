@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from mesh.cli import run_publish
-from mesh.config import load_mesh
-from mesh.contracts import check_project, diff_versions, rollback_project
-from mesh.errors import BreakingChangeError
-from mesh.manifest import load_interface
-from mesh.pipeline import build_project, run_mesh
-from mesh.report import consumers_lines
-from mesh.usage import read_uses
-from mesh.validate import validate_manifest
+from mesh.consumer.validate import validate_manifest
+from mesh.core.errors import BreakingChangeError
+from mesh.interface.contracts import diff_versions, rollback_project
+from mesh.interface.usage import read_uses
+from mesh.project.config import load_mesh
+from mesh.registry.document import load_interface
+from mesh.run.gate import check_project
+from mesh.run.pipeline import build_project, run_mesh
+from mesh.ui.cli import run_publish
+from mesh.ui.report import consumers_lines
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent

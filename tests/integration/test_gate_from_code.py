@@ -17,8 +17,8 @@ import duckdb
 import orjson
 import pytest
 
-from mesh.config import load_mesh
-from mesh.pipeline import run_mesh
+from mesh.project.config import load_mesh
+from mesh.run.pipeline import run_mesh
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -137,7 +137,7 @@ def test_a_damaged_only_version_is_superseded_by_a_passing_build(shop: Path) -> 
     (version,) = [p.name for p in (registry / "history").iterdir() if not p.name.startswith(".")]
     manifest = registry / "history" / version / "manifest.json"
     manifest.write_bytes(manifest.read_bytes()[:100])
-    from mesh.retention import fsck_project
+    from mesh.interface.retention import fsck_project
 
     inspected = fsck_project(load_mesh(shop, "local"), "shop", repair=True)
     assert "publishes over it" in str(inspected.error())

@@ -14,13 +14,13 @@ import pytest
 from ruamel.yaml import YAML
 from ruamel.yaml.events import AliasEvent
 
-from mesh.config import load_mesh
-from mesh.contracts import check_project
-from mesh.dbt import run_dbt
-from mesh.errors import BuildFailedError, PublishRefusedError
-from mesh.pipeline import MeshRun, run_mesh
-from mesh.publish import ensure_catalog, publish_project
-from mesh.validate import validate_projects
+from mesh.consumer.validate import validate_projects
+from mesh.core.errors import BuildFailedError, PublishRefusedError
+from mesh.interface.publish import ensure_catalog, publish_project
+from mesh.project.config import load_mesh
+from mesh.run.gate import check_project
+from mesh.run.pipeline import MeshRun, run_mesh
+from mesh.warehouse.runner import run_dbt
 from tests.conftest import REPO
 from tests.unit.test_publish_sync import snapshot
 

@@ -1,6 +1,6 @@
 """The lineage page of real meshes (the template, and the three-project chain), rendered by
 headless Chromium after its script laid it out with ELK; the geometry the page publishes is checked
-with `mesh.lineage.drawing_problems`.
+with `mesh.ui.lineage.drawing_problems`.
 
 Needs Debian's `chromium` (`apt-get install -y chromium`): the test fails, never skips, without it.
 """
@@ -21,8 +21,10 @@ import orjson
 import pytest
 from PIL import Image
 
-from mesh.config import load_mesh
-from mesh.lineage import (
+from mesh.consumer.validate import consumers, validate_projects
+from mesh.project.config import load_mesh
+from mesh.run.pipeline import run_mesh
+from mesh.ui.lineage import (
     Graph,
     ProjectInput,
     build_graph,
@@ -30,8 +32,6 @@ from mesh.lineage import (
     load_graph,
     write_lineage,
 )
-from mesh.pipeline import run_mesh
-from mesh.validate import consumers, validate_projects
 from tests import factories
 from tests.conftest import REPO
 

@@ -14,8 +14,8 @@ import orjson
 import pytest
 from ruamel.yaml import YAML
 
-from mesh.config import load_mesh
-from mesh.pipeline import build_project, run_mesh
+from mesh.project.config import load_mesh
+from mesh.run.pipeline import build_project, run_mesh
 
 pytestmark = pytest.mark.slow
 CONSUMERS = ("dbt_down", "dbt_down_loom")

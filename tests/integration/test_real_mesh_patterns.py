@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mesh.config import load_mesh
-from mesh.contracts import check_project
-from mesh.onboard import add_project
-from mesh.pipeline import MeshRun, run_mesh
+from mesh.project.config import load_mesh
+from mesh.run.gate import check_project
+from mesh.run.pipeline import MeshRun, run_mesh
+from mesh.ui.onboard import add_project
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

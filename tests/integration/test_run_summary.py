@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh.cli import main
+from mesh.ui.cli import main
 
 pytestmark = pytest.mark.slow
 

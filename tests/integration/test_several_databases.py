@@ -10,10 +10,10 @@ import duckdb
 import orjson
 import pytest
 
-from mesh.config import load_mesh
-from mesh.errors import BuildFailedError, ConfigError
-from mesh.pipeline import MeshRun, run_mesh
-from mesh.profiles import check_profiles
+from mesh.core.errors import BuildFailedError, ConfigError
+from mesh.project.config import load_mesh
+from mesh.project.profiles import check_profiles
+from mesh.run.pipeline import MeshRun, run_mesh
 from tests.conftest import copy_template
 
 pytestmark = pytest.mark.slow

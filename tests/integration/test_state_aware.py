@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mesh.config import load_mesh
-from mesh.errors import BuildFailedError
-from mesh.pipeline import MeshRun, run_mesh
+from mesh.core.errors import BuildFailedError
+from mesh.project.config import load_mesh
+from mesh.run.pipeline import MeshRun, run_mesh
 from tests.conftest import REPO, copy_template
 
 pytestmark = pytest.mark.slow
@@ -38,8 +38,8 @@ def run(root: Path, **kwargs: object) -> MeshRun:
 
 NO_DBT = """
 import sys
-from mesh.config import load_mesh
-from mesh.pipeline import run_mesh
+from mesh.project.config import load_mesh
+from mesh.run.pipeline import run_mesh
 result = run_mesh(load_mesh(sys.argv[1], "local"), say=lambda _l: None)
 print(" ".join(f"{o.project}={o.status}" for o in result.outcomes))
 """
@@ -137,7 +137,7 @@ def test_on_snowflake_a_relations_check_that_cannot_connect_means_build(
 ) -> None:
     """Without credentials (or a reachable account) the relations cannot be confirmed: the project
     builds rather than being skipped on trust."""
-    from mesh import fingerprint
+    from mesh.run import fingerprint
 
     root = copy_template(tmp_path / "mesh")
     for name in list(os.environ):

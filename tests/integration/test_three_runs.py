@@ -28,8 +28,8 @@ import duckdb
 import orjson
 import pytest
 
-from mesh.config import load_mesh
-from mesh.pipeline import MeshRun, run_mesh
+from mesh.project.config import load_mesh
+from mesh.run.pipeline import MeshRun, run_mesh
 from tests.conftest import REPO, copy_template
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mesh.config import load_mesh
-from mesh.dbt import run_dbt
+from mesh.project.config import load_mesh
+from mesh.warehouse.runner import run_dbt
 from tests.unit.test_publish_sync import snapshot
 
 BIN = Path(sys.executable).parent

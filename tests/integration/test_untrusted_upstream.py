@@ -20,12 +20,12 @@ import duckdb
 import orjson
 import pytest
 
-from mesh.config import load_mesh
-from mesh.dbt import run_dbt
-from mesh.manifest import content_sha256, load_interface
-from mesh.names import new_version
-from mesh.pipeline import sync_project
+from mesh.core.names import new_version
+from mesh.project.config import load_mesh
+from mesh.registry.document import content_sha256, load_interface
 from mesh.registry.file import FileRegistry
+from mesh.run.pipeline import sync_project
+from mesh.warehouse.runner import run_dbt
 
 CANARY = "mesh-canary-7f3e91"  # the value of MESH_CANARY: must never reach a manifest
 LONG = "0123456789abcdef" * 8192  # 128 KiB
@@ -68,9 +68,9 @@ def publish_hostile(registry: FileRegistry) -> str:
     version = new_version(sha)
     doc["metadata"]["mesh"].update({"version": version, "content_sha256": sha, "previous": latest.version})
     try:
-        from mesh.manifest import dump_interface as dump
+        from mesh.registry.document import dump_interface as dump
     except ImportError:  # pragma: no cover - the indented form before the registry form existed
-        from mesh.manifest import dump_json as dump
+        from mesh.registry.document import dump_json as dump
     body = dump(doc)
     registry.create_version("dbt_up", "local", version, body)
     registry.swap_latest("dbt_up", "local", version, body, latest.token)
@@ -152,7 +152,7 @@ def forge(registry: FileRegistry, change: Any) -> str:
     def compact(value: Any) -> bytes:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
-    from mesh.names import sha256_hex
+    from mesh.core.names import sha256_hex
     from tests.factories import later_version
 
     version = later_version(latest.version)
@@ -227,8 +227,8 @@ def test_forged_interfaces_are_refused_and_nothing_runs_in_either_consumer(
     node and field, no file of either consumer changed. Then a hostile-but-valid interface (Jinja
     and SQL in descriptions, meta and tags) is synced and really built by both consumers: no table,
     no file, no environment value, no log line comes of it."""
-    from mesh.errors import MeshError
-    from mesh.pipeline import build_project
+    from mesh.core.errors import MeshError
+    from mesh.run.pipeline import build_project
 
     monkeypatch.setenv("MY_SECRET", SECRET)
     monkeypatch.setenv("MESH_CANARY", CANARY)

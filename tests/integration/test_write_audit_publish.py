@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mesh.config import load_mesh
-from mesh.errors import BreakingChangeError, BuildFailedError
-from mesh.pipeline import build_project, run_mesh
+from mesh.core.errors import BreakingChangeError, BuildFailedError
+from mesh.project.config import load_mesh
+from mesh.run.pipeline import build_project, run_mesh
 from tests.unit.test_publish_sync import snapshot
 
 pytestmark = pytest.mark.slow

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mesh.code_columns import CodeColumns, published_spelling, same_type
-from mesh.contracts import _Differ
-from mesh.fingerprint import data_inputs
+from mesh.interface.code_columns import CodeColumns, published_spelling, same_type
+from mesh.interface.contracts import _Differ
+from mesh.run.fingerprint import data_inputs
 
 
 def node(uid: str, code: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -127,7 +127,7 @@ def test_constraints_compare_in_one_form() -> None:
 
 
 def test_a_contract_mismatch_keeps_its_rows_before_the_cut() -> None:
-    from mesh.dbt import clean_message
+    from mesh.warehouse.runner import clean_message
 
     text = (
         "Compilation Error in model orders (models/orders.sql)\n"
@@ -147,7 +147,7 @@ def test_a_contract_mismatch_keeps_its_rows_before_the_cut() -> None:
 
 
 def test_another_tools_compatibility_key_is_named() -> None:
-    from mesh.contracts import foreign_meta_notes
+    from mesh.interface.contracts import foreign_meta_notes
 
     notes = foreign_meta_notes({
         "model.p.a": {"meta": {"datacontract": {"compatibility": "full"}, "mesh": {"compatibility": "none"}}},

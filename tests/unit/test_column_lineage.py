@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mesh.column_lineage import statement_lineage
-from mesh.usage import ALL_COLUMNS
+from mesh.interface.column_lineage import statement_lineage
+from mesh.interface.usage import ALL_COLUMNS
 
 ORDERS = ("core", "marts", "orders")
 CUSTOMERS = ("core", "marts", "customers")

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 import pytest
 
-from mesh.names import sha256_hex
+from mesh.core.names import sha256_hex
 from mesh.registry import Registry, open_registry
 from tests import factories
 from tests.faultproxy import FaultProxy
@@ -88,7 +88,7 @@ def canonical(doc: Any) -> str:
 def whole(doc: Any) -> tuple[str, str, str]:
     """(built_at, version, canonical hash) of an interface read as a whole; raises if it is partial
     or mixed (its nodes do not hash to its own content_sha256)."""
-    from mesh.manifest import content_sha256
+    from mesh.registry.document import content_sha256
 
     meta = doc["metadata"]["mesh"]
     if content_sha256(doc["nodes"], doc.get("groups") or {}) != meta["content_sha256"]:
@@ -102,8 +102,8 @@ def whole(doc: Any) -> tuple[str, str, str]:
 def publisher(root: str, index: int, start: Any, barrier: Any, results: Any) -> None:
     """Publish this publisher's build of every round, all publishers starting each round together."""
     try:
-        from mesh.config import load_mesh
-        from mesh.publish import publish_project
+        from mesh.interface.publish import publish_project
+        from mesh.project.config import load_mesh
 
         mesh = load_mesh(Path(root), "local")
         start.wait(TIMEOUT_S)

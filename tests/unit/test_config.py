@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mesh.config import MeshConfig, load_mesh, read_upstreams, validation_message
-from mesh.errors import ConfigError, InvalidNameError
+from mesh.core.errors import ConfigError, InvalidNameError
+from mesh.project.config import MeshConfig, load_mesh, read_upstreams, validation_message
 
 MESH_YML = """
 version: 1

@@ -11,23 +11,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mesh.cli import run_check
-from mesh.config import Mesh, load_mesh
-from mesh.contracts import (
+from mesh.core.errors import BreakingChangeError, ConfigError, ManifestError
+from mesh.interface.contracts import (
     ContractChange,
     diff_interfaces,
     diff_versions,
     evaluate,
     hits_of,
     impact,
-    publish_gate,
     rollback_project,
     type_change,
 )
-from mesh.errors import BreakingChangeError, ConfigError, ManifestError
-from mesh.manifest import dump_json, extract_interface, load_interface
-from mesh.publish import publish_project
-from mesh.usage import ALL_COLUMNS, Feed, Use, read_usage, read_uses, usage_document
+from mesh.interface.publish import publish_project
+from mesh.interface.usage import ALL_COLUMNS, Feed, Use, read_usage, read_uses, usage_document
+from mesh.project.artifacts import extract_interface
+from mesh.project.config import Mesh, load_mesh
+from mesh.registry.document import dump_json, load_interface
+from mesh.run.gate import publish_gate
+from mesh.ui.cli import run_check
 from tests import factories
 
 Json = dict[str, Any]

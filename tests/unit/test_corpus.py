@@ -34,9 +34,9 @@ import orjson
 import pytest
 from ruamel.yaml import YAML
 
-from mesh.config import load_mesh
-from mesh.pipeline import sync_project
-from mesh.publish import publish_project
+from mesh.interface.publish import publish_project
+from mesh.project.config import load_mesh
+from mesh.run.pipeline import sync_project
 from tests import factories
 from tests.conftest import REPO
 from tests.reliability import report, scale

@@ -27,13 +27,13 @@ from typing import Any
 import orjson
 import pytest
 
-from mesh.cli import run_publish
-from mesh.config import Mesh, load_mesh
-from mesh.failpoints import NAMES
-from mesh.manifest import load_interface
-from mesh.publish import publish_project
+from mesh.core.failpoints import NAMES
+from mesh.interface.publish import publish_project
+from mesh.project.config import Mesh, load_mesh
 from mesh.registry import Registry
+from mesh.registry.document import load_interface
 from mesh.registry.file import FileRegistry
+from mesh.ui.cli import run_publish
 from tests import factories
 from tests.conftest import REPO
 from tests.faultproxy import Fault, FaultProxy
@@ -108,7 +108,8 @@ def invoke_fsck(registry_url: str, repair: bool) -> subprocess.CompletedProcess[
 
 
 def content_sha(doc: dict[str, Any]) -> str:
-    from mesh.manifest import content_sha256, extract_interface
+    from mesh.project.artifacts import extract_interface
+    from mesh.registry.document import content_sha256
 
     nodes, groups = extract_interface(doc)
     return content_sha256(nodes, groups)

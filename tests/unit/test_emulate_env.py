@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from mesh import emulate
-from mesh.errors import ConfigError
-from mesh.reachable import UnreachableError, check_snowflake_reachable, snowflake_endpoint
+from mesh.core.errors import ConfigError
+from mesh.infra import emulate
+from mesh.warehouse.reachable import UnreachableError, check_snowflake_reachable, snowflake_endpoint
 from tests.conftest import REPO, copy_template
 
 INVOKE = Path(sys.executable).parent / "invoke"

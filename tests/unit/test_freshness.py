@@ -12,11 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from mesh.config import Mesh, load_mesh
-from mesh.errors import CheckFailedError, ConfigError, ManifestError
-from mesh.freshness import age_text, read_freshness, record_freshness
-from mesh.publish import publish_project
-from mesh.validate import Report, validate_manifest
+from mesh.consumer.freshness import age_text, read_freshness, record_freshness
+from mesh.consumer.validate import Report, validate_manifest
+from mesh.core.errors import CheckFailedError, ConfigError, ManifestError
+from mesh.interface.publish import publish_project
+from mesh.project.config import Mesh, load_mesh
 from tests import factories
 
 Json = dict[str, Any]
@@ -295,7 +295,7 @@ def test_bad_declarations_are_refused(mesh: Mesh, declared: Any, why: str) -> No
         validate(mesh, consumer(declared), now=BUILT)
     message = str(info.value)
     assert "\n" not in message and why in message, message
-    assert message.startswith("model model.loomy.stg (models/stg.yml): meta.mesh.freshness ")
+    assert message.startswith("model model.loomy.stg (models/stg.yml): meta.mesh.consumer.freshness ")
     assert info.value.exit_code == 2
 
 

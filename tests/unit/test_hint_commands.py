@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from mesh import surface
-from mesh.cli import main
+from mesh.core import surface
+from mesh.ui.cli import main
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent
@@ -87,7 +87,7 @@ def named_commands() -> list[Named]:
         imported = {
             alias.asname or alias.name
             for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and node.module == "mesh.surface"
+            if isinstance(node, ast.ImportFrom) and node.module == "mesh.core.surface"
             for alias in node.names
         }
         for node in ast.walk(tree):
@@ -154,7 +154,7 @@ def named() -> dict[str, list[Named]]:
 def test_messages_name_commands_only_through_the_surface_helper() -> None:
     offending = literal_commands()
     assert not offending, (
-        "messages that write a command as a literal (use mesh.surface.command/hint):\n"
+        "messages that write a command as a literal (use mesh.core.surface.command/hint):\n"
         + "\n".join(offending)
     )
 
@@ -200,7 +200,7 @@ def test_the_check_fails_on_an_unknown_command_or_flag(tmp_path: Path) -> None:
     assert code == 0 and "--repair" in accepted and "--repiar" not in accepted
     source = tmp_path / "sample.py"
     source.write_text(
-        "from mesh.surface import hint\n"
+        "from mesh.core.surface import hint\n"
         "def f(p):\n"
         "    return f\"run {hint('registry.fsck', '--project', p, '--repair')} or `invoke mesh`\"\n"
     )

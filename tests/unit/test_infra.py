@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from mesh import infra
-from mesh.snowflake import DEFAULT_LAYOUT, load_layout
+from mesh.infra import terraform as infra
+from mesh.warehouse.snowflake import DEFAULT_LAYOUT, load_layout
 from tests.parsed_template import parsed_template
 
 ROOT = Path(__file__).resolve().parents[2]

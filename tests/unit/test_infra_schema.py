@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 import pytest
 
-from mesh import infra_schema as schema
-from mesh.errors import ConfigError
+from mesh.core.errors import ConfigError
+from mesh.infra import schemas as schema
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -366,8 +366,8 @@ MODULE_HEADS = (LOG_ROOM, NO_DOT, POLICY)
 
 def root_inputs() -> dict[str, Any]:
     """What `invoke infra.plan` passes for the template's mesh.yml, plus the repository."""
-    from mesh.infra import terraform_vars
-    from mesh.snowflake import load_layout
+    from mesh.infra.terraform import terraform_vars
+    from mesh.warehouse.snowflake import load_layout
 
     return {**terraform_vars(load_layout(ROOT), "prod", env={}), "github_repository": "acme/mesh"}
 

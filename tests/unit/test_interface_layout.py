@@ -9,14 +9,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mesh.errors import ChecksumError, ManifestError
-from mesh.manifest import (
+from mesh.core.errors import ChecksumError, ManifestError
+from mesh.project.artifacts import build_interface, extract_interface
+from mesh.registry.document import (
     NODE_SUMMARY_KEYS,
-    build_interface,
     content_sha256,
     dump_interface,
     dump_json,
-    extract_interface,
     load_interface,
     paused_gc,
     read_interface,
@@ -120,7 +119,7 @@ def test_paused_gc_restores_the_collector() -> None:
 
 
 def test_reused_manifests_parses_an_unchanged_file_once(tmp_path: Path) -> None:
-    from mesh.manifest import load_manifest, reused_manifests
+    from mesh.project.artifacts import load_manifest, reused_manifests
 
     path = tmp_path / "manifest.json"
     path.write_bytes(orjson.dumps(factories.producer()))

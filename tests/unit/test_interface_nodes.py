@@ -13,14 +13,15 @@ import pytest
 from ruamel.yaml import YAML
 from ruamel.yaml.events import AliasEvent
 
-from mesh.config import Mesh, load_mesh
-from mesh.contracts import diff_interfaces
-from mesh.errors import BuildFailedError, MeshError, PublishRefusedError, SyncError
-from mesh.manifest import content_sha256, extract_interface, public_node_ids
-from mesh.pipeline import sync_project
-from mesh.publish import ensure_catalog, publish_project
+from mesh.consumer.validate import validate_manifest
+from mesh.core.errors import BuildFailedError, MeshError, PublishRefusedError, SyncError
+from mesh.interface.contracts import diff_interfaces
+from mesh.interface.publish import ensure_catalog, publish_project
+from mesh.project.artifacts import extract_interface, public_node_ids
+from mesh.project.config import Mesh, load_mesh
+from mesh.registry.document import content_sha256
 from mesh.registry.schema import SchemaError
-from mesh.validate import validate_manifest
+from mesh.run.pipeline import sync_project
 from tests import factories
 from tests.unit.test_publish_sync import snapshot, write_build
 
@@ -278,7 +279,7 @@ def test_a_misspelt_project_in_a_qualified_reference_is_named(mesh: Mesh, sql: s
 def test_qualifiers_the_project_knows_are_not_misspellings(mesh: Mesh) -> None:
     """The project's own sources, its packages and the mesh's projects are not taken for typos,
     nor is a name far from every project's, nor a reference in a comment or in docs."""
-    from mesh.qualifiers import find_misspelt
+    from mesh.consumer.qualifiers import find_misspelt
 
     app = mesh.root / "app"
     (app / "models/own_sources.yml").write_text(

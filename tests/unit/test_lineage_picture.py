@@ -16,9 +16,11 @@ from typing import Any
 import orjson
 import pytest
 
-from mesh.config import Mesh, load_mesh
-from mesh.errors import ConfigError
-from mesh.lineage import (
+from mesh.core.errors import ConfigError
+from mesh.interface.publish import publish_project
+from mesh.project.artifacts import build_interface, extract_interface
+from mesh.project.config import Mesh, load_mesh
+from mesh.ui.lineage import (
     ELKJS_SHA256,
     ELKJS_VERSION,
     MERMAID_MAX_EDGES,
@@ -34,8 +36,6 @@ from mesh.lineage import (
     to_json,
     to_mermaid,
 )
-from mesh.manifest import build_interface, extract_interface
-from mesh.publish import publish_project
 from tests import factories
 from tests.conftest import REPO
 

@@ -5,17 +5,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mesh.errors import ChecksumError, ManifestError, PublishRefusedError
-from mesh.manifest import (
+from mesh.core.errors import ChecksumError, ManifestError, PublishRefusedError
+from mesh.project.artifacts import (
     build_interface,
     check_run_results,
-    content_sha256,
-    dump_json,
     extract_interface,
-    load_interface,
     load_manifest,
     public_node_ids,
 )
+from mesh.registry.document import content_sha256, dump_json, load_interface
 from tests import factories
 
 

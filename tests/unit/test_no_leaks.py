@@ -21,9 +21,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mesh.cli import run_publish
-from mesh.config import load_mesh
-from mesh.dbt import run_dbt
+from mesh.project.config import load_mesh
+from mesh.ui.cli import run_publish
+from mesh.warehouse.runner import run_dbt
 
 SECRETS = {
     "SNOWFLAKE_ACCOUNT": "leak-account-5d1c",

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from mesh.config import load_mesh
-from mesh.errors import ConfigError
-from mesh.onboard import OWN_FILE, UPSTREAM_FILE, add_project, plan_add
-from mesh.pipeline import build_project, run_mesh
-from mesh.profiles import check_profiles
+from mesh.core.errors import ConfigError
+from mesh.project.config import load_mesh
+from mesh.project.profiles import check_profiles
+from mesh.run.pipeline import build_project, run_mesh
+from mesh.ui.onboard import OWN_FILE, UPSTREAM_FILE, add_project, plan_add
 from tests.conftest import REPO, copy_template
 
 BIN = Path(sys.executable).parent
@@ -579,7 +579,7 @@ def test_a_profile_missing_from_profiles_yml_is_named(template: Path) -> None:
 
 def test_the_check_does_not_import_dbt(template: Path) -> None:
     code = (
-        "import sys; from mesh.config import load_mesh; from mesh.profiles import check_profiles; "
+        "import sys; from mesh.project.config import load_mesh; from mesh.project.profiles import check_profiles; "
         f"check_profiles(load_mesh({str(template)!r}, 'local')); print('dbt' in sys.modules)"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

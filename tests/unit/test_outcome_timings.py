@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from mesh.pipeline import MeshRun
-from mesh.steps import ProjectOutcome
+from mesh.run.pipeline import MeshRun
+from mesh.run.steps import ProjectOutcome
 
 
 def test_each_step_keeps_its_own_seconds_and_a_repeated_step_adds_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = iter([10.0, 10.5, 13.0, 13.25, 14.0, 14.0])
-    monkeypatch.setattr("mesh.steps.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("mesh.run.steps.time.monotonic", lambda: next(clock))
     outcome = ProjectOutcome("dbt_up", "built")
     outcome.enter("deps")  # 10.0
     outcome.enter("build")  # 10.5
@@ -27,7 +27,7 @@ def test_each_step_keeps_its_own_seconds_and_a_repeated_step_adds_up(
 
 def test_a_failed_step_stays_current_with_its_time_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter([1.0, 2.0, 4.5])
-    monkeypatch.setattr("mesh.steps.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("mesh.run.steps.time.monotonic", lambda: next(clock))
     outcome = ProjectOutcome("dbt_up", "failed")
     outcome.enter("gate")
     outcome.enter("build")

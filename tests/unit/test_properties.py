@@ -27,22 +27,23 @@ import orjson
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from mesh.config import load_mesh
-from mesh.contracts import diff_interfaces
-from mesh.errors import MeshError
-from mesh.lineage import ProjectInput, build_graph, to_html
-from mesh.manifest import build_interface, dump_interface, extract_interface, load_interface
-from mesh.names import VERSION_RE, new_version, sha256_hex
-from mesh.publish import publish_project
+from mesh.consumer.sync import plan_sync
+from mesh.core.errors import MeshError
+from mesh.core.names import VERSION_RE, new_version, sha256_hex
+from mesh.interface.contracts import diff_interfaces
+from mesh.interface.publish import publish_project
+from mesh.project.artifacts import build_interface, extract_interface
+from mesh.project.config import load_mesh
+from mesh.registry.document import dump_interface, load_interface
 from mesh.registry.file import FileRegistry
 from mesh.registry.schema import SchemaError, check_interface, parse_data_type
-from mesh.snowflake import (
+from mesh.ui.lineage import ProjectInput, build_graph, to_html
+from mesh.warehouse.snowflake import (
     InterfaceGrantError,
     UnsafeIdentifierError,
     grant_statement_parts,
     grants_for_interface,
 )
-from mesh.sync import plan_sync
 from tests import factories
 from tests.reliability import scale
 

@@ -10,12 +10,12 @@ import orjson
 import pytest
 from ruamel.yaml import YAML
 
-from mesh.config import Mesh, load_mesh
-from mesh.errors import ManifestError, NotFoundError, PublishRefusedError, SyncError
-from mesh.manifest import content_sha256, dump_interface
-from mesh.pipeline import sync_project
-from mesh.publish import publish_project
-from mesh.validate import validate_manifest
+from mesh.consumer.validate import validate_manifest
+from mesh.core.errors import ManifestError, NotFoundError, PublishRefusedError, SyncError
+from mesh.interface.publish import publish_project
+from mesh.project.config import Mesh, load_mesh
+from mesh.registry.document import content_sha256, dump_interface
+from mesh.run.pipeline import sync_project
 from tests import factories
 
 MESH_YML = """

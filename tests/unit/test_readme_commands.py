@@ -6,8 +6,8 @@ Where commands are found:
 - README.md's fenced code blocks tagged bash, sh, shell or console, and untagged ones. In a shell
   block every line is a command; in console and untagged blocks only `$ ` lines are, and untagged
   lines that start with `invoke`/`mesh` are read as a synopsis (below). Concrete commands are
-  parsed exactly as invoke and argparse parse them (`mesh.taskrunner.usage_problem`,
-  `mesh.cli.build_parser`): a missing value or a flag taken as a value fails too.
+  parsed exactly as invoke and argparse parse them (`mesh.ui.taskrunner.usage_problem`,
+  `mesh.ui.cli.build_parser`): a missing value or a flag taken as a value fails too.
 - README.md's inline code spans that start with `invoke ` or `mesh ` (outside fenced blocks), and
   the code spans of string literals in mesh/*.py and tasks*.py (plus literals that start with
   `invoke `), found with `ast`. These are references and synopses (`invoke build --project P
@@ -34,9 +34,9 @@ import pytest
 from invoke import Collection, Program
 from invoke.parser import ParserContext
 
-from mesh.cli import UsageError, build_parser, check_words, option_action, subcommands
-from mesh.suggest import did_you_mean
-from mesh.taskrunner import long_flags, task_names, usage_problem
+from mesh.core.suggest import did_you_mean
+from mesh.ui.cli import UsageError, build_parser, check_words, option_action, subcommands
+from mesh.ui.taskrunner import long_flags, task_names, usage_problem
 from tests.conftest import REPO
 
 # Commands that are not ours and that the README may show. Keep this short: anything else in a

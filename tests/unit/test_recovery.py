@@ -23,26 +23,21 @@ from typing import Any
 import orjson
 import pytest
 
-from mesh.config import Mesh, load_mesh
-from mesh.contracts import diff_versions, record_rollback, rollback_project
-from mesh.errors import ChecksumError
-from mesh.lineage import load_graph
-from mesh.manifest import (
-    build_interface,
-    content_sha256,
-    dump_interface,
-    extract_interface,
-    load_interface,
-)
-from mesh.names import new_version
-from mesh.pipeline import sync_project
-from mesh.publish import publish_project
+from mesh.consumer.validate import validate_manifest
+from mesh.core.errors import ChecksumError
+from mesh.core.names import new_version
+from mesh.interface.contracts import diff_versions, record_rollback, rollback_project
+from mesh.interface.publish import publish_project
+from mesh.interface.retention import fsck_project
+from mesh.project.artifacts import build_interface, extract_interface
+from mesh.project.config import Mesh, load_mesh
 from mesh.registry import CorruptLatestError, commit_version, read_latest_or_damage
+from mesh.registry.document import content_sha256, dump_interface, load_interface
 from mesh.registry.file import FileRegistry
 from mesh.registry.s3 import S3Registry
-from mesh.report import registry_diff_lines, registry_list_lines, registry_show_lines
-from mesh.retention import fsck_project
-from mesh.validate import validate_manifest
+from mesh.run.pipeline import sync_project
+from mesh.ui.lineage import load_graph
+from mesh.ui.report import registry_diff_lines, registry_list_lines, registry_show_lines
 from tests import factories
 from tests.conftest import REPO
 from tests.servers import new_bucket

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from mesh.names import new_version, sha256_hex
+from mesh.core.names import new_version, sha256_hex
 from mesh.registry import Entry, Registry, commit_version
 from mesh.registry.file import FileRegistry
 from mesh.registry.s3 import S3Registry

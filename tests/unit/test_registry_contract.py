@@ -17,14 +17,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mesh.errors import (
+from mesh.core.errors import (
     ChecksumError,
     ConflictError,
     InvalidNameError,
     NotFoundError,
     RegistryError,
 )
-from mesh.names import NAME_RE, RESERVED, new_version, sha256_hex
+from mesh.core.names import NAME_RE, RESERVED, new_version, sha256_hex
 from mesh.registry import Entry, commit_version
 from mesh.registry.file import FileRegistry
 from mesh.registry.s3 import S3Registry

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
-from mesh.errors import (
+from mesh.core.errors import (
     ChecksumError,
     ConfigError,
     ConflictError,
@@ -27,7 +27,7 @@ from mesh.errors import (
     NotFoundError,
     RegistryError,
 )
-from mesh.names import new_version, sha256_hex
+from mesh.core.names import new_version, sha256_hex
 from mesh.registry import Entry, commit_version
 from mesh.registry.s3 import S3Registry
 from tests.faultproxy import Fault, FaultProxy

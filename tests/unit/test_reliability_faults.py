@@ -27,12 +27,12 @@ from typing import Any
 import orjson
 import pytest
 
-from mesh.config import load_mesh
-from mesh.errors import ChecksumError, RegistryError
-from mesh.manifest import load_interface
-from mesh.names import new_version, sha256_hex
-from mesh.publish import publish_project
+from mesh.core.errors import ChecksumError, RegistryError
+from mesh.core.names import new_version, sha256_hex
+from mesh.interface.publish import publish_project
+from mesh.project.config import load_mesh
 from mesh.registry import commit_version
+from mesh.registry.document import load_interface
 from mesh.registry.s3 import S3Registry
 from tests import factories
 from tests.faultproxy import Fault, FaultProxy, running_proxy

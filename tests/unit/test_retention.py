@@ -18,13 +18,13 @@ from typing import Any
 import orjson
 import pytest
 
-from mesh.config import Mesh, load_mesh
-from mesh.errors import ConfigError, RegistryError
-from mesh.names import new_version, sha256_hex
+from mesh.core.errors import ConfigError, RegistryError
+from mesh.core.names import new_version, sha256_hex
+from mesh.interface.retention import fsck_project, prune_project
+from mesh.project.config import Mesh, load_mesh
 from mesh.registry import commit_version
 from mesh.registry.file import FileRegistry
 from mesh.registry.s3 import S3Registry
-from mesh.retention import fsck_project, prune_project
 from tests import factories
 from tests.conftest import REPO
 from tests.servers import new_bucket

@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 import pytest
 
-from mesh.config import load_mesh
-from mesh.errors import ConfigError
-from mesh.manifest import content_sha256, dump_interface
-from mesh.names import new_version, sha256_hex
+from mesh.core.errors import ConfigError
+from mesh.core.names import new_version, sha256_hex
+from mesh.project.config import load_mesh
 from mesh.registry import CorruptLatestError, commit_version
+from mesh.registry.document import content_sha256, dump_interface
 from mesh.registry.file import FileRegistry
 from mesh.registry.s3 import S3Registry
 from mesh.registry.signing import (
@@ -266,8 +266,8 @@ def test_loom_reads_registry_is_refused_with_the_reason(tmp_path: Path) -> None:
 
 
 def test_a_forged_interface_never_reaches_a_consumer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mesh.pipeline import sync_project
-    from mesh.publish import publish_project
+    from mesh.interface.publish import publish_project
+    from mesh.run.pipeline import sync_project
 
     root = tmp_path / "m"
     mesh = make_mesh(root, signing=signed_by(PUBLIC))
@@ -292,7 +292,7 @@ def test_a_forged_interface_never_reaches_a_consumer(tmp_path: Path, monkeypatch
     assert {p: p.read_bytes() for p in (root / "app").rglob("*") if p.is_file()} == before
 
     # The producer repairs with its key: the repair is a new entry, signed like a publish.
-    from mesh.retention import fsck_project
+    from mesh.interface.retention import fsck_project
 
     monkeypatch.setenv(SIGNING_KEY_ENV, KEY)
     repaired = fsck_project(mesh, "core", repair=True)
@@ -304,7 +304,7 @@ def test_a_forged_interface_never_reaches_a_consumer(tmp_path: Path, monkeypatch
     sync_project(mesh, "app")  # the consumer reads the repaired, signed latest
 
     # A rollback is signed like a publish too.
-    from mesh.contracts import rollback_project
+    from mesh.interface.contracts import rollback_project
 
     result = rollback_project(mesh, "core", published.version, reason="test", say=lambda _line: None)
     assert mesh.registry.read_latest("core", "local").version == result.version

@@ -22,9 +22,9 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from mesh import infra
-from mesh import snowflake as sf
-from mesh.errors import ConfigError, CredentialsError, MeshError
+from mesh.core.errors import ConfigError, CredentialsError, MeshError
+from mesh.infra import terraform as infra
+from mesh.warehouse import snowflake as sf
 
 ROOT = Path(__file__).resolve().parents[2]
 SQL_DIR = ROOT / "snowflake_sql"
@@ -834,7 +834,7 @@ def _registry_root(tmp_path: Path) -> Path:
 
 def _registry_node(node: dict[str, Any]) -> dict[str, Any]:
     """A `sample_interface` node as a publish writes it (every field of the interface schema)."""
-    from mesh.manifest import interface_node
+    from mesh.project.artifacts import interface_node
     from tests.factories import model
 
     version = node.get("version")
@@ -850,9 +850,10 @@ def _publish(root: Path, interfaces: list[dict[str, Any]]) -> list[str]:
     """Publish each interface in turn to the local target's registry; return the versions."""
     from datetime import UTC, datetime
 
-    from mesh.manifest import build_interface, content_sha256, dump_interface
-    from mesh.names import new_version
+    from mesh.core.names import new_version
+    from mesh.project.artifacts import build_interface
     from mesh.registry import commit_version, open_registry
+    from mesh.registry.document import content_sha256, dump_interface
     from tests.factories import manifest
 
     registry = open_registry("file://registry", root)

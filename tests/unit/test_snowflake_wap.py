@@ -13,10 +13,11 @@ import orjson
 import pytest
 import sqlglot
 
-from mesh import snowflake as sf
-from mesh import snowflake_wap as wap
-from mesh.errors import CheckFailedError, ConfigError
-from mesh.manifest import build_interface, content_sha256, dump_interface, load_interface
+from mesh.core.errors import CheckFailedError, ConfigError
+from mesh.project.artifacts import build_interface
+from mesh.registry.document import content_sha256, dump_interface, load_interface
+from mesh.warehouse import snowflake as sf
+from mesh.warehouse import snowflake_wap as wap
 from tests import factories
 
 LAYOUT = sf.DEFAULT_LAYOUT
@@ -319,7 +320,7 @@ VERSION = "20261123T101502.123456Z-3f2a9c1e"
 
 
 def test_rewrite_interface_keeps_it_verifiable(plan: wap.WapPlan) -> None:
-    from mesh.manifest import interface_node
+    from mesh.project.artifacts import interface_node
 
     nodes = {
         uid: interface_node({**node, "database": AUDIT, "relation_name": f"{AUDIT}.marts.{node['alias']}"}, set())

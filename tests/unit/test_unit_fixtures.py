@@ -8,11 +8,11 @@ import orjson
 import pytest
 from ruamel.yaml import YAML
 
-from mesh.config import Mesh, load_mesh
-from mesh.errors import ConfigError, SyncError
-from mesh.pipeline import sync_project
-from mesh.publish import publish_project
-from mesh.unit_fixtures import fixture_inputs
+from mesh.consumer.unit_fixtures import fixture_inputs
+from mesh.core.errors import ConfigError, SyncError
+from mesh.interface.publish import publish_project
+from mesh.project.config import Mesh, load_mesh
+from mesh.run.pipeline import sync_project
 from tests import factories
 from tests.unit.test_publish_sync import MESH_YML, snapshot, write_build
 

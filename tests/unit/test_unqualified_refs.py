@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mesh.config import Project, ProjectConfig
-from mesh.errors import SyncError
-from mesh.sync import own_node_names, resolve_unqualified
+from mesh.consumer.sync import resolve_unqualified
+from mesh.core.errors import SyncError
+from mesh.project.config import Project, ProjectConfig
+from mesh.project.files import own_node_names
 
 UPSTREAMS = {
     "core": {"model.core.customers": {"name": "customers"}, "model.core.orders": {"name": "orders"}},

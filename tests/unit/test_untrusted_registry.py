@@ -17,15 +17,15 @@ from typing import Any
 import orjson
 import pytest
 
-from mesh.config import Mesh, load_mesh
-from mesh.errors import MeshError, PublishRefusedError, RegistryError
-from mesh.manifest import dump_json
-from mesh.names import sha256_hex
-from mesh.pipeline import sync_project
-from mesh.publish import publish_project, save_state
+from mesh.core.errors import MeshError, PublishRefusedError, RegistryError
+from mesh.core.names import sha256_hex
+from mesh.interface.publish import publish_project, save_state
+from mesh.project.config import Mesh, load_mesh
 from mesh.registry import CorruptLatestError
+from mesh.registry.document import dump_json
 from mesh.registry.file import FileRegistry
 from mesh.registry.schema import SchemaError
+from mesh.run.pipeline import sync_project
 from tests import factories
 
 MESH_YML = """
@@ -208,9 +208,9 @@ def test_a_latest_moved_back_is_refused(mesh: Mesh) -> None:
 
 
 def test_meta_nested_300_deep_and_a_30_mb_description_are_refused_everywhere(mesh: Mesh) -> None:
-    from mesh.lineage import load_graph
-    from mesh.report import registry_list_lines, registry_show_lines
-    from mesh.retention import fsck_project
+    from mesh.interface.retention import fsck_project
+    from mesh.ui.lineage import load_graph
+    from mesh.ui.report import registry_list_lines, registry_show_lines
 
     deep: dict[str, Any] = {}
     inner = deep
@@ -267,7 +267,7 @@ def test_a_latest_link_outside_its_history_is_damage(mesh: Mesh, tmp_path: Path)
     (env_dir / "latest").symlink_to(f"history/../../../../elsewhere/history/{version}")
     with pytest.raises(CorruptLatestError, match="not at history/"):
         mesh.registry.read_latest("core", "local")
-    from mesh.retention import fsck_project
+    from mesh.interface.retention import fsck_project
 
     found = fsck_project(mesh, "core")
     assert not found.ok and any("points at" in p and "not at history/" in p for p in found.found)
@@ -277,7 +277,7 @@ def test_a_latest_link_outside_its_history_is_damage(mesh: Mesh, tmp_path: Path)
 
 
 def test_a_usage_record_names_only_its_consumers_nodes(mesh: Mesh) -> None:
-    from mesh.usage import read_usage
+    from mesh.interface.usage import read_usage
 
     def record(node_id: str, consumer: str = "app") -> bytes:
         use = {
@@ -301,7 +301,12 @@ def test_a_usage_record_names_only_its_consumers_nodes(mesh: Mesh) -> None:
 
 
 def test_grants_refuse_a_protected_or_non_public_schema_relation(tmp_path: Path) -> None:
-    from mesh.snowflake import DEFAULT_LAYOUT, InterfaceGrantError, ProjectSpec, sync_grants
+    from mesh.warehouse.snowflake import (
+        DEFAULT_LAYOUT,
+        InterfaceGrantError,
+        ProjectSpec,
+        sync_grants,
+    )
 
     def interface(*nodes: dict[str, Any]) -> dict[str, Any]:
         return {"nodes": {n["unique_id"]: n for n in nodes}}
@@ -349,8 +354,8 @@ def test_publish_on_snowflake_refuses_a_relation_consumers_could_not_be_granted(
 
 
 def test_infra_lint_holds_public_nodes_to_the_public_schemas(tmp_path: Path) -> None:
-    from mesh.infra import HeldNode, SchemaContents, rule_public_nodes_in_public_schemas
-    from mesh.snowflake import DEFAULT_LAYOUT, MeshLayout, ProjectSpec
+    from mesh.infra.terraform import HeldNode, SchemaContents, rule_public_nodes_in_public_schemas
+    from mesh.warehouse.snowflake import DEFAULT_LAYOUT, MeshLayout, ProjectSpec
 
     contents = SchemaContents(
         held={

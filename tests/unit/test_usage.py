@@ -9,10 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from mesh.config import load_mesh
-from mesh.errors import ManifestError
-from mesh.manifest import dump_json
-from mesh.usage import (
+from mesh.core.errors import ManifestError
+from mesh.interface.usage import (
     ALL_COLUMNS,
     Feed,
     Use,
@@ -26,6 +24,8 @@ from mesh.usage import (
     read_usage,
     usage_document,
 )
+from mesh.project.config import load_mesh
+from mesh.registry.document import dump_json
 from tests import factories
 
 ORDERS = ("dbt_up", "marts", "public_orders")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from invoke import Program
 
-from mesh import taskrunner
+from mesh.ui import taskrunner
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from mesh import emulate, verify
-from mesh import snowflake as sf
+from mesh.infra import emulate, verify
+from mesh.warehouse import snowflake as sf
 from tests.servers import AWS_ENV_TO_CLEAR, TEST_KEYS, TEST_REGION, new_bucket, raw_client
 
 ROOT = Path(__file__).resolve().parents[2]

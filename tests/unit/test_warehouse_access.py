@@ -22,9 +22,9 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from mesh import infra
-from mesh import snowflake as sf
-from mesh.manifest import extract_interface
+from mesh.infra import terraform as infra
+from mesh.project.artifacts import extract_interface
+from mesh.warehouse import snowflake as sf
 from tests.parsed_template import load_manifest, parsed_template
 
 ROOT = Path(__file__).resolve().parents[2]
