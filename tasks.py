@@ -387,6 +387,18 @@ def registry_prune(
     registry_commands.registry_prune(_mesh(target), project, count, dry_run)
 
 
+@task
+def registry_keygen(c: Context) -> None:
+    """Print a new signing key pair: the private key for MESH_SIGNING_KEY, the public one for mesh.yml."""
+    from mesh.registry.signing import SIGNING_KEY_ENV, generate_key
+
+    private, public = generate_key()
+    print(f"{SIGNING_KEY_ENV}={private}")
+    print("# keep the line above secret (the producer's CI secret); give consumers the key below:")
+    print(f"#   projects: <producer>: signing: keys: [{public}]")
+    print(public)
+
+
 @task(help={"args": "extra pytest arguments, e.g. -k crash"})
 def reliability(c: Context, args: str = "") -> None:
     """Long races, crash injection, S3 faults and bad inputs; prints what was tried and lost."""
@@ -584,6 +596,7 @@ registry.add_task(registry_rollback, name="rollback")
 registry.add_task(registry_consumers, name="consumers")
 registry.add_task(registry_fsck, name="fsck")
 registry.add_task(registry_prune, name="prune")
+registry.add_task(registry_keygen, name="keygen")
 
 ns = Collection(
     mesh, up, down, build, publish, check, sync, validate, lineage, lint, test, bench,

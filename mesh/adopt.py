@@ -9,12 +9,14 @@ their own. The mesh adopts such a source table when
   identifier (or name) is the alias (or name) of one of that upstream's public nodes.
 
 Sync then keeps it in step with the interface **in place**, through a round-trip YAML edit that
-touches only what the mesh owns: the table's `identifier` and its source's literal `database` and
-`schema` when the producer moved the relation (values written with Jinja are the team's: the
-rendered relation is checked by `validate` after the build), each published column's `data_type`
+touches only what the mesh owns: the table's `identifier` when the producer renamed the relation,
+each published column's `data_type`
 (columns the interface has and the table does not list are added, with their type), and
 `meta.mesh` (the upstream node's unique_id, so usage, validation, data versions and the lineage page
-follow the edge). Tests, descriptions, comments, the source name and the team's own columns stay.
+follow the edge). Tests, descriptions, comments, the source name and the team's own columns stay,
+and so do the source's database and schema: they are often target-specific (a Snowflake database
+name in a committed file), so the mesh never rewrites them; `validate` checks, after each build,
+that the relation they render to is the one the upstream publishes, and says so when it is not.
 A table whose upstream node is no longer published is refused, like any vanished public node.
 
 Why in place and not a generated file beside it: dbt refuses two definitions of one source table,
@@ -166,10 +168,7 @@ def update_yaml(path: Path, adopted: Iterable[AdoptedTable], interfaces: dict[st
             database = _identifier(node.get("database"), f"database of {where}", adoption.upstream)
             schema = _identifier(node.get("schema"), f"schema of {where}", adoption.upstream)
             alias = _identifier(node.get("alias") or node.get("name"), f"alias of {where}", adoption.upstream)
-            for key, value in (("database", database), ("schema", schema)):
-                current = source.get(key)
-                if current is not None and _literal(current) is not None and _literal(current) != value.lower():
-                    source[key] = value
+            del database, schema  # the team's database and schema stay as written: see the module doc
             if (_literal(table.get("identifier")) or str(table["name"]).lower()) != alias.lower():
                 table["identifier"] = alias
             columns = table.get("columns")

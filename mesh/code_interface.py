@@ -147,10 +147,13 @@ def tree_interface(
                 nodes[uid]["columns"] = before  # compared as unchanged; the audit step judges it
             continue
         old_types = {str(n).lower(): (c or {}).get("data_type") for n, c in before.items()}
+        # Unquoted names are case-insensitive (DuckDB keeps the case a column was first written
+        # in, Snowflake upper-cases): a column the code spells `borough` is the published `Borough`.
+        spelled = {str(n).lower(): str(n) for n in before}
         table = {
             "columns": {
-                col.name: {
-                    "name": col.name,
+                spelled.get(col.name.lower(), col.name): {
+                    "name": spelled.get(col.name.lower(), col.name),
                     "type": published_spelling(col.data_type, old_types.get(col.name.lower()), dialect),
                     "index": index,
                 }

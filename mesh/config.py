@@ -24,10 +24,69 @@ from ruamel.yaml.error import YAMLError
 from mesh.errors import ConfigError, MeshError
 from mesh.names import check_name
 from mesh.registry import Registry, open_registry
+from mesh.registry.signing import ProjectTrust, PublicKey, Trust
 from mesh.suggest import closest, did_you_mean
 
 CONFIG_FILE = "mesh.yml"
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class SigningConfig(BaseModel):
+    """The keys trusted for one project's registry objects (mesh.yml `signing:`, or a trust file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[str] = Field(
+        description="Public keys (`ed25519:<base64>`, `invoke registry.keygen` prints them); "
+        "several while a key is rotated"
+    )
+    unsigned_until: str | None = Field(
+        None,
+        description="History published before the project signed, up to and including this "
+        "version, is accepted unsigned (a decision recorded here)",
+    )
+
+    @field_validator("keys")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        from mesh.registry.signing import PublicKey
+
+        if not value:
+            raise ValueError("list at least one key (`invoke registry.keygen` prints one)")
+        for key in value:
+            try:
+                PublicKey.parse(key)
+            except MeshError as exc:
+                raise ValueError(str(exc).removeprefix("mesh.yml: ")) from None
+        return value
+
+    @field_validator("unsigned_until")
+    @classmethod
+    def _unsigned_until(cls, value: str | None) -> str | None:
+        from mesh.names import check_version
+
+        if value is not None:
+            try:
+                check_version(value)
+            except MeshError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+class TrustFile(BaseModel):
+    """A trust file (mesh.yml `trust_file:`): signing keys by project, kept apart from mesh.yml,
+    e.g. one file a platform team distributes to every repository."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    projects: dict[str, SigningConfig]
+
+    @field_validator("projects")
+    @classmethod
+    def _project_names(cls, value: dict[str, SigningConfig]) -> dict[str, SigningConfig]:
+        for name in value:
+            check_name("project", name)
+        return value
 
 
 class ProjectConfig(BaseModel):
@@ -48,9 +107,10 @@ class ProjectConfig(BaseModel):
         "referenced",
         description="Sync only the upstream models this project references (fast) or all of them",
     )
-    loom_reads: Literal["synced", "registry"] = Field(
+    loom_reads: Literal["synced"] = Field(
         "synced",
-        description="dbt-loom reads the verified copy sync fetched, or the registry object itself",
+        description="dbt-loom reads the copy sync fetched and checked (the only choice: dbt-loom "
+        "never reads the registry itself)",
     )
     profiles_dir: str | None = Field(
         None,
@@ -82,6 +142,21 @@ class ProjectConfig(BaseModel):
         description="An upstream dependencies.yml declares but no node reads: a warning, or an "
         "error (default: the mesh-wide setting)",
     )
+    signing: SigningConfig | None = Field(
+        None,
+        description="The public keys this mesh trusts for the project's registry objects: with "
+        "keys, an unsigned or wrongly signed interface, state or record of it is refused",
+    )
+
+    @field_validator("loom_reads", mode="before")
+    @classmethod
+    def _loom_reads(cls, value: Any) -> Any:
+        if value == "registry":
+            raise ValueError(
+                "`loom_reads: registry` was removed: dbt-loom would read, at run time, an object "
+                "the mesh never checked; dbt-loom reads the copy sync checked (delete the key)"
+            )
+        return value
 
 
 class TargetConfig(BaseModel):
@@ -134,6 +209,11 @@ class MeshConfig(BaseModel):
         "warn", description="An upstream declared in dependencies.yml that no node reads"
     )
     snowflake: dict[str, Any] | None = None
+    trust_file: str | None = Field(
+        None,
+        description="A YAML file, relative to mesh.yml, of signing keys by project (`projects: "
+        "{name: {keys: [...], unsigned_until: ...}}`), beside or instead of `signing:` entries",
+    )
 
     @field_validator("projects")
     @classmethod
@@ -437,8 +517,35 @@ class Mesh:
         return self.target.dbt_target or self.target_name
 
     @cached_property
+    def trust(self) -> Trust:
+        """The signing keys this mesh trusts, by project (mesh.yml `signing:` and `trust_file:`)."""
+        declared: dict[str, SigningConfig] = {
+            name: cfg.signing for name, cfg in self.config.projects.items() if cfg.signing
+        }
+        if self.config.trust_file:
+            path = self.root / self.config.trust_file
+            raw = read_yaml(path, "trust file")
+            try:
+                extra = TrustFile.model_validate(_expand(raw, path.name) if raw else {"projects": {}})
+            except ValidationError as exc:
+                raise ConfigError(validation_message(path, exc, TrustFile)) from exc
+            both = sorted(set(declared) & set(extra.projects))
+            if both:
+                raise ConfigError(
+                    f"{path}: project {both[0]} has signing keys in mesh.yml as well: keep them in "
+                    "one place"
+                )
+            declared.update(extra.projects)
+        return Trust(
+            {
+                name: ProjectTrust(tuple(PublicKey.parse(k) for k in cfg.keys), cfg.unsigned_until)
+                for name, cfg in declared.items()
+            }
+        )
+
+    @cached_property
     def registry(self) -> Registry:
-        return open_registry(self.target.registry, self.root)
+        return open_registry(self.target.registry, self.root, trust=self.trust)
 
     @property
     def warehouse_dir(self) -> Path:

@@ -1231,6 +1231,36 @@ def check_project(
     return result
 
 
+ALLOWED_FILE = "mesh_allowed.json"
+
+
+def remember_allowed_build(mesh: Mesh, name: str, reason: str) -> None:
+    """A build allowed to break (`--allow-breaking --reason`) swapped its data in: its publish must
+    carry the same decision, or the live relations would differ from the published interface."""
+    target = mesh.project(name).target_dir
+    manifest = load_manifest(target / "manifest.json", project=name)
+    doc = {"invocation_id": manifest["metadata"].get("invocation_id"), "reason": reason}
+    import orjson
+
+    (target / ALLOWED_FILE).write_bytes(orjson.dumps(doc))
+
+
+def allowed_build_reason(mesh: Mesh, name: str) -> str | None:
+    """The reason a build of the current artifacts was allowed to break, if it was."""
+    import orjson
+
+    target = mesh.project(name).target_dir
+    try:
+        doc = orjson.loads((target / ALLOWED_FILE).read_bytes())
+        manifest = load_manifest(target / "manifest.json", project=name)
+    except (OSError, orjson.JSONDecodeError, ManifestError):
+        return None
+    if not isinstance(doc, dict) or doc.get("invocation_id") != manifest["metadata"].get("invocation_id"):
+        return None
+    reason = doc.get("reason")
+    return str(reason) if isinstance(reason, str) and reason.strip() else None
+
+
 def publish_gate(
     mesh: Mesh,
     name: str,
@@ -1248,6 +1278,10 @@ def publish_gate(
     if allow_breaking and not (reason or "").strip():
         raise ConfigError('--allow-breaking needs --reason "why this break is acceptable" (it is recorded)')
     manifest_path = mesh.project(name).target_dir / "manifest.json"
+    if not allow_breaking:
+        carried = allowed_build_reason(mesh, name)
+        if carried is not None:  # the build of these very artifacts was allowed to break: so is its publish
+            allow_breaking, reason = True, f"{carried} (allowed when it was built)"
 
     def check(latest: Json | None, nodes: Json) -> None:
         if latest is None:

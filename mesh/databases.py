@@ -127,6 +127,12 @@ def with_attachments(mesh: Mesh, name: str, output: dict[str, Any]) -> dict[str,
         if main is not None and main.stem.lower() not in have:
             added.append({"path": _portable(mesh, main), "alias": main.stem, "read_only": True})
             have.add(main.stem.lower())
+    for upstream in project.upstreams:
+        # What an upstream's views read must resolve here too: its own attachments, read-only.
+        for item in _local_attachments(mesh, upstream):
+            if _alias(item).lower() not in have:
+                added.append({**item, "read_only": True})
+                have.add(_alias(item).lower())
     for upstream, databases in recorded.items():
         for database in databases:
             if database.lower() in have:
@@ -150,6 +156,29 @@ def _upstream_main(mesh: Mesh, upstream: str) -> Path | None:
         return duckdb_file(mesh, upstream)
     except MeshError:
         return None
+
+
+def _local_attachments(mesh: Mesh, upstream: str) -> list[dict[str, Any]]:
+    """The attachments of an upstream built here (its effective profile's), with paths that resolve
+    from anywhere: relative ones made absolute against its folder."""
+    from mesh.wap import profile_output
+
+    if upstream not in mesh.config.projects or not mesh.is_local(upstream):
+        return []
+    try:
+        output = profile_output(mesh, upstream).output
+    except MeshError:
+        return []
+    found = []
+    for item in output.get("attach") or []:
+        if not isinstance(item, dict) or not item.get("path"):
+            continue
+        # A database the upstream writes is its live file here, never this build's audit folder.
+        path = str(item["path"]).replace(OWN_FILE.split("}}")[0] + "}}", UPSTREAM_FILE.split("}}")[0] + "}}")
+        if "{{" not in path and not Path(path).is_absolute():
+            path = str((mesh.project(upstream).dir / path).resolve())
+        found.append({"path": path, "alias": _alias(item)})
+    return found
 
 
 def _upstream_file(mesh: Mesh, upstream: str, database: str) -> str:

@@ -122,9 +122,30 @@ class DbtRun:
         return BuildFailedError(f"dbt {self.command} failed for {self.project}: {self.cause()}{where}")
 
 
+def _contract_rows(lines: list[str]) -> str | None:
+    """dbt's contract-mismatch table as one sentence: `order_total: DOUBLE in the model,
+    DECIMAL(10,2) in the contract (data type mismatch)`; None when there is no such table."""
+    rows = []
+    for line in lines:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.strip().startswith("|") else []
+        if len(cells) < 4 or set(cells[0]) <= {"-", " "} or cells[0] == "column_name":
+            continue
+        name, model_type, contract_type, why = cells[:4]
+        rows.append(
+            f"{name}: {model_type or 'missing'} in the model, {contract_type or 'missing'} in the contract ({why})"
+        )
+    return "; ".join(rows) or None
+
+
 def clean_message(text: str, limit: int = 400) -> str:
-    """dbt's message as one plain line: no ANSI codes, generic header lines dropped, joined."""
+    """dbt's message as one plain line: no ANSI codes, generic header lines dropped, joined. A
+    contract mismatch keeps its rows, not dbt's boilerplate: the cause comes before the cut."""
     lines = [ANSI_RE.sub("", line).strip() for line in str(text).splitlines()]
+    if any("enforced contract that failed" in line for line in lines):
+        rows = _contract_rows(lines)
+        if rows is not None:
+            message = f"the model's columns do not match its enforced contract: {rows}"
+            return message if len(message) <= limit else message[: limit - 1] + "…"
     lines = [line for line in lines if line and not _GENERIC_LINES.match(line)]
     message = " ".join(" ".join(lines).split())
     return message if len(message) <= limit else message[: limit - 1] + "…"

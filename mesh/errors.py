@@ -33,6 +33,11 @@ class ManifestError(MeshError):
     """A dbt artifact is missing, unreadable, of an unsupported schema version or inconsistent."""
 
 
+class SchemaError(ManifestError):
+    """A registry object (or what a publish is about to write) does not fit the registry's schema
+    (mesh.registry.schema): one line naming the object, the node and the field."""
+
+
 class RegistryError(MeshError):
     """The registry cannot be reached or answered with something unexpected."""
 
@@ -48,6 +53,11 @@ class ChecksumError(RegistryError):
 class CannotJudgeError(MeshError):
     """The gate could not judge a change (the working tree does not compile, its packages cannot be
     installed): exit 2, never the exit 1 of a breaking change."""
+
+
+class SignatureError(ChecksumError):
+    """An object of a project whose signing keys the mesh trusts is unsigned, signed by another
+    key, or its signature does not verify (mesh.registry.signing)."""
 
 
 class CredentialsError(MeshError):

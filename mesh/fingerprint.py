@@ -176,9 +176,11 @@ def record(
     fingerprint: Fingerprint,
     relations: list[str],
     upstream_data: dict[str, str | None] | None = None,
+    source_data: dict[str, str | None] | None = None,
 ) -> None:
     """Store the fingerprint of a passing build, with the relations it wrote, the upstreams it
-    read and the data versions of the upstream nodes its stored data was built from."""
+    read, the data versions of the upstream nodes its stored data was built from, and the version
+    of each of its own sources' data (loaded outside dbt) when it built."""
     project = mesh.project(name)
     doc = {
         "format": FORMAT,
@@ -192,6 +194,7 @@ def record(
         "relations": sorted(relations),
         "upstreams": sorted(project.upstreams),
         "upstream_data": dict(sorted((upstream_data or {}).items())),
+        "source_data": dict(sorted((source_data or {}).items())),
     }
     mesh.registry.write_private(name, mesh.env, "fingerprint", dump_json(doc))
 
@@ -203,13 +206,14 @@ def recorded(mesh: Mesh, name: str) -> Json | None:
         doc = parse_json(body, f"{name}/{mesh.env} fingerprint") if body else None
     except (RegistryError, ManifestError):
         return None  # a damaged record only costs a rebuild
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("project") != name:
-        return None
-    if not isinstance(doc.get("components"), dict) or not isinstance(doc.get("upstream_data"), dict):
-        return None
-    relations = doc.get("relations")
-    if not isinstance(relations, list) or not all(isinstance(r, str) for r in relations):
-        return None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        return None  # an older record only costs a rebuild
+    from mesh.registry.schema import FingerprintRecord, check_record
+
+    try:
+        check_record(FingerprintRecord, doc, name, mesh.env, f"{name}/{mesh.env} fingerprint")
+    except MeshError:
+        return None  # a record the schema refuses decides nothing: the project builds
     return doc
 
 
@@ -341,9 +345,97 @@ def decide(
         shown = ", ".join(_node_label(uid) for uid in moved[:3]) + (f" (and {len(moved) - 3} more)" if len(moved) > 3 else "")
         return Decision(True, f"upstream data changed: {shown}")
     relations = [str(r) for r in doc.get("relations") or []]
-    if not relations or not relations_exist(mesh, name, relations):
+    if not relations or not _names_what_it_builds(mesh, name, relations):
         return Decision(True, "relations missing from the warehouse")
+    sources = {str(k): v for k, v in (doc.get("source_data") or {}).items()}
+    checked = _check_warehouse(mesh, name, relations, list(sources))
+    if checked is None or not checked[0]:
+        return Decision(True, "relations missing from the warehouse")
+    now = checked[1]
+    moved = sorted(k for k, v in sources.items() if v is None or now.get(k) != v)
+    if moved:
+        shown = ", ".join(".".join(k.split(".")[1:]) for k in moved[:3]) + (f" (and {len(moved) - 3} more)" if len(moved) > 3 else "")
+        return Decision(True, f"source data changed: {shown}")
     return Decision(False, since=str(doc.get("recorded_at") or ""))
+
+
+def _names_what_it_builds(mesh: Mesh, name: str, relations: list[str]) -> bool:
+    """Whether the record names every relation the project's last build materializes: a record
+    that names fewer (forged, or from another build) would let a dropped table go unnoticed."""
+    from mesh.manifest import load_manifest
+
+    path = mesh.project(name).target_dir / "manifest.json"
+    if not path.is_file():
+        return True  # nothing to hold it to here (a fresh CI runner): the relations check decides
+    try:
+        built = built_relations(load_manifest(path, project=name), name)
+    except MeshError:
+        return False
+    recorded = {r.lower() for r in relations}
+    return all(r.lower() in recorded for r in built)
+
+
+def source_relations(manifest: Json, project: str) -> list[tuple[str, str, str]]:
+    """The relations of the project's own sources whose data dbt does not write: not its seeds
+    (their files are fingerprinted), not the sources sync generates or adopts for upstreams (their
+    data versions are)."""
+    from mesh.usage import source_mesh_meta
+
+    seeds = {
+        tuple(str(n.get(k) or "").lower() for k in ("database", "schema", "alias"))
+        for n in (manifest.get("nodes") or {}).values()
+        if n.get("resource_type") == "seed" and n.get("package_name") == project
+    }
+    found = []
+    for source in (manifest.get("sources") or {}).values():
+        if source.get("package_name") != project or source_mesh_meta(source):
+            continue
+        parts = (source.get("database"), source.get("schema"), source.get("identifier") or source.get("name"))
+        if not all(isinstance(p, str) and p for p in parts):
+            continue
+        relation = (str(parts[0]), str(parts[1]), str(parts[2]))
+        if tuple(p.lower() for p in relation) not in seeds:
+            found.append(relation)
+    return sorted(set(found))
+
+
+def source_versions(mesh: Mesh, name: str, relations: list[tuple[str, str, str]]) -> dict[str, str | None]:
+    """The current version of each source relation's data (mesh/warehouse.py)."""
+    from mesh.warehouse import key, open_reader
+
+    if not relations:
+        return {}
+    try:
+        with open_reader(mesh, name) as reader:
+            if reader is None:
+                return {key(r): None for r in relations}
+            return reader.source_versions(relations)
+    except MeshError:
+        return {key(r): None for r in relations}
+
+
+def _check_warehouse(
+    mesh: Mesh, name: str, relations: list[str], sources: list[str]
+) -> tuple[bool, dict[str, str | None]] | None:
+    """(whether every relation exists, the current versions of these sources) on one connection;
+    None when the warehouse cannot be read (the project builds)."""
+    from mesh.wap import profile_output
+    from mesh.warehouse import open_reader
+
+    if profile_output(mesh, name).type not in ("duckdb", "snowflake"):
+        return True, {}
+    databases = {relation.split(".", 1)[0] for relation in relations}
+    try:
+        with open_reader(mesh, name) as reader:
+            if reader is None:
+                return None
+            present = reader.relations(databases)
+            exist = all(relation.lower() in present for relation in relations)
+            parts = [tuple(k.split(".")) for k in sources if len(k.split(".")) == 3]
+            versions = reader.source_versions(parts) if exist and parts else {}  # type: ignore[arg-type]
+    except MeshError:
+        return None
+    return exist, versions
 
 
 def _node_label(uid: str) -> str:

@@ -266,6 +266,9 @@ def read_freshness(mesh: Mesh, upstream: str, env: str | None = None) -> Json | 
             f"({hint('build', '--project', 'P', '--save-state')} or {hint('mesh')})"
         ) from exc
     doc = check_document(doc, what)
+    from mesh.registry.schema import FreshnessRecord, check_record
+
+    check_record(FreshnessRecord, doc, upstream, env, what)
     if doc["project"] != upstream or doc["env"] != env:
         raise ManifestError(
             f"{what} is malformed (it describes {doc['project']}/{doc['env']}): its producer must "

@@ -676,6 +676,7 @@ def check_hcl(
         findings.extend(rule(tree))
     contents = contents if contents is not None else schema_contents(layout)
     findings.extend(rule_snowflake_schema_wide(tree, layout, contents))
+    findings.extend(rule_public_nodes_in_public_schemas(layout, contents))
     return findings
 
 
@@ -765,6 +766,33 @@ def schema_contents(layout: MeshLayout, project_root: Path = REPO_ROOT) -> Schem
                 HeldNode(name, unique_id, str(node.get("name")), node_access(node))
             )
     return contents
+
+
+def rule_public_nodes_in_public_schemas(layout: MeshLayout, contents: SchemaContents) -> list[Finding]:
+    """Every public node of a producer that names public schemas in mesh.yml is built in one of
+    them: grants (`invoke snowflake.grants`, a publish) refuse any other relation, so a public
+    model elsewhere could never be read by its consumers. A producer that names none keeps
+    per-relation grants in any schema of its database."""
+    findings = []
+    for name, project in sorted(layout.projects.items()):
+        schemas = project.grant_schemas
+        if not schemas or project.database in contents.missing:
+            continue
+        for (database, schema), nodes in sorted(contents.held.items()):
+            if database != project.database or schema in schemas:
+                continue
+            for node in nodes:
+                if node.project == name and node.access == "public":
+                    findings.append(
+                        Finding(
+                            "snowflake-public-schema",
+                            f"mesh.yml snowflake.projects.{name}",
+                            f"public {node.unique_id} is built in {schema}, outside {name}'s public "
+                            f"schema(s) {', '.join(schemas)}: its consumers could never be granted "
+                            f"it; add {schema} to public_schema or build it in a public schema",
+                        )
+                    )
+    return findings
 
 
 def _schema_wide_message(

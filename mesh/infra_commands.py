@@ -188,13 +188,16 @@ def _read_json_file(root: Path, value: str, what: str) -> dict[str, Any]:
 
 
 def _registry(root: Path, layout: Any, target: str) -> tuple[Any, str]:
+    from mesh.config import load_mesh
     from mesh.infra import expand_env
     from mesh.registry import open_registry
 
     settings = layout.targets.get(target)
     if settings is None:
         raise ConfigError(f"target {target!r} is not in mesh.yml")
-    registry = open_registry(expand_env(settings.get("registry", "")), base_dir=root)
+    # The signing keys mesh.yml trusts: a forged interface grants nothing.
+    trust = load_mesh(root, target).trust
+    registry = open_registry(expand_env(settings.get("registry", "")), base_dir=root, trust=trust)
     return registry, settings.get("env", target)
 
 
@@ -227,7 +230,7 @@ def _interfaces(
                 f"{hint('publish', '--project', project, '--target', target)} first"
             )
         latest_version = entry.version
-        new = load_interface(entry.body, f"{project} latest", project)
+        new = load_interface(entry.body, f"{project}/{env} latest", project, env, entry.version)
     if previous == "none":
         return new, [], "nothing revoked (--previous none)"
     if previous.endswith(".json"):
@@ -240,10 +243,19 @@ def _interfaces(
         versions = [check_version(previous)]
         described = f"against version {previous}"
     olds = [
-        load_interface(registry.read_version(project, env, v).body, f"{project} {v}", project)
+        load_interface(registry.read_version(project, env, v).body, f"{project}/{env}", project, env, v)
         for v in versions
     ]
     return new, olds, described
+
+
+def _own_manifest(root: Path, layout: Any, project: str) -> dict[str, Any] | None:
+    """The producer's own last build (target/manifest.json), when this checkout has one: a relation
+    is granted only when that build has it public too."""
+    from mesh.manifest import load_manifest
+
+    path = root / layout.projects[project].project_dir / "target" / "manifest.json"
+    return load_manifest(path, project=project) if path.is_file() else None
 
 
 def snowflake_grants(
@@ -265,7 +277,10 @@ def snowflake_grants(
     if not roles:
         raise ConfigError(f"no project lists {project} in its dependencies.yml: nothing to grant")
     new, olds, described = _interfaces(root, layout, project, target, interface, previous)
-    statements = snowflake.sync_grants(layout, project, olds, new, dry_run=True)
+    own = _own_manifest(root, layout, project)
+    if own is None:
+        described += "; no local build of the producer to hold the interface to"
+    statements = snowflake.sync_grants(layout, project, olds, new, dry_run=True, producer_manifest=own)
     revokes = sum(1 for s in statements if s.startswith("REVOKE "))
     counts = f"{revokes} revoke(s), {len(statements) - revokes} grant(s)"
     if dry_run:
@@ -334,7 +349,7 @@ def snowflake_wap(
         registry, env = _registry(root, layout, target)
         entry = registry.read_latest(project, env)
         if entry is not None:
-            olds = [load_interface(entry.body, f"{project} latest", project)]
+            olds = [load_interface(entry.body, f"{project}/{env} latest", project, env, entry.version)]
     if dry_run:
         snowflake_wap.check_audit_manifest(plan, manifest)
         rewritten = snowflake_wap.rewrite_manifest(manifest, plan)

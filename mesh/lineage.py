@@ -380,7 +380,7 @@ def load_graph(mesh: Mesh) -> Graph:
         env = mesh.upstream_env(name)
         entry = mesh.registry.read_latest(name, env)
         interface = (
-            None if entry is None else load_interface(entry.body, f"{name}/{env} latest", name)
+            None if entry is None else load_interface(entry.body, f"{name}/{env} latest", name, env, entry.version)
         )
         inputs.append(
             ProjectInput(
@@ -601,6 +601,19 @@ def _inline_script(code: str) -> str:
     return _SCRIPT_END_RE.sub(r"<\\/\1", code)
 
 
+_SCRIPT_JSON_ESCAPES = {
+    ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
+    0x2028: "\\u2028", 0x2029: "\\u2029",
+}
+
+
+def script_json(value: object) -> str:
+    """JSON for the text of a `<script type="application/json">`: `<`, `>`, `&` and the line
+    separators escaped, so nothing in the data can end the element or start markup (the page
+    script publishes its geometry the same way)."""
+    return orjson.dumps(value).decode().translate(_SCRIPT_JSON_ESCAPES)
+
+
 def _attr(value: object) -> str:
     return html.escape(str(value), quote=True)
 
@@ -720,7 +733,7 @@ def _svg(graph: Graph) -> str:
 def to_html(graph: Graph) -> str:
     """A self-contained page: inline CSS, the SVG elements, the graph as JSON, ELK and the page
     script, which lays the picture out in the browser (nothing is fetched; works offline)."""
-    data = orjson.dumps(graph.to_json()).replace(b"<", b"\\u003c").decode()
+    data = script_json(graph.to_json())
     meta = graph.meta
     facts = [f"{k} {meta[k]}" for k in ("target", "env", "registry", "generated_at") if meta.get(k)]
     return (

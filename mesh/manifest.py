@@ -31,13 +31,16 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from mesh.errors import ChecksumError, ManifestError, PublishRefusedError
 from mesh.names import sha256_hex
 from mesh.surface import hint
+
+if TYPE_CHECKING:
+    from mesh.registry.schema import InterfaceCheck
 
 MANIFEST_SCHEMAS = {
     f"https://schemas.getdbt.com/dbt/manifest/v{n}.json": n for n in (10, 11, 12)
@@ -47,7 +50,8 @@ RUN_RESULTS_SCHEMAS = {
 }
 INTERFACE_FORMAT = 1
 # Statuses of a node in run_results.json that mean it built or passed.
-PASSING_STATUSES = frozenset({"success", "pass", "warn"})
+# "no-op": an exposure or saved query, which dbt build lists without running anything.
+PASSING_STATUSES = frozenset({"success", "pass", "warn", "no-op"})
 # The resource types a consumer can ref across projects (dbt's refable nodes).
 PUBLIC_RESOURCE_TYPES = ("model", "seed", "snapshot")
 _UNIQUE_ID_RE = re.compile(
@@ -406,19 +410,61 @@ def dump_json(doc: Json) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
 
 
+def _interface_check(
+    doc: Json, what: str, project: str | None, env: str | None, version: str | None
+) -> InterfaceCheck:
+    """The schema check of an interface read from the registry (mesh.registry.schema), once the
+    parse and the dbt schema check passed: its project is the caller's, else the one it names."""
+    # Imported here: pydantic and the schema cost a reader nothing until it reads an interface.
+    from mesh.registry.schema import InterfaceCheck
+
+    metadata = doc.get("metadata")
+    named = metadata.get("project_name") if isinstance(metadata, dict) else None
+    return InterfaceCheck(project or str(named), env, version, what)
+
+
+def _refuse_oversized(body: bytes, what: str) -> None:
+    from mesh.registry.schema import MAX_INTERFACE_BYTES, SchemaError
+
+    if len(body) > MAX_INTERFACE_BYTES:
+        raise SchemaError(
+            f"{what} is {len(body) >> 20} MiB, more than the {MAX_INTERFACE_BYTES >> 20} MiB an "
+            "interface may be: refusing it"
+        )
+
+
 @paused_gc()
-def load_interface(body: bytes, what: str, project: str | None = None) -> Json:
-    """Parse and check an interface read from the registry."""
+def load_interface(
+    body: bytes, what: str, project: str | None = None, env: str | None = None, version: str | None = None
+) -> Json:
+    """Parse and check an interface read from the registry: dbt's manifest schema, the mesh's
+    interface schema (mesh.registry.schema: every field that can reach generated code is typed,
+    every relation name rebuilt from its identifiers), then the content hash. `env` and `version`,
+    when given, must be what it says of itself."""
+    _refuse_oversized(body, what)
+    streamed = _stream_nodes(body, what, project, env, version, keep=True)
+    if streamed is not None:
+        return streamed[0]
     doc = parse_json(body, what)
+    check = _checked_head(doc, what, project, env, version)
+    doc["nodes"] = {uid: check.node(uid, node) for uid, node in doc["nodes"].items()}
+    check.finish()
+    expected = doc["metadata"]["mesh"].get("content_sha256")
+    if expected != content_sha256(doc["nodes"], doc.get("groups") or {}):
+        raise ChecksumError(f"{what}: its nodes do not match metadata.mesh.content_sha256")
+    return doc
+
+
+def _checked_head(doc: Json, what: str, project: str | None, env: str | None, version: str | None) -> InterfaceCheck:
+    """Check all of an interface but its nodes; return the check that goes on with them."""
     check_schema(doc, MANIFEST_SCHEMAS, what)
     check_manifest(doc, what, project)
     mesh_meta = doc["metadata"].get("mesh")
     if not isinstance(mesh_meta, dict) or "version" not in mesh_meta:
         raise ManifestError(f"{what} has no metadata.mesh block: it was not published by the mesh")
-    expected = mesh_meta.get("content_sha256")
-    if expected != content_sha256(doc["nodes"], doc.get("groups") or {}):
-        raise ChecksumError(f"{what}: its nodes do not match metadata.mesh.content_sha256")
-    return doc
+    check = _interface_check(doc, what, project, env, version)
+    check.head(doc)
+    return check
 
 
 # --- the registry form of an interface, and reading it a node at a time ---------------------------
@@ -459,6 +505,13 @@ class Interface:
             return dict(self.doc["nodes"][uid])
         start, end = self.spans[uid]
         node: Json = orjson.loads(b"{" + self.body[start:end] + b"}")[uid]
+        # The bytes were checked when read; the relation name is rebuilt from its parts all the same.
+        if isinstance(node.get("relation_name"), str):
+            from mesh.registry.schema import relation_name
+
+            node["relation_name"] = relation_name(
+                node["relation_name"], node.get("database"), node.get("schema"), node.get("alias")
+            )
         return node
 
 
@@ -484,47 +537,58 @@ def _node_lines(body: bytes) -> tuple[bytes, list[tuple[int, int]]] | None:
     return body[:start] + b'"nodes":{}}', spans
 
 
-@paused_gc()
-def read_interface(
-    body: bytes, what: str, project: str | None = None, lazy: bool = False
-) -> Interface:
-    """Parse and check an interface as `load_interface` does. With `lazy`, memory stays that of the
-    body, not of its parsed nodes: each node is parsed, hashed and dropped in turn (the content hash
-    is checked all the same), and `Interface.node` parses a node again when asked for it."""
-    split = _node_lines(body) if lazy else None
+def _stream_nodes(
+    body: bytes, what: str, project: str | None, env: str | None, version: str | None, keep: bool
+) -> tuple[Json, dict[str, tuple[int, int]]] | None:
+    """Read an interface in `dump_interface`'s layout a node at a time: each node is parsed by the
+    schema's validator (one parse), checked, hashed into the content hash and kept whole (`keep`)
+    or as its summary. None when the body is not in that layout or its nodes are not sorted."""
+    split = _node_lines(body)
     if split is None:
-        return Interface(load_interface(body, what, project))
+        return None
     head, spans = split
     doc = parse_json(head, what)
-    check_schema(doc, MANIFEST_SCHEMAS, what)
-    check_manifest(doc, what, project)
-    mesh_meta = doc["metadata"].get("mesh")
-    if not isinstance(mesh_meta, dict) or "version" not in mesh_meta:
-        raise ManifestError(f"{what} has no metadata.mesh block: it was not published by the mesh")
+    check = _checked_head(doc, what, project, env, version)
     # content_sha256, streamed: {"groups":…,"nodes":{…}} with sorted keys, one node at a time.
     digest = hashlib.sha256(b'{"groups":')
     digest.update(orjson.dumps(doc.get("groups") or {}, option=orjson.OPT_SORT_KEYS))
     digest.update(b',"nodes":{')
-    summaries: Json = {}
+    nodes: Json = {}
     node_spans: dict[str, tuple[int, int]] = {}
     previous = ""
     for start, end in spans:
-        try:
-            item = orjson.loads(b"{" + body[start:end] + b"}")
-        except orjson.JSONDecodeError as exc:
-            raise ManifestError(f"{what} is not valid JSON ({exc.msg} in its nodes)") from exc
-        if len(item) != 1 or next(iter(item)) <= previous:
-            return Interface(load_interface(body, what, project))  # not sorted: the usual way
-        ((uid, node),) = item.items()
-        if not isinstance(node, dict) or node.get("unique_id") != uid:
-            raise ManifestError(f"{what}: node {uid!r} is malformed or its unique_id differs")
+        uid, node = check.node_json(b"{" + body[start:end] + b"}")
+        if uid <= previous:
+            return None  # not sorted: read the usual way
         digest.update((b"," if previous else b"") + orjson.dumps(uid) + b":")
         digest.update(orjson.dumps(node, option=orjson.OPT_SORT_KEYS))
-        summaries[uid] = {key: node.get(key) for key in NODE_SUMMARY_KEYS}
+        nodes[uid] = node if keep else {key: node.get(key) for key in NODE_SUMMARY_KEYS}
         node_spans[uid] = (start, end)
         previous = uid
     digest.update(b"}}")
-    if mesh_meta.get("content_sha256") != digest.hexdigest():
+    check.finish()
+    if doc["metadata"]["mesh"].get("content_sha256") != digest.hexdigest():
         raise ChecksumError(f"{what}: its nodes do not match metadata.mesh.content_sha256")
-    doc["nodes"] = summaries
-    return Interface(doc, body, node_spans)
+    doc["nodes"] = nodes
+    return doc, node_spans
+
+
+@paused_gc()
+def read_interface(
+    body: bytes,
+    what: str,
+    project: str | None = None,
+    lazy: bool = False,
+    env: str | None = None,
+    version: str | None = None,
+) -> Interface:
+    """Parse and check an interface as `load_interface` does. With `lazy`, memory stays that of the
+    body, not of its parsed nodes: each node is parsed, checked, hashed and dropped in turn (the
+    schema and the content hash are checked all the same), and `Interface.node` parses a node
+    again when asked for it (its relation name rebuilt from its parts)."""
+    _refuse_oversized(body, what)
+    streamed = _stream_nodes(body, what, project, env, version, keep=False) if lazy else None
+    if streamed is None:
+        return Interface(load_interface(body, what, project, env, version))
+    doc, spans = streamed
+    return Interface(doc, body, spans)

@@ -835,6 +835,23 @@ def _contracts_up_front(ctx: _Add, allow_uncontracted: bool) -> list[str]:
     return []
 
 
+def _public_schemas(directory: Path) -> list[str]:
+    """Where the project's public nodes are built on Snowflake, from a manifest of a Snowflake
+    build in its target/ (upper-cased); empty when there is none to read."""
+    from mesh.manifest import ManifestError, load_manifest, public_node_ids
+
+    path = directory / "target" / "manifest.json"
+    if not path.is_file():
+        return []
+    try:
+        manifest = load_manifest(path)
+        if (manifest.get("metadata") or {}).get("adapter_type") != "snowflake":
+            return []
+        return sorted({str(manifest["nodes"][uid].get("schema") or "").upper() for uid in public_node_ids(manifest)} - {""})
+    except (ManifestError, KeyError):
+        return []
+
+
 def _mesh_snowflake(ctx: _Add) -> list[str]:
     """mesh.yml `snowflake.projects.<name>`, when the mesh builds on Snowflake and lacks it."""
     outputs = [out for out, kind in ctx.kinds.items() if kind == "snowflake"]
@@ -844,9 +861,17 @@ def _mesh_snowflake(ctx: _Add) -> list[str]:
         return []
     if isinstance(projects, dict) and ctx.name in projects:
         return []
-    ids = snowflake_names(ctx.name, "prod" if "prod" in outputs or not outputs else outputs[0])
+    ids: dict[str, Any] = dict(snowflake_names(ctx.name, "prod" if "prod" in outputs or not outputs else outputs[0]))
     if ctx.info.public:
-        ids["public_schema"] = "MARTS"
+        schemas = _public_schemas(ctx.info.dir)
+        if schemas:
+            ids["public_schema"] = schemas[0] if len(schemas) == 1 else schemas
+        else:
+            ctx.notes.append(
+                f"public_schema of {ctx.name} left unset: no Snowflake build of it to read where its "
+                "public nodes live; consumers' grants follow each published relation (set "
+                f"snowflake.projects.{ctx.name}.public_schema in {CONFIG_FILE} to keep them to one schema)"
+            )
     if isinstance(projects, CommentedMap) and len(projects):
         yaml_add(projects, ctx.name, _flow(**ids))
     else:

@@ -1,5 +1,9 @@
 """dbt packages: run `dbt deps` before a project's first build and whenever its package spec changes.
 
+`dbt_packages/` is generated: before `dbt deps` runs again it is emptied, so a package the spec no
+longer lists leaves with it. A team that commits its `dbt_packages/` (vendoring, offline builds)
+keeps it as committed: the mesh never runs `dbt deps` over a folder git tracks.
+
 The spec is `packages.yml`, the `packages:` of `dependencies.yml` and `package-lock.yml`; their hash
 after the last successful `dbt deps` is kept in the project's `.mesh/packages.sha256`. A project
 without package dependencies never runs `dbt deps`.
@@ -8,6 +12,7 @@ without package dependencies never runs `dbt deps`.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 from mesh.config import Mesh, Project, read_yaml
@@ -68,6 +73,21 @@ def _package_names(project: Project) -> list[str]:
     return names
 
 
+def _committed(folder: Path) -> bool:
+    """Whether git tracks files in `folder` (a vendored dbt_packages/)."""
+    import subprocess
+
+    if not folder.is_dir():
+        return False
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(folder), "ls-files", "--", "."], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and bool(out.stdout.strip())
+
+
 def ensure_packages(mesh: Mesh, name: str) -> bool:
     """Run `dbt deps` for `name` when needed; True when it ran. Fails with one line naming the
     packages and how to vendor one that cannot be fetched."""
@@ -76,6 +96,11 @@ def ensure_packages(mesh: Mesh, name: str) -> bool:
     project = mesh.project(name)
     if not needs_deps(project):
         return False
+    install = _install_dir(project)
+    if _committed(install):
+        return False  # the team vendors its packages in git: `dbt deps` would replace them
+    if install.is_dir():
+        shutil.rmtree(install)  # generated: a package the spec no longer lists leaves with it
     run = run_dbt(mesh, name, ["deps"], raise_on_failure=False)
     if not run.success:
         packages = ", ".join(_package_names(project)) or "its packages"

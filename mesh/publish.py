@@ -1,8 +1,10 @@
 """Write-audit-publish a project's interface to the registry.
 
 Audit first (the build and its tests passed, the manifest is a dbt manifest of this project with
-public nodes, every public node has an enforced contract where mesh.yml requires contracts, it is
-not older than what `latest` holds), then write the history entry, then move `latest` by
+public nodes, every public node has an enforced contract where mesh.yml requires contracts, the
+interface fits the registry's schema (mesh.registry.schema: identifiers, versions, names, data types,
+relation names, sizes), on Snowflake every public relation is one the consumers may be granted, it
+is not older than what `latest` holds), then write the history entry, then move `latest` by
 compare-and-swap. Any refusal happens before the first write, so the registry is left
 byte-for-byte unchanged.
 
@@ -44,6 +46,7 @@ from mesh.manifest import (
 )
 from mesh.names import new_version
 from mesh.registry import Entry, Registry, commit_version, read_baseline, read_latest_or_damage
+from mesh.registry.schema import InterfaceCheck, check_state
 from mesh.surface import hint
 
 # A check run against the interface `latest` holds (None on first publish) before it is replaced;
@@ -255,6 +258,13 @@ def publish_project(
     manifest, nodes, groups, sha = prepare(mesh, project_name, catalog)
     registry, env = mesh.registry, mesh.env
     built_at = _built_at(manifest)
+    fix_hint = publish_hint(project_name)
+    # The producer's own manifest is checked like any registry object, before anything reads it.
+    own = InterfaceCheck(project_name, env, what=f"{project_name}/{env} (to publish)", hint=fix_hint)
+    for uid, node in nodes.items():
+        nodes[uid] = own.node(uid, node)
+    own.finish()
+    refuse_ungrantable(mesh, project_name, manifest, nodes)
 
     parsed: dict[tuple[str, str], Json] = {}
 
@@ -313,7 +323,9 @@ def publish_project(
     }
     if damaged is not None:
         mesh_meta["replaces_damaged"] = damaged
-    body = dump_interface(build_interface(manifest, nodes, groups, mesh_meta))
+    document = build_interface(manifest, nodes, groups, mesh_meta)
+    InterfaceCheck(project_name, env, version, hint=fix_hint).head(document)
+    body = dump_interface(document)
     superseded_by: list[str] = []
 
     def should_replace(current: Entry | None) -> bool:
@@ -346,12 +358,35 @@ def publish_project(
     )
 
 
+def publish_hint(project: str) -> str:
+    """What a refusal at publish says to do next."""
+    return f"fix it in {project} and rebuild; nothing was published"
+
+
+def refuse_ungrantable(mesh: Mesh, project_name: str, manifest: Json, nodes: Json) -> None:
+    """On Snowflake, refuse a public relation consumers could not be granted: outside the
+    producer's database, or outside its public schema(s) where mesh.yml names them
+    (`snowflake.projects.<name>.public_schema`)."""
+    if manifest["metadata"].get("adapter_type") != "snowflake":
+        return
+    from mesh.snowflake import grantable_problem, snowflake_settings
+
+    settings = snowflake_settings(mesh.config.snowflake, project_name)
+    if settings is None:
+        return
+    problem = grantable_problem({"nodes": nodes}, *settings)
+    if problem:
+        raise PublishRefusedError(f"{project_name}/{mesh.env}: {problem}; {publish_hint(project_name)}")
+
+
 @paused_gc()
 def save_state(mesh: Mesh, project_name: str) -> int:
-    """Store the project's full manifest as its private state (for its own `--defer`); bytes."""
+    """Store the project's full manifest as its private state (for its own `--defer`); bytes.
+    It is checked as every reader of it will check it (mesh.registry.schema) before it is written."""
     project = mesh.project(project_name)
     path = project.target_dir / "manifest.json"
-    load_manifest(path, project=project_name)
+    manifest = load_manifest(path, project=project_name)
+    check_state(manifest, project_name, mesh.env, hint=publish_hint(project_name).replace("published", "stored"))
     body = path.read_bytes()
     mesh.registry.write_private(project_name, mesh.env, "state", body)
     return len(body)

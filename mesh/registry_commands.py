@@ -84,7 +84,7 @@ def registry_rollback(
     else:
         echo(
             f"{where}: rolled back to {to} as {result.version} "
-            f"({plural(result.public_models, 'public model')}), previous {result.previous or 'none'}"
+            f"({plural(result.public_models, 'public node')}), previous {result.previous or 'none'}"
         )
 
 

@@ -122,6 +122,15 @@ def registry_list_lines(mesh: Mesh, project: str | None, warn: Say = _stderr) ->
     return lines
 
 
+def _public_nodes(nodes: dict[str, object]) -> str:
+    """`5 public nodes (4 models, 1 seed)`: what an interface publishes, by resource type."""
+    from collections import Counter
+
+    kinds = Counter(uid.split(".", 1)[0] for uid in nodes)
+    parts = ", ".join(plural(n, kind) for kind, n in sorted(kinds.items(), key=lambda item: (-item[1], item[0])))
+    return f"{plural(len(nodes), 'public node')}" + (f" ({parts})" if parts else "")
+
+
 def registry_show_lines(mesh: Mesh, project: str, version: str | None) -> list[str]:
     """One interface's metadata and public models."""
     registry, env = mesh.registry, mesh.env
@@ -130,7 +139,7 @@ def registry_show_lines(mesh: Mesh, project: str, version: str | None) -> list[s
         from mesh.errors import NotFoundError
 
         raise NotFoundError(f"{project}/{env} has no latest in {registry.url}: publish it first")
-    doc = load_interface(entry.body, entry.version, project)
+    doc = load_interface(entry.body, f"{project}/{env}", project, env, entry.version)
     meta = doc["metadata"]["mesh"]
     lines = [f"{project}/{env} {entry.version}"]
     keys = (
@@ -140,7 +149,7 @@ def registry_show_lines(mesh: Mesh, project: str, version: str | None) -> list[s
     for key in keys:
         if meta.get(key) is not None:
             lines.append(f"  {key:15} {meta[key]}")
-    lines.append(f"  {plural(len(doc['nodes']), 'public model')}:")
+    lines.append(f"  {_public_nodes(doc['nodes'])}:")
     for uid, node in sorted(doc["nodes"].items()):
         cols = plural(len(node.get("columns") or {}), "column")
         dep = f", deprecated {node['deprecation_date']}" if node.get("deprecation_date") else ""
@@ -161,7 +170,7 @@ def registry_diff_lines(mesh: Mesh, project: str, from_version: str | None, to_v
     if old is None:
         lines = [
             f"{project}/{mesh.env} {new}: the first version, there is no earlier version to compare "
-            f"with; {plural(len(changes), 'public model')} added"
+            f"with; {plural(len(changes), 'public node')} added"
         ]
         return lines + note + [f"  {change.line()}" for change in changes]
     breaking = sum(c.breaking for c in changes)
@@ -182,14 +191,17 @@ def consumers_lines(mesh: Mesh, project: str) -> list[str]:
 
     registry, env = mesh.registry, mesh.env
     entry = registry.read_latest(project, env)
-    nodes = {} if entry is None else load_interface(entry.body, f"{project}/{env} latest", project)["nodes"]
+    nodes = {} if entry is None else load_interface(entry.body, f"{project}/{env} latest", project, env, entry.version)["nodes"]
     usage = read_usage(mesh)
     uses = [u for u in usage.uses if u.upstream == project]
     by_node: dict[str, list[str]] = {}
+    # Columns as wide as their longest entry: long project and model names stay aligned.
+    width_project = max((len(u.consumer) for u in uses), default=8)
+    width_model = max((len(short_id(u.node)) for u in uses), default=8)
     for use in uses:
         columns = "all columns (*)" if ALL_COLUMNS in use.columns else (", ".join(use.columns) or "(no column)")
         by_node.setdefault(use.upstream_node, []).append(
-            f"    {use.consumer:16} {short_id(use.node):28} {use.via:6} "
+            f"    {use.consumer:{width_project}}  {short_id(use.node):{width_model}}  {use.via:6} "
             f"{'pinned' if use.pinned else 'unpinned':8}  {columns}"
         )
     consumers = sorted({u.consumer for u in uses})

@@ -39,7 +39,8 @@ from mesh.errors import (
 )
 from mesh.names import check_name
 from mesh.registry import Entry, Registry, read_latest_or_damage
-from mesh.registry.base import LATEST_DAMAGE_PREFIXES, damaged_entry_version
+from mesh.registry.base import LATEST_DAMAGE_PREFIXES, damaged_entry_problem, damaged_entry_version
+from mesh.registry.signing import SignatureError
 from mesh.surface import hint
 from mesh.text import plural
 
@@ -84,12 +85,14 @@ def inspect_version(registry: Registry, project: str, env: str, version: str) ->
     what = f"{project}/{env} {version}"
     try:
         body = registry.read_version(project, env, version).body
+    except SignatureError as exc:
+        return VersionInfo(version, damage=_cause(exc).replace(f"{project}/{env} interface {version}", "it"))
     except ChecksumError:
         return VersionInfo(version, damage="its bytes do not match their stored SHA-256 checksum")
     except NotFoundError:
         return VersionInfo(version, damage="it is missing or incomplete")
     try:
-        doc = read_interface(body, what, project, lazy=True).doc
+        doc = read_interface(body, what, project, lazy=True, env=env, version=version).doc
     except (ChecksumError, ManifestError) as exc:
         return VersionInfo(version, damage=_cause(exc).replace(f"{what}: ", "").replace(what, "it"))
     meta = doc["metadata"]["mesh"]
@@ -148,11 +151,18 @@ class _Inspection:
 def _inspect(registry: Registry, project: str, env: str, repair: bool) -> _Inspection:
     found = registry.fsck(project, env, repair)
     latest = read_latest_or_damage(registry, project, env)
+    copy_differs = [p for p in found if p.startswith("latest is damaged: it claims")]
+    if latest is not None and not latest.damaged and copy_differs:  # S3: latest is not its entry
+        latest = Entry(latest.version, b"", latest.token, damaged=copy_differs[0].removeprefix("latest is damaged: "))
     damaged_latest = latest if latest is not None and latest.damaged else None
+    entries = history(registry, project, env)
+    # Entries whose bytes verify but which no reader accepts (the schema, a signature): damage too.
+    reported = {v for v in map(damaged_entry_version, found) if v}
+    found += [damaged_entry_problem(i.version, i.damage) for i in entries if not i.intact and i.version not in reported]
     damaged = {v for v in map(damaged_entry_version, found) if v}
     recovered: dict[str, str] = {}  # damaged version -> the intact entry that recovered from it
     if damaged:
-        for info in history(registry, project, env):
+        for info in entries:
             if info.intact and info.recovered_from in damaged:
                 recovered.setdefault(info.recovered_from, info.version)
     result = _Inspection([], [], latest)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -130,6 +130,12 @@ class ProjectSpec:
     upstreams: tuple[str, ...] = ()
     service_user: str = ""
     path: str = ""
+    public_schemas: tuple[str, ...] = ()  # every public schema; `public_schema` is the first
+
+    @property
+    def grant_schemas(self) -> tuple[str, ...]:
+        """The schemas consumers may be granted relations in (empty: any of the database's)."""
+        return self.public_schemas or ((self.public_schema,) if self.public_schema else ())
 
     @property
     def project_dir(self) -> str:
@@ -169,7 +175,10 @@ class MeshLayout:
 # The template's own mesh, used when a repository has no mesh.yml yet (and by the SQL lint).
 DEFAULT_LAYOUT = MeshLayout(
     projects={
-        "dbt_up": ProjectSpec("dbt_up", "DBT_UP_PROD", "DBT_UP_WH", "DBT_UP_ROLE", "MARTS"),
+        "dbt_up": ProjectSpec(
+            "dbt_up", "DBT_UP_PROD", "DBT_UP_WH", "DBT_UP_ROLE", "MARTS",
+            public_schemas=("MARTS", "FINANCE"),
+        ),
         "dbt_down": ProjectSpec(
             "dbt_down", "DBT_DOWN_PROD", "DBT_DOWN_WH", "DBT_DOWN_ROLE", upstreams=("dbt_up",)
         ),
@@ -217,15 +226,14 @@ def load_layout(root: Path, mesh_file: str = "mesh.yml") -> MeshLayout:
         if missing:
             raise ConfigError(f"{mesh_file}: snowflake.projects.{name} lacks {', '.join(missing)}")
         project_dir = root / str(settings.get("path", name))
-        public_schema = sf.get("public_schema")
+        schemas = public_schemas(sf.get("public_schema"), name)
         projects[name] = ProjectSpec(
             name=name,
             database=check_identifier(f"{name} database", sf["database"]),
             warehouse=check_identifier(f"{name} warehouse", sf["warehouse"]),
             role=check_identifier(f"{name} role", sf["role"]),
-            public_schema=(
-                check_identifier(f"{name} public_schema", public_schema) if public_schema else None
-            ),
+            public_schema=schemas[0] if schemas else None,
+            public_schemas=schemas,
             upstreams=tuple(sorted(read_upstreams(project_dir))),
             service_user=(
                 check_identifier(f"{name} service_user", sf["service_user"])
@@ -237,6 +245,42 @@ def load_layout(root: Path, mesh_file: str = "mesh.yml") -> MeshLayout:
     layout = MeshLayout(projects=projects, targets=_targets(data.get("targets"), mesh_file))
     validate_layout(layout)
     return layout
+
+
+def public_schemas(value: object, project: str) -> tuple[str, ...]:
+    """`public_schema` of a project's Snowflake settings: one schema or a list, each checked."""
+    if value is None or value == "" or value == []:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    schemas = tuple(check_identifier(f"{project} public_schema", item) for item in items)
+    if len(set(schemas)) != len(schemas):
+        raise ConfigError(f"snowflake.projects.{project}.public_schema lists a schema twice")
+    return schemas
+
+
+def snowflake_settings(snowflake: Mapping[str, Any] | None, project: str) -> tuple[str, tuple[str, ...]] | None:
+    """(database, public schemas) a producer's relations must live in to be granted, from the
+    `snowflake:` block of mesh.yml (the database the profile builds into: <PROJECT>_SNOWFLAKE_DATABASE
+    when set); None when mesh.yml has no Snowflake settings for it."""
+    projects = (snowflake or {}).get("projects") if isinstance(snowflake, Mapping) else None
+    settings = projects.get(project) if isinstance(projects, Mapping) else None
+    if not isinstance(settings, Mapping) or not settings.get("database"):
+        return None
+    variable = f"{project.upper()}_SNOWFLAKE_DATABASE"
+    database = check_identifier(variable, os.environ.get(variable, "").strip() or settings["database"])
+    return database, public_schemas(settings.get("public_schema"), project)
+
+
+def grantable_problem(
+    interface: Mapping[str, Any], database: str, schemas: Sequence[str] = ()
+) -> str | None:
+    """Why the interface's public relations cannot all be granted to consumers (outside the
+    producer's database, or outside its public schemas when it names any), or None."""
+    try:
+        public_relations(interface, producer_database=database, public_schemas=schemas)
+    except (InterfaceGrantError, UnsafeIdentifierError) as exc:
+        return str(exc)
+    return None
 
 
 def _targets(raw: object, mesh_file: str) -> dict[str, dict[str, str]]:
@@ -255,11 +299,12 @@ def _targets(raw: object, mesh_file: str) -> dict[str, dict[str, str]]:
 def validate_layout(layout: MeshLayout) -> None:
     """Check the edges: every upstream is a project with a public schema that is not private."""
     for project in layout.projects.values():
-        if project.public_schema in PRIVATE_SCHEMAS:
-            raise ConfigError(
-                f"{project.name}: public_schema {project.public_schema} is a private layer; "
-                "publish a schema other than RAW and STAGING (MARTS)"
-            )
+        for schema in project.grant_schemas:
+            if schema in PRIVATE_SCHEMAS:
+                raise ConfigError(
+                    f"{project.name}: public_schema {schema} is a private layer; "
+                    "publish a schema other than RAW and STAGING (MARTS)"
+                )
         for upstream in project.upstreams:
             producer = layout.projects.get(upstream)
             if producer is None:
@@ -337,16 +382,20 @@ def unit_contexts(unit: str, layout: MeshLayout) -> list[tuple[str, dict[str, st
         contexts = []
         for consumer, producer in layout.edges():
             assert producer.public_schema is not None  # validate_layout guarantees it
-            contexts.append(
-                (
-                    f"{consumer.name} reads {producer.name}",
-                    {
-                        "consumer_role": consumer.role,
-                        "producer_database": producer.database,
-                        "producer_public_schema": producer.public_schema,
-                    },
+            for schema in producer.grant_schemas:
+                label = f"{consumer.name} reads {producer.name}"
+                if schema != producer.public_schema:
+                    label += f" ({schema})"
+                contexts.append(
+                    (
+                        label,
+                        {
+                            "consumer_role": consumer.role,
+                            "producer_database": producer.database,
+                            "producer_public_schema": schema,
+                        },
+                    )
                 )
-            )
         return contexts
     raise SqlTemplateError(f"unknown render unit {unit!r}")
 
@@ -484,20 +533,28 @@ def node_access(node: Mapping[str, Any]) -> str:
 
 
 def public_relations(
-    interface: Mapping[str, Any], *, producer_database: str | None = None, what: str = "interface"
+    interface: Mapping[str, Any],
+    *,
+    producer_database: str | None = None,
+    public_schemas: Sequence[str] = (),
+    public_ids: Collection[str] | None = None,
+    what: str = "interface",
 ) -> list[Relation]:
     """The relations of an interface's public models, seeds and snapshots, sorted.
 
     Identifiers are checked and upper-cased (Snowflake resolves unquoted names upper-cased). A
-    public node in RAW or STAGING, outside `producer_database` when given, or with an identifier
-    that would need quoting raises InterfaceGrantError: an interface cannot make a grant reach
-    anything but the producer's own published relations.
+    public node in RAW or STAGING, outside `producer_database` when given, outside
+    `public_schemas` when any are given (the producer's own settings in mesh.yml), not public in
+    the producer's own manifest when `public_ids` is given, or with an identifier that would need
+    quoting raises InterfaceGrantError: an interface cannot make a grant reach anything but the
+    producer's own published relations.
     """
     if not isinstance(interface, Mapping) or not isinstance(interface.get("nodes"), dict):
         raise InterfaceGrantError(f"{what} has no `nodes` mapping: is it a published manifest?")
     expected = (
         check_identifier("producer database", producer_database) if producer_database else None
     )
+    allowed = {check_identifier("public schema", schema) for schema in public_schemas}
     relations: dict[tuple[str, str, str], Relation] = {}
     for unique_id, node in sorted(interface["nodes"].items()):
         if not isinstance(node, dict):
@@ -506,6 +563,12 @@ def public_relations(
             continue
         if node_access(node) != "public" or _materialized(node) == "ephemeral":
             continue
+        if public_ids is not None and unique_id not in public_ids:
+            raise InterfaceGrantError(
+                f"{what} node {unique_id!r} is public in the interface but not in the producer's "
+                "own manifest: the registry's interface is not what the producer built, nothing "
+                "is granted"
+            )
         try:
             database = check_identifier("database", node.get("database"))
             schema = check_identifier("schema", node.get("schema"))
@@ -521,6 +584,12 @@ def public_relations(
             raise InterfaceGrantError(
                 f"{what} node {unique_id!r} lives in database {database}, not in the producer's "
                 f"database {expected}: an interface can only grant its own relations"
+            )
+        if allowed and schema not in allowed:
+            raise InterfaceGrantError(
+                f"{what} node {unique_id!r} lives in schema {schema}, not in a public schema of "
+                f"the producer ({', '.join(sorted(allowed))} in mesh.yml): move it, or add "
+                f"{schema} to the producer's public_schema"
             )
         relation = Relation(database, schema, alias, _materialization(node), unique_id)
         relations[relation.key] = relation
@@ -594,6 +663,8 @@ def grant_changes(
     consumer_roles: Iterable[str],
     *,
     producer_database: str | None = None,
+    public_schemas: Sequence[str] = (),
+    public_ids: Collection[str] | None = None,
     database: str | None = None,
 ) -> GrantChanges:
     """Grants for `new`, and a REVOKE SELECT for each relation `previous` published and `new` does not.
@@ -606,10 +677,14 @@ def grant_changes(
     renders every statement against another database name (the audit copy before a swap).
     """
     roles = sorted({check_identifier("consumer role", r) for r in consumer_roles})
-    wanted = public_relations(new, producer_database=producer_database)
+    wanted = public_relations(
+        new, producer_database=producer_database, public_schemas=public_schemas, public_ids=public_ids
+    )
     wanted_keys = {r.key for r in wanted}
     gone: dict[tuple[str, str, str], Relation] = {}
     for number, old in enumerate(_as_interfaces(previous)):
+        # What was granted before is revoked wherever it is (only the new grants are held to the
+        # public schemas): a revoke never widens access.
         for relation in public_relations(
             old, producer_database=producer_database, what=f"previous interface #{number + 1}"
         ):
@@ -904,6 +979,12 @@ def run_grant_statements(
     return count
 
 
+def _own_public_ids(manifest: Mapping[str, Any]) -> set[str]:
+    from mesh.manifest import public_node_ids
+
+    return set(public_node_ids(dict(manifest)))
+
+
 def sync_grants(
     mesh: Any,
     project: str,
@@ -914,12 +995,16 @@ def sync_grants(
     settings: ConnectionSettings | None = None,
     connect: Callable[..., _Connection] = _default_connect,
     echo: Callable[[str], None] | None = None,
+    producer_manifest: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Keep the consumers' SELECT grants in step with a producer's interface; return the statements.
 
     Call it after every publish to Snowflake: it revokes SELECT on every relation the previous
     interface(s) published and the new one does not, then grants USAGE and SELECT on every
     relation of the new one to the role of each project whose dependencies.yml lists `project`.
+    Only relations in the producer's own database, and in its public schema(s) when mesh.yml names
+    any, are granted; with `producer_manifest` (the producer's own build), only nodes public in it.
+    Anything else raises InterfaceGrantError before anything runs.
     `mesh` is a `mesh.config.Mesh` or a `MeshLayout`. With `dry_run` nothing connects; otherwise
     the statements run as the producer's own role (it owns the relations), with the credentials
     `project_connection_settings` reads unless `settings` is given.
@@ -930,7 +1015,12 @@ def sync_grants(
         raise ConfigError(f"project {project!r} is not in mesh.yml")
     roles = [p.role for p in layout.consumers_of(project)]
     changes = grant_changes(
-        previous_interface, new_interface, roles, producer_database=producer.database
+        previous_interface,
+        new_interface,
+        roles,
+        producer_database=producer.database,
+        public_schemas=producer.grant_schemas,
+        public_ids=None if producer_manifest is None else _own_public_ids(producer_manifest),
     )
     statements = changes.statements if roles else []
     if dry_run or not statements:

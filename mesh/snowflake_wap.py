@@ -99,6 +99,7 @@ class WapPlan:
     role: str
     public_schema: str | None
     consumer_roles: tuple[str, ...]
+    public_schemas: tuple[str, ...] = ()  # every schema consumers may be granted relations in
 
     @property
     def database_env_var(self) -> str:
@@ -138,6 +139,7 @@ def plan_for(
         role=spec.role,
         public_schema=spec.public_schema,
         consumer_roles=tuple(sorted({p.role for p in layout.consumers_of(project)})),
+        public_schemas=spec.grant_schemas,
     )
 
 
@@ -195,6 +197,7 @@ def consumer_grant_statements(
         new_interface,
         plan.consumer_roles,
         producer_database=plan.database,
+        public_schemas=plan.public_schemas,
         database=plan.audit_database,
     )
     return list(dict.fromkeys([*changes.revokes, *base, *changes.grants]))

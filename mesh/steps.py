@@ -276,6 +276,16 @@ def _run(
 
         inputs = fingerprint.compute(mesh, name, options.fingerprint_options())
 
+    sources_before = None  # the data of the project's own sources, read before the build reads it
+    if inputs is not None and (project.target_dir / "manifest.json").is_file():
+        from mesh import fingerprint
+
+        try:
+            before = load_manifest(project.target_dir / "manifest.json", project=name)
+            sources_before = fingerprint.source_versions(mesh, name, fingerprint.source_relations(before, name))
+        except MeshError:
+            sources_before = None
+
     audit = audit_build(mesh, name, say=outcome.notes.append)
     if audit is None and options.gate and mesh.target.wap is False:
         outcome.notes.append(
@@ -336,6 +346,16 @@ def _run(
                 audit.discard()
             raise
     outcome.notes.append(f"built: {run.counts()}")
+    if not public and options.publish and mesh.consumers_of(name):
+        outcome.notes.append(
+            f"nothing to publish: {name} has no public model, seed or snapshot, and "
+            f"{', '.join(mesh.consumers_of(name))} read{'s' if len(mesh.consumers_of(name)) == 1 else ''} it: "
+            "give what they read `access: public`"
+        )
+    if options.allow_breaking and options.reason:
+        from mesh.contracts import remember_allowed_build
+
+        remember_allowed_build(mesh, name, options.reason)  # `invoke publish` of this build carries it
     if run.warnings:
         outcome.notes.extend(f"warning: {w}" for w in _deprecations(run.warnings))
 
@@ -400,8 +420,14 @@ def _run(
         manifest = load_manifest(project.target_dir / "manifest.json", project=name)
         current = upstream_data or {}
         read = fingerprint.data_inputs(manifest, name, list(project.upstreams))
+        from mesh.warehouse import key
+
+        sources = fingerprint.source_relations(manifest, name)
+        known = sources_before or {}
+        later = fingerprint.source_versions(mesh, name, [r for r in sources if key(r) not in known])
         fingerprint.record(
-            mesh, name, inputs, fingerprint.built_relations(manifest, name), {uid: current.get(uid) for uid in read}
+            mesh, name, inputs, fingerprint.built_relations(manifest, name), {uid: current.get(uid) for uid in read},
+            {key(r): known[key(r)] if key(r) in known else later.get(key(r)) for r in sources},
         )
     outcome.enter(None)
 

@@ -6,11 +6,13 @@ consumer references (or all, with `sync_scope: all`), and writes:
 - `upstreams_via: sources`: `models/_mesh_<upstream>.yml`, dbt sources whose tables resolve to exactly
   each upstream node's relation (one `sources:` entry per database and schema);
 - `upstreams_via: loom`: `.mesh/upstreams/<upstream>.json` (a verified, trimmed interface) and
-  `dbt_loom.config.yml` pointing dbt-loom at it;
+  `dbt_loom.config.yml` pointing dbt-loom at it: dbt-loom reads only what sync checked;
 - `.mesh/lock.json`: which registry version of each upstream the consumer was synced to;
 - `.mesh/state/manifest.json`: the consumer's own last published full manifest, for `--defer`.
-Upstream text is untrusted: every string written to YAML has its Jinja delimiters broken, and every
-relation identifier must be a plain identifier.
+Upstream text is untrusted: every registry object is checked against its schema
+(mesh.registry.schema) before anything is planned, every string written to YAML has its Jinja
+delimiters broken, every relation identifier must be a plain identifier and every data type a type.
+A `latest` older than the version the lock names (a rollback is always a newer version) is refused.
 """
 
 from __future__ import annotations
@@ -28,8 +30,16 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from mesh.config import Mesh, Project, read_yaml
-from mesh.errors import ConfigError, NotFoundError, SyncError
-from mesh.manifest import PUBLIC_RESOURCE_TYPES, Json, dump_json, read_interface, resource_label
+from mesh.errors import ConfigError, MeshError, NotFoundError, RegistryError, SyncError
+from mesh.manifest import (
+    PUBLIC_RESOURCE_TYPES,
+    Json,
+    dump_json,
+    parse_json,
+    read_interface,
+    resource_label,
+)
+from mesh.registry.schema import MAX_STATE_BYTES, SchemaError, check_state, parse_data_type
 from mesh.suggest import did_you_mean
 from mesh.surface import hint
 from mesh.unit_fixtures import FixtureInput, check_fixtures, fixture_inputs, loom_input
@@ -575,41 +585,50 @@ def sources_yaml(upstream: str, interface: Json, selected: Json, version: str, e
     )
 
 
-# A SQL type: a name, optional arguments (sizes, or nested types as in `struct(a integer)`,
-# `map(varchar, integer)`), optional array brackets. No quotes, braces or other punctuation.
-_TYPE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_ ]*(\([A-Za-z0-9_, ()]*\))?(\[[0-9]*\])*", re.ASCII)
-
-
 def _identifier_type(value: Any, uid: str, upstream: str) -> str:
-    if not isinstance(value, str) or not _TYPE_RE.fullmatch(value.strip()):
-        raise SyncError(f"{upstream} publishes data_type {value!r} on {uid}, which is not a SQL type")
-    return value.strip()
+    """A data type as the schema's grammar of adapter types admits it (mesh.registry.schema)."""
+    try:
+        return parse_data_type(value).strip(" ")
+    except ValueError as exc:
+        raise SyncError(f"{upstream} publishes data_type {str(value)[:80]!r} on {uid}, which {exc}") from None
 
 
 def loom_config(upstreams: dict[str, str]) -> bytes:
-    """dbt_loom.config.yml: one manifest entry per upstream, name -> path or registry reference."""
-    manifests: list[Json] = []
-    for name, where in sorted(upstreams.items()):
-        if where.startswith("s3://"):
-            bucket, _, key = where[len("s3://") :].partition("/")
-            manifests.append(
-                {"name": name, "type": "s3", "config": {"bucket_name": bucket, "object_name": key}}
-            )
-        else:
-            manifests.append({"name": name, "type": "file", "config": {"path": where}})
+    """dbt_loom.config.yml: one manifest entry per upstream, name -> the checked copy sync wrote
+    (a path inside the project): dbt-loom never reads the registry itself."""
+    manifests = [
+        {"name": name, "type": "file", "config": {"path": where}}
+        for name, where in sorted(upstreams.items())
+    ]
     return _dump_yaml({"manifests": manifests})
 
 
-def _registry_reference(mesh: Mesh, upstream: str, env: str) -> str:
-    """Where dbt-loom reads `latest` itself (for `loom_reads: registry`)."""
-    url = mesh.target.registry if "://" in mesh.target.registry else ""
-    registry = mesh.registry
-    if url.startswith("s3://"):
-        return f"{url.rstrip('/')}/{upstream}/{env}/latest/manifest.json"
-    from mesh.registry.file import FileRegistry
+def _moved_back(project: Project, mesh: Mesh, lock: Json | None, upstream: str, env: str, version: str) -> None:
+    """Refuse a `latest` older than the version this consumer's lock names for the same registry
+    and env: the mesh never moves `latest` back (a rollback publishes a newer version), so it is
+    damage or forgery."""
+    locked = ((lock or {}).get("upstreams") or {}).get(upstream) if isinstance(lock, dict) else None
+    if not isinstance(locked, dict):
+        return
+    before = locked.get("version")
+    same_place = locked.get("env") == env and locked.get("registry") == mesh.target.registry
+    if same_place and isinstance(before, str) and before > version:
+        raise RegistryError(
+            f"{upstream}/{env} latest moved back from {before} to {version}: a rollback publishes a "
+            f"newer version, so the registry is damaged or forged; ask the {upstream} owners to run "
+            f"`invoke registry.fsck --project {upstream}` (to accept it anyway, delete "
+            f"{project.name}/.mesh/{LOCK_FILE} and sync again)"
+        )
 
-    assert isinstance(registry, FileRegistry)
-    return str(registry.latest_path(upstream, env))
+
+def check_state_body(body: bytes, project: str, env: str) -> bytes:
+    """The project's own published state, checked as `--defer` uses it (mesh.registry.schema);
+    written as read, since every relation name in it rebuilds to itself."""
+    what = f"{project}/{env} state"
+    if len(body) > MAX_STATE_BYTES:
+        raise SchemaError(f"{what} is {len(body) >> 20} MiB, more than the {MAX_STATE_BYTES >> 20} MiB a state may be")
+    check_state(parse_json(body, what), project, env)
+    return body
 
 
 def _within(node: Json, selected: Json) -> Json:
@@ -634,6 +653,7 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
     check_qualifiers(mesh, project)  # `ref('dbt_upp', …)`: did you mean 'dbt_up'?
     plan = SyncPlan(project_name)
     models_dir = project.dir / model_paths(project)[0]
+    previous_lock = read_lock(project)
     lock: Json = {"project": project_name, "target": mesh.target_name, "upstreams": {}}
     loom_refs: dict[str, str] = {}
     wanted: set[Path] = set()
@@ -644,10 +664,16 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
         if entry is None:
             raise NotFoundError(
                 f"upstream {upstream} has not published to env {env} in {mesh.registry.url}: "
-                f"run {hint('publish', '--project', upstream)} first"
+                + _unpublished_hint(mesh, upstream)
             )
+        _moved_back(project, mesh, previous_lock, upstream, env, entry.version)
         # Lazy: memory stays that of the fetched bytes; `interface["nodes"]` holds summaries.
-        fetched[upstream] = (env, entry, read_interface(entry.body, f"{upstream}/{env} latest", upstream, lazy=True))
+        # Checked whole (schema, content hash) before anything is planned from it.
+        fetched[upstream] = (
+            env,
+            entry,
+            read_interface(entry.body, f"{upstream}/{env} latest", upstream, lazy=True, env=env, version=entry.version),
+        )
     adopted = _plan_adopted(project, fetched, plan)
     unqualified: dict[str, list[Reference]] = {}
     if project.config.sync_scope == "referenced" and fetched:
@@ -693,14 +719,12 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
         else:
             path = project.mesh_dir / "upstreams" / f"{upstream}.json"
             wanted.add(path)
+            # Its head too (groups' descriptions and owners, the publisher): dbt-loom reads it all.
             trimmed = loom_input(
-                {**interface, "nodes": {k: defuse(_within(v, selected)) for k, v in selected.items()}}, upstream
+                defuse({**interface, "nodes": {k: _within(v, selected) for k, v in selected.items()}}), upstream
             )
             plan.add(path, dump_json(trimmed), f"dbt-loom input: {count} from {entry.version}")
-            if project.config.loom_reads == "registry":
-                loom_refs[upstream] = _registry_reference(mesh, upstream, env)
-            else:
-                loom_refs[upstream] = str(path.relative_to(project.dir))
+            loom_refs[upstream] = str(path.relative_to(project.dir))
     if project.config.upstreams_via == "loom":
         from mesh.dbt import generated_loom_config
 
@@ -716,6 +740,7 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
         wanted.add(state_path)  # left as it is
     elif state is not None:
         wanted.add(state_path)
+        state = check_state_body(state, project_name, mesh.env)
         plan.add(state_path, state, f"own last published state ({mesh.env}) for --defer")
     else:
         plan.notes.append(f"no published state of {project_name}/{mesh.env} yet: --defer unavailable")
@@ -745,6 +770,25 @@ def _deprecation_lines(mesh: Mesh, project: str, summaries: Json, uids: set[str]
         elif (day - today).days <= mesh.config.deprecation_warning_days:
             lines.append(f"{project} reads {uid}, deprecated from {day}: migrate before then")
     return lines
+
+
+def _unpublished_hint(mesh: Mesh, upstream: str) -> str:
+    """What to do about an upstream with nothing in the registry: publish it, or, when its last
+    build has no public node at all, make public what its consumers read."""
+    from mesh.manifest import load_manifest, public_node_ids
+
+    if upstream in mesh.config.projects and mesh.is_local(upstream):
+        path = mesh.project(upstream).target_dir / "manifest.json"
+        try:
+            has_public = bool(public_node_ids(load_manifest(path, project=upstream))) if path.is_file() else True
+        except MeshError:
+            has_public = True
+        if not has_public:
+            return (
+                f"{upstream} has no public model, seed or snapshot to publish: give the models its "
+                "consumers read `access: public` (in their YAML config), then run the mesh again"
+            )
+    return f"run {hint('publish', '--project', upstream)} first"
 
 
 def _plan_adopted(project: Project, fetched: dict[str, Any], plan: SyncPlan) -> dict[str, set[str]]:

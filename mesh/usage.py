@@ -47,6 +47,7 @@ from mesh.manifest import (
     load_manifest,
     parse_json,
 )
+from mesh.registry.schema import MAX_RECORD_BYTES, check_usage
 from mesh.surface import hint
 
 USAGE_FORMAT = 2  # 2: adds `lineage`; records of format 1 are still read
@@ -618,9 +619,16 @@ def _record_document(record: UsageRecord) -> Json:
     }
 
 
-def parse_usage_record(body: bytes, what: str) -> UsageRecord:
-    """Read a usage object back (format 1 or 2); raises ManifestError when it is not one."""
+def parse_usage_record(body: bytes, what: str, project: str | None = None, env: str | None = None) -> UsageRecord:
+    """Read a usage object back (format 1 or 2); raises ManifestError when it is not one.
+
+    With `project` (the consumer whose registry prefix holds it), the record is checked against
+    the usage schema (mesh.registry.schema): it may only name `project`'s own nodes."""
+    if len(body) > MAX_RECORD_BYTES:
+        raise ManifestError(f"{what} is {len(body) >> 20} MiB, more than a usage record may be")
     doc = parse_json(body, what)
+    if project is not None:
+        check_usage(doc, project, env, what)
     meta = doc.get("metadata")
     if (
         not isinstance(meta, dict)
@@ -666,7 +674,7 @@ def _latest_nodes(mesh: Mesh, upstream: str) -> Json:
     entry = mesh.registry.read_latest(upstream, env)
     if entry is None:
         return {}
-    nodes: Json = load_interface(entry.body, f"{upstream}/{env} latest", upstream)["nodes"]
+    nodes: Json = load_interface(entry.body, f"{upstream}/{env} latest", upstream, env, entry.version)["nodes"]
     return nodes
 
 
@@ -679,11 +687,10 @@ def record_usage(mesh: Mesh, consumer: str, manifest_path: Path | None = None) -
     interfaces = {up: _latest_nodes(mesh, up) for up in project.upstreams}
     uses = compute_usage(manifest, project.upstreams, interfaces)
     feeds = compute_lineage(manifest, project.upstreams, interfaces)
-    mesh.registry.write_private(
-        consumer, mesh.env, "usage", dump_json(
-            usage_document(manifest, uses, mesh.env, feeds, project.upstreams, mesh.deprecation_policy(consumer))
-        )
-    )
+    doc = usage_document(manifest, uses, mesh.env, feeds, project.upstreams, mesh.deprecation_policy(consumer))
+    # Checked as every reader will check it, before it is written.
+    check_usage(doc, consumer, mesh.env, hint=f"fix {consumer} and rebuild; nothing was recorded")
+    mesh.registry.write_private(consumer, mesh.env, "usage", dump_json(doc))
     return uses
 
 
@@ -703,7 +710,7 @@ def prune_usage(mesh: Mesh, consumer: str, manifest: Json | Path | None = None) 
     body = mesh.registry.read_private(consumer, mesh.env, "usage")
     if body is None:
         return 0
-    record = parse_usage_record(body, f"{consumer}/{mesh.env} usage")
+    record = parse_usage_record(body, f"{consumer}/{mesh.env} usage", consumer, mesh.env)
     nodes = manifest.get("nodes") or {}
     upstreams = set(project.upstreams)
     public = set(public_node_ids(manifest))
@@ -755,7 +762,7 @@ def read_usage(mesh: Mesh) -> MeshUsage:
             body = mesh.registry.read_private(name, mesh.env, "usage")
             if body is None:
                 continue
-            record = parse_usage_record(body, what)
+            record = parse_usage_record(body, what, name, mesh.env)
         except (ManifestError, RegistryError) as exc:
             found.unreadable[name] = str(exc)
             continue

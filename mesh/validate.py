@@ -183,7 +183,7 @@ def validate_manifest(
             env = mesh.upstream_env(upstream)
             entry = mesh.registry.read_latest(upstream, env)
             interfaces[upstream] = (
-                None if entry is None else load_interface(entry.body, f"{upstream}/{env} latest", upstream)
+                None if entry is None else load_interface(entry.body, f"{upstream}/{env} latest", upstream, env, entry.version)
             )
             if entry is not None:
                 report.upstream_versions[upstream] = entry.version

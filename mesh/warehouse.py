@@ -59,6 +59,11 @@ class Reader(Protocol):
         """An order-independent digest of the relation's rows; None when it cannot be computed."""
         ...
 
+    def source_versions(self, relations: Iterable[Relation]) -> dict[str, str | None]:
+        """A version of each source relation's data (by `key()`), cheap where the warehouse
+        keeps one; None where it cannot tell (then it counts as changed)."""
+        ...
+
 
 # --- DuckDB -----------------------------------------------------------------------------------------
 
@@ -123,6 +128,10 @@ class DuckDBReader:
             return None
         return None if row is None else f"{row[0]}:{row[1]}"
 
+    def source_versions(self, relations: Iterable[Relation]) -> dict[str, str | None]:
+        # DuckDB keeps no modification time per table: a digest of the rows (local files are small).
+        return {key(r): self.digest(r) for r in relations}
+
 
 # --- Snowflake --------------------------------------------------------------------------------------
 
@@ -176,6 +185,29 @@ class SnowflakeReader:
         except MeshError:
             return None  # an emulator without HASH_AGG, a relation the role cannot read
         return None if not rows else f"{rows[0][0]}:{rows[0][1]}"
+
+    def source_versions(self, relations: Iterable[Relation]) -> dict[str, str | None]:
+        # Snowflake keeps LAST_ALTERED and ROW_COUNT per table in its metadata: no scan. A view has
+        # neither for the data behind it: None (a producer reading a view rebuilds every run).
+        from mesh.snowflake import check_identifier
+
+        wanted = {key(r): r for r in relations}
+        found: dict[str, str | None] = dict.fromkeys(wanted)
+        for database in sorted({r[0] for r in wanted.values()}):
+            try:
+                schema = f"{check_identifier('database', database)}.information_schema"
+                rows = self.session.run(
+                    f"SELECT table_catalog, table_schema, table_name, table_type, last_altered, row_count "
+                    f"FROM {schema}.tables",
+                    missing_ok=True,
+                )
+            except MeshError:
+                continue
+            for catalog, schema_name, table, kind, altered, count in rows or []:
+                relation = key((str(catalog), str(schema_name), str(table)))
+                if relation in found and "VIEW" not in str(kind).upper() and altered is not None:
+                    found[relation] = f"{altered}:{count}"
+        return found
 
 
 # --- opening one ------------------------------------------------------------------------------------

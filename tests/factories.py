@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC
 from typing import Any
 
 SCHEMA = "https://schemas.getdbt.com/dbt/manifest/v12.json"
@@ -156,3 +157,32 @@ def catalog(tables: dict[str, list[tuple[str, str]]]) -> dict[str, Any]:
         "sources": {},
         "errors": None,
     }
+
+
+def interface_body(
+    project: str, version: str, env: str | None = None, nodes: list[dict[str, Any]] | None = None
+) -> bytes:
+    """The registry form of a small valid interface of `project` claiming `version` (every field
+    the registry schema checks), as a publish writes it."""
+    from mesh.manifest import build_interface, content_sha256, dump_interface, extract_interface
+
+    doc = manifest(project, nodes if nodes is not None else [model(project, "orders")])
+    interface_nodes, groups = extract_interface(doc)
+    meta: dict[str, Any] = {
+        "format": 1,
+        "version": version,
+        "content_sha256": content_sha256(interface_nodes, groups),
+    }
+    if env is not None:
+        meta["env"] = env
+    return dump_interface(build_interface(doc, interface_nodes, groups, meta))
+
+
+def later_version(version: str, seconds: int = 1) -> str:
+    """A version id `seconds` after `version` (a forged or rolled-back entry that sorts later)."""
+    from datetime import datetime, timedelta
+
+    from mesh.names import new_version
+
+    moment = datetime.strptime(version.split("-")[0], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    return new_version(version.split("-")[1] * 8, now=moment + timedelta(seconds=seconds))

@@ -25,6 +25,14 @@
     Object.keys(attrs).forEach(function (k) { el.setAttribute(k, String(attrs[k])); });
   }
   function textWidth(el) { return el.getBBox().width; }
+  /* JSON for the text of a <script> element: `<`, `>`, `&` and the line separators escaped, so a
+     page saved after rendering (outerHTML, --dump-dom) and opened again runs nothing a node name
+     or description carries (`</script><script>...`). JSON.parse reads it back unchanged. */
+  function scriptJson(value) {
+    return JSON.stringify(value).replace(/[<>&\u2028\u2029]/g, function (c) {
+      return "\\u" + ("000" + c.charCodeAt(0).toString(16)).slice(-4);
+    });
+  }
   function round(v) { return Math.round(v * 10) / 10; }
 
   /* "built 3 h ago" from an ISO-8601 time; "" when there is none or it does not parse. */
@@ -304,7 +312,7 @@
     var out = document.createElement("script");
     out.type = "application/json";
     out.id = "lineage-geometry";
-    out.textContent = JSON.stringify(geometry);
+    out.textContent = scriptJson(geometry);
     body.appendChild(out);
   }
 

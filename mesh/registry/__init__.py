@@ -6,8 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
-from mesh.errors import ConfigError, ConflictError
+from mesh.errors import ChecksumError, ConfigError, ConflictError
 from mesh.registry.base import MANIFEST, CorruptLatestError, Entry, Registry
+from mesh.registry.signing import NO_TRUST, Trust
 
 __all__ = [
     "MANIFEST",
@@ -24,8 +25,11 @@ __all__ = [
 CAS_ATTEMPTS = 16
 
 
-def open_registry(url: str, base_dir: Path | None = None) -> Registry:
-    """Open the registry at `url`: `file://path` (relative to `base_dir`) or `s3://bucket/prefix`."""
+def open_registry(url: str, base_dir: Path | None = None, trust: Trust = NO_TRUST) -> Registry:
+    """Open the registry at `url`: `file://path` (relative to `base_dir`) or `s3://bucket/prefix`.
+
+    `trust`: the signing keys by project; every object of a project with keys is verified on read
+    (mesh.registry.signing), and every object written is signed when MESH_SIGNING_KEY is set."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         raw = url[len("file://") :]
@@ -36,13 +40,13 @@ def open_registry(url: str, base_dir: Path | None = None) -> Registry:
             path = (base_dir or Path.cwd()) / path
         from mesh.registry.file import FileRegistry
 
-        return FileRegistry(path)
+        return FileRegistry(path, trust=trust)
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise ConfigError(f"registry URL {url!r} names no bucket: use s3://bucket/prefix")
         from mesh.registry.s3 import S3Registry
 
-        return S3Registry(parsed.netloc, parsed.path.strip("/"))
+        return S3Registry(parsed.netloc, parsed.path.strip("/"), trust=trust)
     raise ConfigError(
         f"unsupported registry URL {url!r}: use file://<folder> or s3://<bucket>/<prefix>"
     )
@@ -89,27 +93,47 @@ def commit_version(
 
 
 def read_latest_or_damage(registry: Registry, project: str, env: str) -> Entry | None:
-    """`latest`, or for a damaged one a stand-in Entry (`damaged` set, empty body, its token)."""
+    """`latest`, or for a damaged one a stand-in Entry (`damaged` set, empty body, its token).
+
+    Damaged: its bytes do not read back whole (or their signature does not verify), or they are
+    not an interface the schema accepts (mesh.registry.schema): no reader would take it, so a
+    recovery may replace it."""
+    from mesh.errors import ManifestError
+    from mesh.manifest import read_interface
+
     try:
-        return registry.read_latest(project, env)
+        latest = registry.read_latest(project, env)
     except CorruptLatestError as exc:
         return Entry(exc.version or "", b"", exc.token, damaged=exc.cause)
+    if latest is None:
+        return None
+    what = f"{project}/{env} latest"
+    try:
+        read_interface(latest.body, what, project, lazy=True, env=env, version=latest.version)
+    except (ChecksumError, ManifestError) as exc:
+        cause = str(exc).split("; ")[0].replace(f"{what} {latest.version}: ", "").replace(f"{what}: ", "")
+        return Entry(latest.version, b"", latest.token, damaged=cause)
+    return latest
 
 
 def read_baseline(registry: Registry, project: str, env: str) -> tuple[Entry | None, str | None]:
-    """What a producer's next change is judged against: `latest`, or, when `latest` is damaged,
-    the newest history entry that reads back whole (None when there is none); and the damaged
-    latest's version (None when latest is intact). A producer's passing build may then publish
-    over the damaged latest, as a recorded publish: recovery never waits for a manual repair."""
-    from mesh.errors import RegistryError
+    """What a producer's next change is judged against: `latest`, or, when `latest` is damaged
+    (`read_latest_or_damage`), the newest history entry that reads back whole and that the schema
+    accepts (None when there is none); and the damaged latest's version (None when latest is
+    intact). A producer's passing build may then publish over the damaged latest, as a recorded
+    publish: recovery never waits for a manual repair."""
+    from mesh.errors import ManifestError, RegistryError
+    from mesh.manifest import read_interface
 
-    try:
-        return registry.read_latest(project, env), None
-    except CorruptLatestError as exc:
-        damaged = exc.version or "unknown version"
+    latest = read_latest_or_damage(registry, project, env)
+    if latest is None or not latest.damaged:
+        return latest, None
+    damaged = latest.version or "unknown version"
     for version in reversed(registry.list_versions(project, env)):
         try:
-            return registry.read_version(project, env, version), damaged
-        except RegistryError:
+            entry = registry.read_version(project, env, version)
+            read_interface(entry.body, f"{project}/{env} {version}", project, lazy=True, env=env, version=version)
+        except (RegistryError, ManifestError):
             continue
+        return entry, damaged
     return None, damaged

@@ -6,8 +6,10 @@ How the guarantees of `mesh.registry.base` are kept on a POSIX filesystem:
   and a reader never sees a half-written entry (leftover `.tmp-*` folders are not versions);
 - each object has a `manifest.json.sha256` sidecar, written before the commit, checked on read;
 - `latest` is a symlink to `history/{version}`, replaced by `rename(2)` of a new link under an
-  exclusive lock after comparing the current target with the caller's token: readers never lock,
-  and `latest/manifest.json` stays a plain path that dbt-loom can read.
+  exclusive lock after comparing the current target with the caller's token: readers never lock.
+  A link to anything but `history/{version}` of its own project and env is damage;
+- a signature (mesh.registry.signing), when the writer has a key, is a `manifest.json.sig`
+  sidecar written with the object; readers verify it against the keys the mesh trusts.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from mesh.registry.base import (
     Entry,
     damaged_entry_problem,
 )
+from mesh.registry.signing import INTERFACE, NO_TRUST, SIGNATURE_FILE, SignatureError, Trust, sign
 from mesh.surface import hint
 
 LOCK_TIMEOUT_S = 60.0
@@ -61,9 +64,10 @@ def _fsync_dir(path: Path) -> None:
 class FileRegistry:
     """A registry rooted at a local folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, trust: Trust = NO_TRUST) -> None:
         self.root = Path(root).absolute()
         self.url = f"file://{self.root}"
+        self.trust = trust
 
     # --- paths ----------------------------------------------------------------------------------
 
@@ -113,6 +117,15 @@ class FileRegistry:
             )
         return body
 
+    @staticmethod
+    def _signature(path: Path) -> str | None:
+        try:
+            return (path.parent / SIGNATURE_FILE).read_text(encoding="ascii").strip() or None
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RegistryError(f"cannot read the signature beside {path}: {exc}") from exc
+
     def read_version(self, project: str, env: str, version: str) -> Entry:
         check_version(version)
         path = self._env_dir(project, env) / "history" / version / MANIFEST
@@ -121,7 +134,9 @@ class FileRegistry:
                 f"version {version} of {project}/{env} is not in the registry {self.url}; "
                 f"see {hint('registry.list', '--project', project)}"
             )
-        return Entry(version, self._read_checked(path, f"{project}/{env} version {version}"))
+        body = self._read_checked(path, f"{project}/{env} version {version}")
+        self.trust.verify(INTERFACE, project, env, body, self._signature(path), version)
+        return Entry(version, body)
 
     def read_latest(self, project: str, env: str) -> Entry | None:
         link = self._env_dir(project, env) / "latest"
@@ -133,8 +148,17 @@ class FileRegistry:
             raise RegistryError(f"{link} is not a symlink to a history entry: {exc}") from exc
         version = Path(target).name  # the compare-and-swap token, whatever state the entry is in
         path = self._env_dir(project, env) / "history" / version / MANIFEST
+        if target != f"history/{version}":
+            # What the mesh would read (history/<name>) is not what the link names: a reader of
+            # the path itself (dbt-loom, a person) would see another file.
+            raise CorruptLatestError(
+                project, env, version if VERSION_RE.fullmatch(version) else None, version,
+                f"{link} points at {target!r}, not at history/{version} of {project}/{env}",
+            )
         try:
             entry = self.read_version(project, env, version)
+        except SignatureError as exc:
+            raise CorruptLatestError(project, env, version, version, str(exc).split("; ")[0]) from exc
         except InvalidNameError as exc:
             raise CorruptLatestError(
                 project, env, None, version, f"{link} points at {target!r}, not a history entry"
@@ -195,8 +219,11 @@ class FileRegistry:
         with self._lock(self._env_dir(project, env), shared=True):
             tmp = history / f".tmp-{version}-{secrets.token_hex(4)}"
             tmp.mkdir()
+            signature = sign(INTERFACE, project, env, body)
             try:
                 _write_file(tmp / f"{MANIFEST}.sha256", sha256_hex(body).encode("ascii"))
+                if signature:
+                    _write_file(tmp / SIGNATURE_FILE, signature.encode("ascii"))
                 failpoint("registry.history.partial")
                 _write_file(tmp / MANIFEST, body)
                 _fsync_dir(tmp)
@@ -253,24 +280,34 @@ class FileRegistry:
         suffix = secrets.token_hex(4)
         tmp_body = path.parent / f".tmp-{suffix}"
         tmp_sum = path.parent / f".tmp-{suffix}.sha256"
+        tmp_sig = path.parent / f".tmp-{suffix}.sig"
+        signature = sign(name, project, env, body)
         with self._lock(self._env_dir(project, env)):
             try:
                 _write_file(tmp_body, body)
                 _write_file(tmp_sum, sha256_hex(body).encode("ascii"))
+                if signature:
+                    _write_file(tmp_sig, signature.encode("ascii"))
+                    os.replace(tmp_sig, path.parent / SIGNATURE_FILE)
+                else:  # never leave an earlier object's signature beside this one
+                    (path.parent / SIGNATURE_FILE).unlink(missing_ok=True)
                 os.replace(tmp_sum, path.parent / f"{path.name}.sha256")
                 os.replace(tmp_body, path)
                 _fsync_dir(path.parent)
             finally:
-                for leftover in (tmp_body, tmp_sum):
+                for leftover in (tmp_body, tmp_sum, tmp_sig):
                     leftover.unlink(missing_ok=True)
 
     def read_private(self, project: str, env: str, name: str) -> bytes | None:
         path = self._private_path(project, env, name)
         if not path.exists():
             return None
-        # Body and checksum are two files: read them under the writers' lock.
+        # Body, checksum and signature are files apart: read them under the writers' lock.
         with self._lock(self._env_dir(project, env), shared=True):
-            return self._read_checked(path, f"{project}/{env} {name}")
+            body = self._read_checked(path, f"{project}/{env} {name}")
+            signature = self._signature(path)
+        self.trust.verify(name, project, env, body, signature)
+        return body
 
     def delete_version(self, project: str, env: str, version: str) -> None:
         check_version(version)
@@ -312,6 +349,13 @@ class FileRegistry:
             except RegistryError as exc:
                 problems.append(damaged_entry_problem(version, exc))
         link = env_dir / "latest"
-        if link.is_symlink() and not link.exists():
-            problems.append(f"latest points at a missing history entry: {os.readlink(link)}")
+        if link.is_symlink():
+            target = os.readlink(link)
+            if target != f"history/{Path(target).name}":
+                problems.append(
+                    f"latest is damaged: it points at {target!r}, not at history/{Path(target).name} "
+                    f"of {project}/{env}"
+                )
+            elif not link.exists():
+                problems.append(f"latest points at a missing history entry: {target}")
         return problems

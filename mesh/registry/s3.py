@@ -9,7 +9,9 @@ How the guarantees of `mesh.registry.base` are kept with plain S3 requests, no l
   compare-and-swap token, and a lost race is a 412 (or a 409 when two conditional writes overlap);
   the object carries user metadata `version`, so `read_latest` knows the version without parsing;
 - every object carries user metadata `sha256` (hex of the body), checked on every read; the PUT
-  also sends S3's native `ChecksumSHA256`, so S3 rejects a body damaged on the way in.
+  also sends S3's native `ChecksumSHA256`, so S3 rejects a body damaged on the way in;
+- a signature (mesh.registry.signing), when the writer has a key, is user metadata `signature`;
+  `latest` carries its history entry's. Readers verify it against the keys the mesh trusts.
 
 Retries, back-off and timeouts are botocore's (`standard` mode, bounded attempts), configured by
 MESH_S3_MAX_ATTEMPTS and MESH_S3_TIMEOUT. The endpoint comes from boto3's own settings
@@ -62,6 +64,7 @@ from mesh.registry.base import (
     Entry,
     damaged_entry_problem,
 )
+from mesh.registry.signing import INTERFACE, NO_TRUST, SignatureError, Trust, sign
 from mesh.surface import hint
 
 if TYPE_CHECKING:
@@ -127,7 +130,7 @@ def _retried(exc: ClientError) -> bool:
 class S3Registry:
     """A registry under `s3://{bucket}/{prefix}` (the prefix may be empty)."""
 
-    def __init__(self, bucket: str, prefix: str = "") -> None:
+    def __init__(self, bucket: str, prefix: str = "", trust: Trust = NO_TRUST) -> None:
         if not bucket:
             raise ConfigError("S3 registry needs a bucket: use s3://<bucket>/<prefix>")
         self.bucket = bucket
@@ -136,6 +139,7 @@ class S3Registry:
         self._client: S3Client | None = None
         self._client_lock = threading.Lock()
         self._max_attempts = DEFAULT_MAX_ATTEMPTS
+        self.trust = trust
 
     def __repr__(self) -> str:
         return f"S3Registry({self.url!r})"
@@ -373,7 +377,10 @@ class S3Registry:
                 f"version {version} of {project}/{env} is not in the registry {self.url} "
                 f"({self._where(key)}); see {hint('registry.list', '--project', project)}"
             )
-        return Entry(version, found[0])
+        body, response = found
+        signature = response.get("Metadata", {}).get("signature")
+        self.trust.verify(INTERFACE, project, env, body, signature, version)
+        return Entry(version, body)
 
     def read_latest(self, project: str, env: str) -> Entry | None:
         key = self._latest_key(project, env)
@@ -397,6 +404,11 @@ class S3Registry:
                 f"{self._where(key)} carries no valid `version` metadata ({claimed!r}); it was "
                 "not written by mesh",
             )
+        signature = response.get("Metadata", {}).get("signature")
+        try:
+            self.trust.verify(INTERFACE, project, env, body, signature, version)
+        except SignatureError as exc:
+            raise CorruptLatestError(project, env, version, token, str(exc).split("; ")[0]) from exc
         return Entry(version, body, token=token)
 
     def list_versions(self, project: str, env: str) -> list[str]:
@@ -439,8 +451,9 @@ class S3Registry:
 
     def create_version(self, project: str, env: str, version: str, body: bytes) -> None:
         key = self._history_key(project, env, version)
+        signature = sign(INTERFACE, project, env, body)
         try:
-            self._put(key, body, {}, IfNoneMatch="*")
+            self._put(key, body, {"signature": signature} if signature else {}, IfNoneMatch="*")
             failpoint("registry.history.committed")
         except ClientError as exc:
             if _error_code(exc) not in _PRECONDITION_CODES:
@@ -475,9 +488,13 @@ class S3Registry:
                 f"the history entry {self._where(history_key)}"
             )
         condition = {"IfMatch": expected_token} if expected_token else {"IfNoneMatch": "*"}
+        metadata = {"version": version}
+        signature = head.get("Metadata", {}).get("signature")
+        if signature:  # latest is a copy of its history entry: so is its signature
+            metadata["signature"] = signature
         failpoint("registry.latest.prepared")
         try:
-            etag = self._put(key, body, {"version": version}, **condition)
+            etag = self._put(key, body, metadata, **condition)
             failpoint("registry.latest.swapped")
             return etag
         except ClientError as exc:
@@ -500,14 +517,19 @@ class S3Registry:
 
     def write_private(self, project: str, env: str, name: str, body: bytes) -> None:
         key = self._private_key(project, env, name)
+        signature = sign(name, project, env, body)
         try:
-            self._put(key, body, {})
+            self._put(key, body, {"signature": signature} if signature else {})
         except (ClientError, BotoCoreError) as exc:
             self._fail(exc, "write", key)
 
     def read_private(self, project: str, env: str, name: str) -> bytes | None:
         found = self._get(self._private_key(project, env, name), "read")
-        return None if found is None else found[0]
+        if found is None:
+            return None
+        body, response = found
+        self.trust.verify(name, project, env, body, response.get("Metadata", {}).get("signature"))
+        return body
 
     def delete_version(self, project: str, env: str, version: str) -> None:
         """Remove one history entry. S3 has no lock to hold across the check and the delete; the
@@ -559,7 +581,8 @@ class S3Registry:
                 head = self._head(self._history_key(project, env, latest.version), "read")
                 if head and head.get("Metadata", {}).get("sha256") != sha256_hex(latest.body):
                     problems.append(
-                        f"latest claims {latest.version} but its body differs from that entry"
+                        f"latest is damaged: it claims {latest.version} but its bytes differ "
+                        "from that history entry's"
                     )
         for name in sorted(PRIVATE_OBJECTS):
             try:

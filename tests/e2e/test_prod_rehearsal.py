@@ -30,7 +30,7 @@ import pytest
 from mesh import emulate
 from mesh.config import Mesh, load_mesh
 from mesh.dbt import run_dbt
-from mesh.pipeline import MeshRun, build_project, run_mesh
+from mesh.pipeline import MeshRun, run_mesh
 from mesh.validate import validate_projects
 from tests.conftest import REPO, copy_template
 from tests.servers import AWS_ENV_TO_CLEAR, bucket_snapshot, raw_client, start_moto_server
@@ -305,33 +305,6 @@ def test_unchanged_projects_skip_until_one_of_their_tables_is_dropped(rehearsal:
         assert cur.fetchone()[0] > 0  # type: ignore[index]
     finally:
         conn.close()
-
-
-def test_loom_reads_the_registry_object_through_aws_endpoint(
-    rehearsal: Rehearsal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    root = emulated_template(tmp_path / "mesh")
-    config = root / "mesh.yml"
-    text = config.read_text()
-    config.write_text(text.replace("upstreams_via: loom", "upstreams_via: loom\n    loom_reads: registry", 1))
-    mesh = load_mesh(root, "prod")
-    assert mesh.config.projects["dbt_down_loom"].loom_reads == "registry"
-    run = build_project(mesh, "dbt_down_loom", say=lambda _msg: None)
-    assert run.success and run.warnings == []
-    loom = (root / "dbt_down_loom/.mesh/dbt_loom.config.yml").read_text()
-    key = f"{rehearsal.prefix}/dbt_up/prod/latest/manifest.json"
-    assert "type: s3" in loom and f"bucket_name: {rehearsal.bucket}" in loom
-    assert f"object_name: {key}" in loom and "type: file" not in loom
-    (report,) = validate_projects(mesh, ["dbt_down_loom"])
-    assert report.ok and report.edges, report.text()
-    # Control: with the endpoint pointing nowhere, dbt-loom (the only reader of S3 in a plain dbt
-    # parse) cannot resolve ref('dbt_up', ...), so the S3 object above is what it read.
-    nowhere = f"http://127.0.0.1:{emulate.free_port()}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", nowhere)
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    failed = run_dbt(mesh, "dbt_down_loom", ["parse"], raise_on_failure=False)
-    assert not failed.success
-    assert f"{nowhere}/{rehearsal.bucket}/{key}" in " ".join(failed.errors)
 
 
 def test_planted_secrets_appear_nowhere(rehearsal: Rehearsal) -> None:

@@ -363,3 +363,70 @@ def test_screenshot_renders(page: tuple[Graph, Path], tmp_path: Path) -> None:
     )
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+XSS = "</script><script>document.title='XSS_SCRIPT'</script>"
+
+
+class Scripts(HTMLParser):
+    """Every script element as a browser splits the page: (type, text)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.found: list[tuple[str, str]] = []
+        self._open = False
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script":
+            self.found.append((dict(attrs).get("type") or "", ""))
+            self._open = True
+
+    def handle_data(self, data: str) -> None:
+        if self._open:
+            kind, text = self.found[-1]
+            self.found[-1] = (kind, text + data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._open = False
+
+
+def page_title(dom: str) -> str:
+    found = re.search(r"<head>.*?<title>(.*?)</title>", dom, re.DOTALL)
+    assert found, "no title in the page's head"
+    return found.group(1)
+
+
+def test_a_page_saved_after_rendering_runs_no_script_from_a_node_name(tmp_path: Path) -> None:
+    """The page escapes what it draws, and the geometry its script publishes escapes `<`, `>`,
+    `&` and the line separators: saved with --dump-dom and opened again, it runs nothing that a
+    node name or description carries."""
+    core = factories.producer()
+    orders = core["nodes"]["model.core.orders"]
+    orders["name"] = f"orders{XSS}"
+    orders["description"] = f"<img src=x onerror=\"document.title='XSS_IMG'\"> & \u2028 {XSS}"
+    graph = build_graph([ProjectInput("core", manifest=core)])
+    page = write_lineage(graph, tmp_path, ["html"])["html"]
+    rendered = run_chromium([SETTLE, "--dump-dom", page.as_uri()], tmp_path / "profile")
+    assert any(t == f"orders{XSS}" for _o, _c, t in Texts(rendered).found)  # drawn as text
+    geometry = geometry_of(rendered)
+    assert any(t.get("text") == f"orders{XSS}" for t in geometry["texts"])  # published, intact
+    saved = tmp_path / "saved.html"
+    saved.write_text(rendered)
+    reopened = run_chromium([SETTLE, "--dump-dom", saved.as_uri()], tmp_path / "profile2")
+    title = page_title(reopened)
+    assert "XSS" not in title and title == page_title(rendered)
+    executable = [text for kind, text in Scripts(reopened).found if kind != "application/json"]
+    assert not any("XSS_SCRIPT" in text for text in executable)
+    assert 'data-ready="true"' in reopened  # the saved page still lays itself out
+    # Control: the same saved page with the geometry written as plain JSON.stringify wrote it
+    # before: reopening it runs the node name's script.
+    unescaped = rendered.replace(
+        re.search(r'id="lineage-geometry">(.*?)</script>', rendered).group(1),  # type: ignore[union-attr]
+        orjson.dumps(geometry).decode(),
+    )
+    control = tmp_path / "control.html"
+    control.write_text(unescaped)
+    hijacked = run_chromium([SETTLE, "--dump-dom", control.as_uri()], tmp_path / "profile3")
+    assert page_title(hijacked) == "XSS_SCRIPT"

@@ -225,6 +225,54 @@ VIEWS = [
 ]
 
 
+def raw_consistent(root: Path) -> None:
+    w = root / "warehouse"
+    with duckdb.connect(str(w / "raw_db.duckdb"), read_only=True) as con:
+        raw = con.execute("select sum(price) from main.products").fetchone()[0]  # type: ignore[index]
+    # catalog's views read raw_db, which only its own profile attaches: the tables reports stored
+    # through two projects of views must hold what the raw table holds now.
+    assert one(w, "reports", "select list_total from marts.revenue") == raw * 2
+    assert one(w, "reports", "select count(*) from marts.product_names") == one(w, "raw_db", "select count(*) from main.products")
+
+
+def _raw_views(tmp: Path) -> Path:
+    """The views mesh, with catalog reading a table loaded outside dbt (an attached raw database)
+    instead of its seed: only a digest of the source's data can tell that it changed."""
+    root = _copy(FIXTURES / "views_mesh")(tmp)
+    (root / "warehouse").mkdir()
+    with duckdb.connect(str(root / "warehouse/raw_db.duckdb")) as con:
+        con.execute("create table main.products as select * from read_csv_auto(?)", [str(root / "catalog/seeds/raw_products.csv")])
+    (root / "catalog/seeds/raw_products.csv").unlink()
+    (root / "catalog/models/_sources.yml").write_text(
+        "version: 2\n\nsources:\n  - name: raw\n    database: raw_db\n    schema: main\n    tables:\n      - name: products\n"
+    )
+    staging = root / "catalog/models/stg_products.sql"
+    staging.write_text(staging.read_text().replace("{{ ref('raw_products') }}", "{{ source('raw', 'products') }}"))
+    profiles = root / "profiles/profiles.yml"
+    profiles.write_text(profiles.read_text().replace(
+        "      path: \"{{ env_var('MESH_BUILD_DIR', env_var('MESH_WAREHOUSE_DIR', 'warehouse')) }}/catalog.duckdb\"\n      schema: main\n      threads: 4\n",
+        "      path: \"{{ env_var('MESH_BUILD_DIR', env_var('MESH_WAREHOUSE_DIR', 'warehouse')) }}/catalog.duckdb\"\n      schema: main\n      threads: 4\n"
+        "      attach:\n        - path: \"{{ env_var('MESH_WAREHOUSE_DIR', 'warehouse') }}/raw_db.duckdb\"\n          alias: raw_db\n          read_only: true\n",
+        1,
+    ))
+    return root
+
+
+def _load_more_raw(root: Path) -> None:
+    with duckdb.connect(str(root / "warehouse/raw_db.duckdb")) as con:
+        con.execute("insert into main.products values (5, 'spoon', 3.50)")
+
+
+RAW = [
+    Change(
+        "a row loaded into the producer's raw source, outside dbt: no file of any project changed",
+        _load_more_raw,
+        {"catalog": "built", "pricing": "built", "reports": "built"},
+        {"catalog": "source data changed: main.products", "reports": "upstream data changed"},
+    ),
+]
+
+
 @dataclass
 class Style:
     name: str
@@ -247,6 +295,7 @@ STYLES = [
     Style("interface", _copy(FIXTURES / "interface_mesh"), interface_consistent, INTERFACE),
     Style("chain", _copy(REPO / "examples" / "chain"), chain_consistent, CHAIN),
     Style("views", _copy(FIXTURES / "views_mesh"), views_consistent, VIEWS),
+    Style("raw", _raw_views, raw_consistent, RAW),
 ]
 
 

@@ -128,3 +128,152 @@ def test_hostile_interface_is_inert_in_both_consumers(workspace: Path, monkeypat
     loom = orjson.loads((workspace / "dbt_down_loom/target/manifest.json").read_bytes())
     assert "model.dbt_up.public_orders" in {p for ps in loom["parent_map"].values() for p in ps}
     assert not os.path.exists("/tmp/pwned")
+
+
+# --- forged interfaces, batched through both real consumers ----------------------------------------
+
+SECRET = "hunter2-canary-0b7d"  # MY_SECRET: must appear in no artifact and nowhere in the registry
+INJECTED_DATABASE = (
+    'dbt_up"."marts"."public_orders" cross join (select 1 as k where error(\'INJECTED_SQL_RAN\' || '
+    "(select trim(content) from read_text('/etc/hostname'))) is null) /*"
+)
+
+
+def forge(registry: FileRegistry, change: Any) -> str:
+    """A forged latest of dbt_up: its current interface with `change` applied, written with the
+    standard library (orjson stops at 254 levels; a forger need not use it), checksums valid."""
+    import json
+
+    latest = registry.read_latest("dbt_up", "local")
+    assert latest is not None
+    doc = json.loads(registry.read_version("dbt_up", "local", registry.list_versions("dbt_up", "local")[0]).body)
+    change(doc)
+
+    def compact(value: Any) -> bytes:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    from mesh.names import sha256_hex
+    from tests.factories import later_version
+
+    version = later_version(latest.version)
+    doc["metadata"]["mesh"].update(version=version, previous=latest.version)
+    doc["metadata"]["mesh"]["content_sha256"] = sha256_hex(compact({"nodes": doc["nodes"], "groups": doc["groups"]}))
+    body = compact(doc)
+    registry.create_version("dbt_up", "local", version, body)
+    registry.swap_latest("dbt_up", "local", version, body, latest.token)
+    return version
+
+
+def _orders(doc: dict[str, Any]) -> dict[str, Any]:
+    node: dict[str, Any] = doc["nodes"]["model.dbt_up.public_orders"]
+    return node
+
+
+def _deep(doc: dict[str, Any]) -> None:
+    meta: dict[str, Any] = {}
+    inner = meta
+    for _ in range(300):
+        inner["a"] = {}
+        inner = inner["a"]
+    _orders(doc)["meta"] = meta
+
+
+def _renamed(doc: dict[str, Any]) -> None:
+    node = dict(_orders(doc))
+    node["name"] = "public_orders_{{ log(env_var('MY_SECRET'), info=True) }}"
+    node["unique_id"] = f"model.dbt_up.{node['name']}"
+    doc["nodes"][node["unique_id"]] = node
+
+
+FORGERIES: dict[str, tuple[Any, str]] = {
+    # the issue's reproductions, then every other field that reaches generated code or SQL
+    "SQL in database and relation_name": (
+        lambda doc: _orders(doc).update(database=INJECTED_DATABASE, relation_name='"dbt_up"."marts"."*/ as z --"'),
+        "node model.dbt_up.public_orders, field database",
+    ),
+    "Jinja in version": (
+        lambda doc: doc["nodes"]["model.dbt_up.public_customers.v2"].update(version="2{{ env_var('MY_SECRET','none') }}"),
+        "node model.dbt_up.public_customers.v2, field version",
+    ),
+    "Jinja in latest_version": (
+        lambda doc: doc["nodes"]["model.dbt_up.public_customers.v2"].update(latest_version="2{{ log('x') }}"),
+        "node model.dbt_up.public_customers.v2, field latest_version",
+    ),
+    "Jinja in a model name": (_renamed, "field name"),
+    "SQL in a data type": (
+        lambda doc: next(iter(_orders(doc)["columns"].values())).update(data_type="integer) as x from (select 1) --"),
+        "data_type",
+    ),
+    "SQL in event_time": (
+        lambda doc: _orders(doc)["config"].update(event_time="order_date) or (1=1"),
+        "field config.event_time",
+    ),
+    "meta nested 300 deep": (_deep, "field meta: is nested deeper than 64 levels"),
+    "a 30 MB description": (
+        lambda doc: _orders(doc).update(description="x" * (30 << 20)),
+        "field description",
+    ),
+}
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_forged_interfaces_are_refused_and_nothing_runs_in_either_consumer(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each forgery reaches `invoke build` of both real consumers: refused in one line naming
+    node and field, no file of either consumer changed. Then a hostile-but-valid interface (Jinja
+    and SQL in descriptions, meta and tags) is synced and really built by both consumers: no table,
+    no file, no environment value, no log line comes of it."""
+    from mesh.errors import MeshError
+    from mesh.pipeline import build_project
+
+    monkeypatch.setenv("MY_SECRET", SECRET)
+    monkeypatch.setenv("MESH_CANARY", CANARY)
+    canary_file = workspace / "canary-file.csv"
+    mesh = load_mesh(workspace, "local")
+    registry = mesh.registry
+    assert isinstance(registry, FileRegistry)
+    warehouse = workspace / "warehouse"
+    tables_before = {p.name: tables(p) for p in warehouse.glob("*.duckdb")}
+    for name, (change, field) in FORGERIES.items():
+        version = forge(registry, change)
+        for consumer in ("dbt_down", "dbt_down_loom"):
+            before = files_of(workspace / consumer)
+            with pytest.raises(MeshError) as refused:
+                build_project(mesh, consumer, say=None)
+            message = str(refused.value)
+            assert "\n" not in message, name
+            assert f"dbt_up/local latest {version}: " in message and field in message, (name, message)
+            assert files_of(workspace / consumer) == before, name
+
+    # Hostile text the schema keeps (it is text): defused, then really built.
+    jinja = (
+        f"{{{{ run_query(\"copy (select 1) to '{canary_file}'\") }}}} {{{{ env_var('MY_SECRET') }}}} "
+        "{% do run_query('create table main.pwned as select 1 as x') %}"
+    )
+
+    def text(doc: dict[str, Any]) -> None:
+        for node in doc["nodes"].values():
+            node["description"] = f"{jinja} '; drop table x; --"
+            node["meta"] = {"owner": jinja, jinja: [jinja]}
+            node["tags"] = [jinja]
+            for column in node["columns"].values():
+                column["description"] = jinja
+
+    version = forge(registry, text)
+    for consumer in ("dbt_down", "dbt_down_loom"):
+        run = build_project(mesh, consumer, say=None)
+        assert run.success and not run.errors, run.errors
+        lock = orjson.loads((workspace / consumer / ".mesh/lock.json").read_bytes())
+        assert lock["upstreams"]["dbt_up"]["version"] == version
+    assert not canary_file.exists()
+    assert {p.name: tables(p) for p in warehouse.glob("*.duckdb")} == tables_before
+    for path in workspace.rglob("*"):
+        if path.is_file() and path.suffix not in (".duckdb", ".wal"):
+            data = path.read_bytes()
+            assert SECRET.encode() not in data and CANARY.encode() not in data, path
+            if "registry" not in path.parts:  # the forged entries carry the payload, as text
+                assert b"INJECTED_SQL_RAN" not in data, path

@@ -124,3 +124,36 @@ def test_constraints_compare_in_one_form() -> None:
     assert len(keys) == 1
     other = {"type": "foreign_key", "to": '"up"."marts"."customers_v1"', "to_columns": ["customer_id"]}
     assert differ.constraint_key(other) not in keys
+
+
+def test_a_contract_mismatch_keeps_its_rows_before_the_cut() -> None:
+    from mesh.dbt import clean_message
+
+    text = (
+        "Compilation Error in model orders (models/orders.sql)\n"
+        "  This model has an enforced contract that failed.\n"
+        "  Please ensure the name, data_type, and number of columns in your contract match the columns in your model's definition.\n"
+        "\n"
+        "  | column_name | definition_type | contract_type | mismatch_reason    |\n"
+        "  | ----------- | --------------- | ------------- | ------------------ |\n"
+        "  | order_total | DOUBLE          | DECIMAL(10,2) | data type mismatch |\n"
+        "  | note        |                 | TEXT          | missing in definition |\n"
+    )
+    assert clean_message(text) == (
+        "the model's columns do not match its enforced contract: order_total: DOUBLE in the model, "
+        "DECIMAL(10,2) in the contract (data type mismatch); note: missing in the model, TEXT in the "
+        "contract (missing in definition)"
+    )
+
+
+def test_another_tools_compatibility_key_is_named() -> None:
+    from mesh.contracts import foreign_meta_notes
+
+    notes = foreign_meta_notes({
+        "model.p.a": {"meta": {"datacontract": {"compatibility": "full"}, "mesh": {"compatibility": "none"}}},
+        "model.p.b": {"meta": {"mesh": {"compatibility": "full"}}},
+    })
+    assert notes == [
+        "a declares meta.datacontract.compatibility, which the mesh does not read: its compatibility "
+        "mode is meta.mesh.compatibility (backward, forward, full, none)"
+    ]

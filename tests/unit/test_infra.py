@@ -176,7 +176,7 @@ def test_schema_wide_grant_on_a_schema_of_public_models_only_passes(
         "customer_scoring"
     ]
     findings = infra.check_sql(tree, DEFAULT_LAYOUT, contents)
-    # FINANCE is not the public schema mesh.yml names, which is another rule's business.
+    # In the unit rendered for MARTS, FINANCE is not the schema granted: another rule's business.
     assert {f.rule for f in findings} == {"sql-consumer-public-only"}
 
 

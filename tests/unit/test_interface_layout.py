@@ -27,7 +27,7 @@ from tests import factories
 def interface_doc(project: str = "core") -> dict:
     doc = factories.producer(project)
     nodes, groups = extract_interface(doc)
-    meta = {"version": "v1", "content_sha256": content_sha256(nodes, groups)}
+    meta = {"version": "20261123T101502.123456Z-3f2a9c1e", "content_sha256": content_sha256(nodes, groups)}
     return build_interface(doc, nodes, groups, meta)
 
 
@@ -60,15 +60,19 @@ def test_lazy_read_matches_load_interface(dump: object) -> None:
 
 def test_lazy_read_checks_the_content_hash_and_the_project() -> None:
     body = dump_interface(interface_doc())
-    tampered = body.replace(b'"daily_revenue"', b'"daily_revenuf"')
+    tampered = body.replace(b'"revenue description"', b'"revenue descriptioN"')
     assert tampered != body
     with pytest.raises(ChecksumError):
         read_interface(tampered, "test", "core", lazy=True)
+    # A tampered relation is refused by the schema before the hash is computed.
+    forged = body.replace(b'"daily_revenue"', b'"daily_revenuf"', 1)
+    with pytest.raises(ManifestError, match=r"node model\.core\.revenue, field relation_name"):
+        read_interface(forged, "test", "core", lazy=True)
     with pytest.raises(ManifestError, match="belongs to project"):
         read_interface(body, "test", "other", lazy=True)
     uid = sorted(interface_doc()["nodes"])[0]
     renamed = body.replace(f'"unique_id":"{uid}"'.encode(), b'"unique_id":"model.core.x"', 1)
-    with pytest.raises(ManifestError, match="malformed or its unique_id differs"):
+    with pytest.raises(ManifestError, match=rf"node {uid}, field unique_id: 'model.core.x' does not match"):
         read_interface(renamed, "test", "core", lazy=True)
 
 

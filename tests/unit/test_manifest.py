@@ -54,10 +54,10 @@ def test_content_hash_ignores_metadata_and_roundtrips() -> None:
     doc = factories.producer()
     nodes, groups = extract_interface(doc)
     sha = content_sha256(nodes, groups)
-    body = dump_json(build_interface(doc, nodes, groups, {"version": "v", "content_sha256": sha}))
+    body = dump_json(build_interface(doc, nodes, groups, {"version": "20261123T101502.123456Z-3f2a9c1e", "content_sha256": sha}))
     again = load_interface(body, "test", "core")
     assert again["nodes"] == nodes
-    tampered = body.replace(b'"daily_revenue"', b'"daily_revenuf"')
+    tampered = body.replace(b"\"revenue description\"", b"\"revenue descriptioN\"")
     with pytest.raises(ChecksumError):
         load_interface(tampered, "test", "core")
 

@@ -1,31 +1,48 @@
-"""Properties of the interface, the contract diff, publish and version ids, for generated inputs.
+"""Properties of the interface, the contract diff, publish and version ids, for generated inputs;
+and hostile interfaces, as anyone who can write the registry could write them.
 
 - the interface of any manifest (random public / protected / private models, versions, models of
   other packages, tests, seeds and snapshots) holds exactly the project's own public models, seeds
   and snapshots, and no SQL;
 - the contract diff of an interface with itself (or a copy of it) is empty;
 - publish then fetch returns identical bytes, whose nodes are exactly the interface;
-- version ids sort by publish time.
+- version ids sort by publish time;
+- a hostile interface (hostile strings, numbers, lists or objects in any field of any node) is
+  refused by the schema in one line, or what it lets through is inert: sync plans no file with a
+  Jinja opening, the page ends no element early, every grant is a read-only grant on identifiers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import html.parser
+import re
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mesh.config import load_mesh
 from mesh.contracts import diff_interfaces
-from mesh.manifest import extract_interface, load_interface
-from mesh.names import VERSION_RE, new_version
+from mesh.errors import MeshError
+from mesh.lineage import ProjectInput, build_graph, to_html
+from mesh.manifest import build_interface, dump_interface, extract_interface, load_interface
+from mesh.names import VERSION_RE, new_version, sha256_hex
 from mesh.publish import publish_project
 from mesh.registry.file import FileRegistry
+from mesh.registry.schema import SchemaError, check_interface, parse_data_type
+from mesh.snowflake import (
+    InterfaceGrantError,
+    UnsafeIdentifierError,
+    grant_statement_parts,
+    grants_for_interface,
+)
+from mesh.sync import plan_sync
 from tests import factories
 from tests.reliability import scale
 
@@ -192,3 +209,223 @@ def test_version_ids_are_utc_whatever_the_clock_zone(start: datetime, offset: ti
     local = start.astimezone(timezone(offset))
     assert new_version("ab" * 32, now=local) == new_version("ab" * 32, now=start)
     assert new_version("00" * 32, now=start + timedelta(microseconds=1)) > new_version("ff" * 32, now=start)
+
+
+# --- hostile interfaces: anything anyone who can write the registry could write -------------------
+
+
+
+PAYLOADS = [
+    "{{ env_var('MESH_CANARY') }}", "{% do run_query('create table pwned as select 1') %}", "{# x #}",
+    '"; drop table x; --', "x' or '1'='1", "*/ select 1 /*", "</script><script>document.title='XSS'</script>",
+    "a\nb", "a\rb", "\u2028", "\x00", "\x1b[31m", "..", "../x", "", " ", "x" * 300, "é", "\U0001f600",
+    "model.other.x", '"db"."schema"."t"', "integer) as x; --", "struct(a int", "--", "${HOME}",
+]
+HOSTILE_TEXT = st.one_of(st.sampled_from(PAYLOADS), st.text(max_size=30), st.text(alphabet="{}%#'\";-/*<>\\\n ", max_size=12))
+HOSTILE_VALUE = st.one_of(
+    HOSTILE_TEXT, st.none(), st.integers(-(2**70), 2**70), st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
+    st.lists(HOSTILE_TEXT, max_size=2), st.dictionaries(HOSTILE_TEXT, HOSTILE_TEXT, max_size=2),
+)
+# Every field of a node (and of one column) that a forger could set; `[]` marks a column field.
+NODE_FIELDS = [
+    "unique_id", "name", "package_name", "resource_type", "database", "schema", "alias", "relation_name",
+    "access", "group", "version", "latest_version", "deprecation_date", "description", "meta", "tags",
+    "config.materialized", "config.event_time", "config.access", "contract.enforced", "depends_on.nodes",
+    "constraints", "[].name", "[].data_type", "[].description", "[].constraints", "[].key",
+]
+# Free-text fields with hostile text of the right type: the schema keeps them, sync defuses them.
+TYPED_TEXT = {
+    "description": HOSTILE_TEXT,
+    "[].description": HOSTILE_TEXT,
+    "tags": st.lists(HOSTILE_TEXT, max_size=3),
+    "meta": st.dictionaries(HOSTILE_TEXT, st.one_of(HOSTILE_TEXT, st.lists(HOSTILE_TEXT, max_size=2)), max_size=3),
+    "[].constraints": st.lists(st.fixed_dictionaries({"type": st.just("check"), "expression": HOSTILE_TEXT}), max_size=2),
+}
+HOSTILE = settings(max_examples=scale(40, 300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_JINJA = re.compile(r"\{[{%#]")
+_CANARY = "mesh-canary-7f3e91"
+
+
+def _set(node: dict[str, Any], path: str, value: Any) -> None:
+    if path.startswith("[]."):
+        name, column = next(iter(node["columns"].items()))
+        if path == "[].key":  # a column's key no longer its name
+            node["columns"] = {str(value): column, **{k: v for k, v in node["columns"].items() if k != name}}
+            return
+        column[path[3:]] = value
+        return
+    *parents, last = path.split(".")
+    target = node
+    for part in parents:
+        target = target[part]
+    target[last] = value
+
+
+@st.composite
+def hostile_interfaces(draw: st.DrawFn) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The template-like producer's interface with hostile values in some fields of some nodes
+    (the content hash recomputed: checksums never stop a forger)."""
+    doc = factories.producer(P)
+    nodes, groups = extract_interface(doc)
+    interface = build_interface(doc, nodes, groups, {"format": 1, "version": VERSION, "content_sha256": ""})
+    changed = []
+    # Half the time hostile text of the right type in free-text fields only (what the schema lets
+    # through, for sync and the page to defuse), otherwise anything at all in any field.
+    text_only = draw(st.booleans())
+    fields = sorted(TYPED_TEXT) if text_only else NODE_FIELDS
+    for uid in draw(st.lists(st.sampled_from(sorted(nodes)), min_size=1, max_size=3, unique=True)):
+        for field in draw(st.lists(st.sampled_from(fields), min_size=1, max_size=3, unique=True)):
+            _set(interface["nodes"][uid], field, draw(TYPED_TEXT[field] if text_only else HOSTILE_VALUE))
+            changed.append((uid, field))
+    interface["metadata"]["mesh"]["content_sha256"] = _sha(interface)
+    return interface, changed
+
+
+def _sha(interface: dict[str, Any]) -> str:
+    import json
+
+    text = json.dumps({"nodes": interface["nodes"], "groups": interface["groups"]}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return sha256_hex(text.encode())
+
+
+VERSION = "20261123T101502.123456Z-3f2a9c1e"
+
+
+def _accepted_values_are_inert(interface: dict[str, Any]) -> None:
+    """What the schema lets through can carry no code where code could run."""
+    ident = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+    for uid, node in interface["nodes"].items():
+        assert uid == node["unique_id"] and not _JINJA.search(uid)
+        for key in ("database", "schema", "alias"):
+            assert node[key] is None or ident.fullmatch(node[key])
+        assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", node["name"])
+        for key in ("version", "latest_version"):
+            assert node[key] is None or re.fullmatch(r"[A-Za-z0-9_.]+", str(node[key]))
+        for name, column in node["columns"].items():
+            assert ident.fullmatch(name) and name == column["name"]
+            assert column["data_type"] is None or parse_data_type(column["data_type"])
+
+
+@HOSTILE
+@given(case=hostile_interfaces())
+def test_a_hostile_interface_is_refused_in_one_line_or_inert(case: tuple[dict[str, Any], list[tuple[str, str]]]) -> None:
+    interface, _changed = case
+    try:
+        checked = check_interface(interface, P, "local", VERSION)
+    except SchemaError as exc:
+        message = str(exc)
+        assert "\n" not in message and message.startswith(f"{P}/local {VERSION}: ")
+        assert len(message) < 1500
+        event("refused")
+        return
+    event("accepted")
+    _accepted_values_are_inert(checked)
+
+
+_HOSTILE_MESH = """version: 1
+projects:
+  core: {path: core}
+  app: {path: app}
+  loomy: {path: loomy, upstreams_via: loom}
+  everything: {path: everything, upstreams_via: loom, sync_scope: all}
+targets:
+  local: {registry: "file://registry", env: local}
+"""
+
+
+@contextlib.contextmanager
+def _hostile_mesh() -> Any:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "mesh.yml").write_text(_HOSTILE_MESH)
+        for name in ("core", "app", "loomy", "everything"):
+            (root / name / "models").mkdir(parents=True)
+            (root / name / "dbt_project.yml").write_text(f"name: {name}\n")
+        for name in ("app", "loomy", "everything"):
+            (root / name / "dependencies.yml").write_text("projects:\n  - name: core\n")
+        (root / "app/models/a.sql").write_text("select * from {{ source('core', 'orders') }}")
+        (root / "loomy/models/b.sql").write_text("select * from {{ ref('core', 'customers') }}")
+        yield root
+
+
+@HOSTILE
+@given(case=hostile_interfaces())
+def test_sync_plans_and_writes_nothing_hostile(case: tuple[dict[str, Any], list[tuple[str, str]]]) -> None:
+    """sync's planning and its writers, for both consumer styles and `sync_scope: all`: one line
+    and no plan, or files with no Jinja opening and no identifier that is not one."""
+    interface, _changed = case
+    try:
+        body = dump_interface(interface)
+    except TypeError:
+        return  # nothing orjson can write (a forger would use another writer: the schema test covers it)
+    with _hostile_mesh() as root:
+        registry = FileRegistry(root / "registry")
+        registry.create_version(P, "local", VERSION, body)
+        registry.swap_latest(P, "local", VERSION, body, None)
+        mesh = load_mesh(root, "local")
+        for consumer in ("app", "loomy", "everything"):
+            try:
+                plan = plan_sync(mesh, consumer)
+            except MeshError as exc:
+                assert "\n" not in str(exc)
+                event("sync refused")
+                continue
+            event("sync planned")
+            for change in plan.changes:
+                text = (change.content or b"").decode()
+                assert not _JINJA.search(text), (change.path, text[:200])
+                assert _CANARY not in text
+
+
+@HOSTILE
+@given(case=hostile_interfaces(), texts=st.lists(HOSTILE_TEXT, min_size=2, max_size=2))
+def test_the_page_and_the_grants_hold_whatever_the_schema_lets_through(
+    case: tuple[dict[str, Any], list[tuple[str, str]]], texts: list[str]
+) -> None:
+    interface, _changed = case
+    try:
+        checked = check_interface(interface, P, "local", VERSION)
+    except SchemaError:
+        checked = None
+    # The page: what it draws, the registry's checked interface and a local manifest (the
+    # project's own, with markup in a node's name and description), ends no element early.
+    local = factories.producer(P)
+    local["nodes"]["model.core.orders"].update(name=texts[0], description=texts[1])
+    graph = build_graph([ProjectInput(P, manifest=local, interface=checked)])
+    page = to_html(graph)
+    scripts = _Scripts(page)
+    assert scripts.count == 3 and scripts.data is not None
+    assert orjson.loads(scripts.data) == orjson.loads(orjson.dumps(graph.to_json()))
+    # The grants: a statement is a read-only grant on identifiers, or nothing is granted.
+    if checked is None:
+        return
+    try:
+        statements = grants_for_interface(checked, ["CONSUMER_ROLE"], producer_database=P)
+    except (InterfaceGrantError, UnsafeIdentifierError) as exc:
+        assert "\n" not in str(exc)
+        return
+    assert all(grant_statement_parts(s) is not None for s in statements), statements
+
+
+class _Scripts(html.parser.HTMLParser):
+    """How a browser splits the page into script elements."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.count = 0
+        self.data: str | None = None
+        self._in_data = False
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script":
+            self.count += 1
+            self._in_data = dict(attrs).get("id") == "lineage-data"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_data:
+            self.data = (self.data or "") + data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_data = False

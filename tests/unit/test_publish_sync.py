@@ -12,6 +12,7 @@ from ruamel.yaml import YAML
 
 from mesh.config import Mesh, load_mesh
 from mesh.errors import ManifestError, NotFoundError, PublishRefusedError, SyncError
+from mesh.manifest import content_sha256, dump_interface
 from mesh.pipeline import sync_project
 from mesh.publish import publish_project
 from mesh.validate import validate_manifest
@@ -223,19 +224,50 @@ def test_untrusted_upstream_text_is_inert(mesh: Mesh) -> None:
     assert "run_query('drop table x')" in table["description"]
 
 
-@pytest.mark.parametrize("field", ["alias", "schema", "column"])
-def test_invalid_identifiers_are_rejected(mesh: Mesh, field: str) -> None:
-    doc = factories.producer()
+HOSTILE = 'x.y"; drop'
+
+
+def _hostile(doc: dict[str, Any], field: str) -> None:
     node = doc["nodes"]["model.core.orders"]
     if field == "column":
-        node["columns"]["id; drop table x"] = {"name": "id; drop table x", "data_type": "int"}
+        node["columns"]["id; drop table x"] = {
+            "name": "id; drop table x", "data_type": "int", "description": "", "constraints": [],
+        }
     else:
-        node[field] = "x.y\"; drop"
+        node[field] = HOSTILE
+
+
+@pytest.mark.parametrize(("field", "shown"), [("alias", "alias"), ("schema", "schema"), ("column", "columns")])
+def test_invalid_identifiers_are_refused_at_publish_and_at_sync(mesh: Mesh, field: str, shown: str) -> None:
+    # The producer's own manifest: publish refuses before the first write.
+    doc = factories.producer()
+    _hostile(doc, field)
     write_build(mesh.root / "core", doc)
-    publish_project(mesh, "core")
+    before = snapshot(mesh.root)
+    with pytest.raises(ManifestError) as refused:
+        publish_project(mesh, "core")
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith("core/local (to publish): node model.core.orders, field " + shown)
+    assert message.endswith("fix it in core and rebuild; nothing was published")
+    assert snapshot(mesh.root) == before
+    # Anyone who can write the registry: a forged interface (valid checksums) is refused at sync.
+    write_build(mesh.root / "core", factories.producer())
+    published = publish_project(mesh, "core")
+    latest = mesh.registry.read_latest("core", "local")
+    assert latest is not None
+    forged = orjson.loads(latest.body)
+    _hostile(forged, field)
+    forged["metadata"]["mesh"]["version"] = version = factories.later_version(published.version)
+    forged["metadata"]["mesh"]["content_sha256"] = content_sha256(forged["nodes"], forged["groups"])
+    body = dump_interface(forged)
+    mesh.registry.create_version("core", "local", version, body)
+    mesh.registry.swap_latest("core", "local", version, body, latest.token)
     before = snapshot(mesh.root / "app")
-    with pytest.raises(SyncError, match="not a plain identifier"):
+    with pytest.raises(ManifestError) as refused:
         sync_project(mesh, "app")
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(f"core/local latest {version}: node model.core.orders, field {shown}")
     assert snapshot(mesh.root / "app") == before
 
 

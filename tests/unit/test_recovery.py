@@ -476,7 +476,7 @@ def test_task_surface_walk_through(tmp_path: Path) -> None:
     back = invoke(url, "registry.rollback", "--project", project, "--to", versions[0])
     assert back.returncode == 0, back.stderr
     assert f"{project}/{ENV} in {url}: rolled back to {versions[0]} as " in back.stdout
-    assert "(2 public models), previous " in back.stdout
+    assert "(2 public nodes), previous " in back.stdout
     again = invoke(url, "registry.rollback", "--project", project, "--to", versions[0])
     assert again.returncode == 0 and "nothing published" in again.stdout
     nowhere = invoke(f"file://{tmp_path / 'nowhere'}", "registry.list")

@@ -25,6 +25,7 @@ from mesh.registry import commit_version
 from mesh.registry.file import FileRegistry
 from mesh.registry.s3 import S3Registry
 from mesh.retention import fsck_project, prune_project
+from tests import factories
 from tests.conftest import REPO
 from tests.servers import new_bucket
 
@@ -45,8 +46,9 @@ def vid(i: int) -> str:
     return new_version(sha256_hex(b"%d" % i), now=T0 + timedelta(hours=i))
 
 
-def body(i: int) -> bytes:
-    return orjson.dumps({"metadata": {"mesh": {"version": vid(i)}}, "nodes": {}})
+def body(i: int, project: str = P) -> bytes:
+    """Version i: a valid interface (fsck reads every entry against the registry schema)."""
+    return factories.interface_body(project, vid(i))
 
 
 def stamp(i: int, minutes: int = 30) -> str:
@@ -179,8 +181,8 @@ def test_tasks_prune_and_fsck(tmp_path: Path) -> None:
     registry = FileRegistry(tmp_path / "registry")
     project = "dbt_up"  # a project of the repository's mesh.yml, which the tasks read
     for i in range(4):
-        registry.create_version(project, "local", vid(i), body(i))
-    registry.swap_latest(project, "local", vid(3), body(3), None)
+        registry.create_version(project, "local", vid(i), body(i, project))
+    registry.swap_latest(project, "local", vid(3), body(3, project), None)
     (tmp_path / "registry" / project / "local" / "history" / ".tmp-x").mkdir()
     url = registry.url
     pruned = invoke("registry.prune", url, "--project", project, "--keep", "2")

@@ -131,9 +131,12 @@ def test_rendering_covers_every_unit() -> None:
         "dbt_down",
         "dbt_down_loom",
     }
+    # One unit per public schema of the producer (dbt_up names MARTS and FINANCE).
     assert {u for n, u in units if n == "05_consumer_grants.sql"} == {
         "dbt_down reads dbt_up",
+        "dbt_down reads dbt_up (FINANCE)",
         "dbt_down_loom reads dbt_up",
+        "dbt_down_loom reads dbt_up (FINANCE)",
     }
     without = sf.render_setup(sf.DEFAULT_LAYOUT, SQL_DIR, include_resource_monitors=False)
     assert "06_resource_monitors.sql" not in {r.name for r in without}
@@ -176,7 +179,8 @@ def test_consumer_grant_script_is_read_only_and_public_only() -> None:
     rendered = [
         r for r in sf.render_setup(sf.DEFAULT_LAYOUT, SQL_DIR) if r.name == "05_consumer_grants.sql"
     ]
-    assert len(rendered) == 2
+    assert len(rendered) == 4  # two consumers, two public schemas (MARTS, FINANCE)
+    schemas = set()
     for script in rendered:
         statements, findings = infra._sql_statements(script.sql, script.name)
         assert findings == []
@@ -189,6 +193,8 @@ def test_consumer_grant_script_is_read_only_and_public_only() -> None:
             assert parts["privilege"] == "USAGE" and "bulk" not in parts
             assert "RAW" not in statement and "STAGING" not in statement
             assert parts.get("database", parts["schema_db"]) == "DBT_UP_PROD"
+            schemas.add(parts["schema"])
+    assert schemas == {"", "MARTS", "FINANCE"}
 
 
 def test_sql_lint_catches_a_write_grant_to_a_consumer(tmp_path: Path) -> None:
@@ -826,6 +832,20 @@ def _registry_root(tmp_path: Path) -> Path:
     return root
 
 
+def _registry_node(node: dict[str, Any]) -> dict[str, Any]:
+    """A `sample_interface` node as a publish writes it (every field of the interface schema)."""
+    from mesh.manifest import interface_node
+    from tests.factories import model
+
+    version = node.get("version")
+    full = model(
+        "dbt_up", node["unique_id"].split(".")[2], version=version, latest_version=version,
+        schema=node["schema"], alias=node["alias"], materialized=node["config"]["materialized"],
+    )
+    full.update(database=node["database"], relation_name=node["relation_name"])
+    return interface_node(full, set())
+
+
 def _publish(root: Path, interfaces: list[dict[str, Any]]) -> list[str]:
     """Publish each interface in turn to the local target's registry; return the versions."""
     from datetime import UTC, datetime
@@ -838,7 +858,7 @@ def _publish(root: Path, interfaces: list[dict[str, Any]]) -> list[str]:
     registry = open_registry("file://registry", root)
     versions = []
     for number, interface in enumerate(interfaces):
-        nodes = interface["nodes"]
+        nodes = {uid: _registry_node(node) for uid, node in interface["nodes"].items()}
         sha = content_sha256(nodes, {})
         version = new_version(sha, datetime(2026, 1, 1, 0, 0, number, tzinfo=UTC))
         meta = {"version": version, "content_sha256": sha, "env": "local"}

@@ -315,12 +315,17 @@ def test_rewrite_manifest_gives_production_names(plan: wap.WapPlan) -> None:
     )
 
 
+VERSION = "20261123T101502.123456Z-3f2a9c1e"
+
+
 def test_rewrite_interface_keeps_it_verifiable(plan: wap.WapPlan) -> None:
+    from mesh.manifest import interface_node
+
     nodes = {
-        uid: {**node, "database": AUDIT, "relation_name": f"{AUDIT}.marts.{node['alias']}"}
+        uid: interface_node({**node, "database": AUDIT, "relation_name": f"{AUDIT}.marts.{node['alias']}"}, set())
         for uid, node in interface("orders", "customers")["nodes"].items()
     }
-    meta = {"version": "v", "content_sha256": content_sha256(nodes, {})}
+    meta = {"version": VERSION, "content_sha256": content_sha256(nodes, {})}
     audit_doc = build_interface(factories.manifest("dbt_up", []), nodes, {}, meta)
     rewritten = wap.rewrite_interface(audit_doc, plan)
     body = dump_interface(rewritten)
