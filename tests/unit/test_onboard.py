@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
 from ruamel.yaml import YAML
 
@@ -111,8 +112,9 @@ def test_add_producer_keeps_every_line_and_follows_the_existing_profiles(templat
         "  orders_core:",
         "    path: teams/orders_core",
         "    orders_core: {database: ORDERS_CORE_PROD, warehouse: ORDERS_CORE_WH, "
-        "role: ORDERS_CORE_ROLE, public_schema: MARTS}",
+        "role: ORDERS_CORE_ROLE}",
     ]
+    assert any(line.startswith("  Note: public_schema of orders_core left unset") for line in plan.lines())
     mesh = load_mesh(template, "local")
     assert mesh.config.projects["orders_core"].path == "teams/orders_core"
     assert mesh.project("orders_core").upstreams == ()
@@ -208,7 +210,7 @@ def test_new_dependencies_yml_and_added_project_in_a_mesh_without_projects(tmp_p
     assert "\nprojects:\n  core:\n    path: core\n  app:\n    path: app\n    upstreams_via: sources\n\ntargets:" in after
     assert after.endswith(
         "\n\nsnowflake:\n  projects:\n"
-        "    core: {database: CORE_PROD, warehouse: CORE_WH, role: CORE_ROLE, public_schema: MARTS}\n"
+        "    core: {database: CORE_PROD, warehouse: CORE_WH, role: CORE_ROLE}\n"
         "    app: {database: APP_PROD, warehouse: APP_WH, role: APP_ROLE}\n"
     )
     assert (app / "dependencies.yml").read_text().endswith("projects:\n  - name: core\n")
@@ -218,6 +220,51 @@ def test_new_dependencies_yml_and_added_project_in_a_mesh_without_projects(tmp_p
     mesh = load_mesh(root, "local")
     assert mesh.build_order() == ["core", "app"]
     check_profiles(mesh)
+
+
+def _snowflake_build(project: Path, schemas: dict[str, str]) -> None:
+    """A target/manifest.json as a Snowflake build of the project leaves it: model -> schema."""
+    from tests import factories
+
+    doc = factories.manifest(
+        project.name,
+        [factories.model(project.name, name, schema=schema) for name, schema in schemas.items()]
+        + [factories.model(project.name, "stg_hidden", access="protected", schema="RAW_STAGE")],
+    )
+    doc["metadata"]["adapter_type"] = "snowflake"
+    (project / "target").mkdir()
+    (project / "target/manifest.json").write_bytes(orjson.dumps(doc))
+
+
+def test_public_schema_comes_from_where_a_snowflake_build_put_the_public_nodes(template: Path) -> None:
+    one = write_project(template / "one", "one", public=True)
+    _snowflake_build(one, {"orders": "staging", "customers": "staging"})
+    several = write_project(template / "several", "several", public=True)
+    _snowflake_build(several, {"orders": "marts", "revenue": "finance"})
+
+    for project in (one, several):
+        plan = add_project(template, project)
+        assert not any("public_schema" in line and "Note" in line for line in plan.lines())
+
+    ids = load(template / "mesh.yml")["snowflake"]["projects"]
+    assert ids["one"]["public_schema"] == "STAGING"  # not a guessed MARTS; protected nodes left out
+    assert ids["several"]["public_schema"] == ["FINANCE", "MARTS"]
+
+
+def test_public_schema_is_left_unset_without_a_snowflake_build(template: Path) -> None:
+    local = write_project(template / "local_only", "local_only", public=True)
+    doc = {"metadata": {"adapter_type": "duckdb"}, "nodes": {}}
+    (local / "target").mkdir()
+    (local / "target/manifest.json").write_bytes(orjson.dumps(doc))
+
+    plan = add_project(template, local)
+
+    assert (
+        "  Note: public_schema of local_only left unset: no Snowflake build of it to read where its "
+        "public nodes live; consumers' grants follow each published relation (set "
+        "snowflake.projects.local_only.public_schema in mesh.yml to keep them to one schema)"
+    ) in plan.lines()
+    assert "public_schema" not in load(template / "mesh.yml")["snowflake"]["projects"]["local_only"]
 
 
 def test_dry_run_prints_sentences_and_writes_nothing(template: Path) -> None:
