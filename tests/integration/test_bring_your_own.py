@@ -114,22 +114,23 @@ def test_what_add_wrote(joined: Joined) -> None:
         },
     }
     profiles = load(root / "profiles" / "profiles.yml")
-    assert list(profiles) == ["jaffle_shop", "marketing", "finance"]  # their names, not renamed
+    # named after the projects (dbt gets `--profile`); their own `profile:` lines stay as written
+    assert list(profiles) == ["jaffle_core", "jaffle_marketing", "jaffle_finance"]
     attaches = {
         profile: [a["alias"] for a in profiles[profile]["outputs"]["local"].get("attach", [])]
         for profile in profiles
     }
     assert attaches == {
-        "jaffle_shop": [],
-        "marketing": ["jaffle_core"],
-        "finance": ["jaffle_core", "jaffle_marketing"],
+        "jaffle_core": [],
+        "jaffle_marketing": ["jaffle_core"],
+        "jaffle_finance": ["jaffle_core", "jaffle_marketing"],
     }
-    finance_local = profiles["finance"]["outputs"]["local"]
+    finance_local = profiles["jaffle_finance"]["outputs"]["local"]
     assert finance_local["path"] == OWN_FILE % "jaffle_finance"
     assert finance_local["attach"][1] == {
         "path": UPSTREAM_FILE % "jaffle_marketing", "alias": "jaffle_marketing", "read_only": True,
     }
-    assert profiles["marketing"]["outputs"]["prod"]["database"] == (
+    assert profiles["jaffle_marketing"]["outputs"]["prod"]["database"] == (
         "{{ env_var('JAFFLE_MARKETING_SNOWFLAKE_DATABASE', 'JAFFLE_MARKETING_PROD') }}"
     )
     for name in PROJECTS:  # nobody's dbt_project.yml was touched

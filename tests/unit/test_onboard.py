@@ -16,12 +16,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
 from ruamel.yaml import YAML
 
 from mesh.core.errors import ConfigError
 from mesh.project.config import load_mesh
-from mesh.project.profiles import check_profiles
+from mesh.project.profiles import check_profiles, profile_source
 from mesh.run.pipeline import build_project, run_mesh
 from mesh.ui.onboard import OWN_FILE, UPSTREAM_FILE, add_project, plan_add
 from tests.conftest import REPO, copy_template
@@ -111,8 +112,9 @@ def test_add_producer_keeps_every_line_and_follows_the_existing_profiles(templat
         "  orders_core:",
         "    path: teams/orders_core",
         "    orders_core: {database: ORDERS_CORE_PROD, warehouse: ORDERS_CORE_WH, "
-        "role: ORDERS_CORE_ROLE, public_schema: MARTS}",
+        "role: ORDERS_CORE_ROLE}",
     ]
+    assert any(line.startswith("  Note: public_schema of orders_core left unset") for line in plan.lines())
     mesh = load_mesh(template, "local")
     assert mesh.config.projects["orders_core"].path == "teams/orders_core"
     assert mesh.project("orders_core").upstreams == ()
@@ -121,8 +123,9 @@ def test_add_producer_keeps_every_line_and_follows_the_existing_profiles(templat
     profiles_after = (template / "profiles/profiles.yml").read_text()
     only_insertions(before_profiles, profiles_after)
     profiles = load(template / "profiles/profiles.yml")
-    assert "orders_core" not in profiles  # the project's own profile name, not renamed
-    shop = profiles["shop"]
+    # named after the project, not after its `profile: shop`: dbt gets `--profile orders_core`
+    assert "shop" not in profiles
+    shop = profiles["orders_core"]
     assert shop["target"] == "local"
     assert shop["outputs"]["local"] == {
         "type": "duckdb",
@@ -165,7 +168,9 @@ def test_add_consumer_attaches_upstreams_and_keeps_packages(template: Path) -> N
     mesh = load_mesh(template, "local")
     assert mesh.config.projects["mart"].upstreams_via == "loom"
     assert mesh.project("mart").upstreams == ("dbt_up", "dbt_down")
-    local = load(template / "profiles/profiles.yml")["mart_dwh"]["outputs"]["local"]
+    profiles = load(template / "profiles/profiles.yml")
+    assert "mart_dwh" not in profiles
+    local = profiles["mart"]["outputs"]["local"]
     assert local["attach"] == [
         {"path": UPSTREAM_FILE % "dbt_up", "alias": "dbt_up", "read_only": True},
         {"path": UPSTREAM_FILE % "dbt_down", "alias": "dbt_down", "read_only": True},
@@ -181,7 +186,7 @@ def test_upstreams_declared_in_dependencies_yml_are_read_from_there(template: Pa
     deps = "projects:\n- name: dbt_up   # the core team\n"
     project = write_project(template / "ads", "ads", files={"dependencies.yml": deps})
 
-    plan = add_project(template, project)
+    plan = add_project(template, project, via="sources")  # no code reads dbt_up yet: say how
 
     assert (project / "dependencies.yml").read_text() == deps  # nothing to add there
     local = load(template / "profiles/profiles.yml")["ads"]["outputs"]["local"]
@@ -198,14 +203,14 @@ def test_new_dependencies_yml_and_added_project_in_a_mesh_without_projects(tmp_p
     app = write_project(root / "app", "app")
 
     add_project(root, core)
-    add_project(root, app, ["core"])
+    add_project(root, app, ["core"], via="sources")
 
     after = (root / "mesh.yml").read_text()
     only_insertions(before, after)
     assert "\nprojects:\n  core:\n    path: core\n  app:\n    path: app\n    upstreams_via: sources\n\ntargets:" in after
     assert after.endswith(
         "\n\nsnowflake:\n  projects:\n"
-        "    core: {database: CORE_PROD, warehouse: CORE_WH, role: CORE_ROLE, public_schema: MARTS}\n"
+        "    core: {database: CORE_PROD, warehouse: CORE_WH, role: CORE_ROLE}\n"
         "    app: {database: APP_PROD, warehouse: APP_WH, role: APP_ROLE}\n"
     )
     assert (app / "dependencies.yml").read_text().endswith("projects:\n  - name: core\n")
@@ -217,11 +222,56 @@ def test_new_dependencies_yml_and_added_project_in_a_mesh_without_projects(tmp_p
     check_profiles(mesh)
 
 
+def _snowflake_build(project: Path, schemas: dict[str, str]) -> None:
+    """A target/manifest.json as a Snowflake build of the project leaves it: model -> schema."""
+    from tests import factories
+
+    doc = factories.manifest(
+        project.name,
+        [factories.model(project.name, name, schema=schema) for name, schema in schemas.items()]
+        + [factories.model(project.name, "stg_hidden", access="protected", schema="RAW_STAGE")],
+    )
+    doc["metadata"]["adapter_type"] = "snowflake"
+    (project / "target").mkdir()
+    (project / "target/manifest.json").write_bytes(orjson.dumps(doc))
+
+
+def test_public_schema_comes_from_where_a_snowflake_build_put_the_public_nodes(template: Path) -> None:
+    one = write_project(template / "one", "one", public=True)
+    _snowflake_build(one, {"orders": "staging", "customers": "staging"})
+    several = write_project(template / "several", "several", public=True)
+    _snowflake_build(several, {"orders": "marts", "revenue": "finance"})
+
+    for project in (one, several):
+        plan = add_project(template, project)
+        assert not any("public_schema" in line and "Note" in line for line in plan.lines())
+
+    ids = load(template / "mesh.yml")["snowflake"]["projects"]
+    assert ids["one"]["public_schema"] == "STAGING"  # not a guessed MARTS; protected nodes left out
+    assert ids["several"]["public_schema"] == ["FINANCE", "MARTS"]
+
+
+def test_public_schema_is_left_unset_without_a_snowflake_build(template: Path) -> None:
+    local = write_project(template / "local_only", "local_only", public=True)
+    doc = {"metadata": {"adapter_type": "duckdb"}, "nodes": {}}
+    (local / "target").mkdir()
+    (local / "target/manifest.json").write_bytes(orjson.dumps(doc))
+
+    plan = add_project(template, local)
+
+    assert (
+        "  Note: public_schema of local_only left unset: no Snowflake build of it to read where its "
+        "public nodes live; consumers' grants follow each published relation (set "
+        "snowflake.projects.local_only.public_schema in mesh.yml to keep them to one schema)"
+    ) in plan.lines()
+    assert "public_schema" not in load(template / "mesh.yml")["snowflake"]["projects"]["local_only"]
+
+
 def test_dry_run_prints_sentences_and_writes_nothing(template: Path) -> None:
     write_project(template / "mart", "mart", profile="mart_dwh")
     before = snapshot(template)
 
-    run = mesh_cli(template, "mart", "--upstream", "dbt_up", "--dry-run")
+    run = mesh_cli(template, "mart", "--upstream", "dbt_up", "--via", "sources", "--dry-run")
 
     assert run.returncode == 0, run.stderr
     assert snapshot(template) == before
@@ -232,14 +282,14 @@ def test_dry_run_prints_sentences_and_writes_nothing(template: Path) -> None:
     )
     assert "  Create mart/dependencies.yml: declare upstream dbt_up (`projects:`, dbt's mesh dependencies)" in lines
     assert any(
-        line.startswith("  Update profiles/profiles.yml: add profile mart_dwh: outputs local "
+        line.startswith("  Update profiles/profiles.yml: add profile mart: outputs local "
                         "(DuckDB warehouse/mart.duckdb, attaching dbt_up read-only)")
         for line in lines
     )
     assert "  Update mesh.yml: register project mart at mart, reading dbt_up through generated dbt sources" in lines
     # without --root: the mesh is found from the working folder, as for every other command
     here = subprocess.run(
-        [str(BIN / "mesh"), "add", ".", "--upstream", "dbt_up", "--dry-run"],
+        [str(BIN / "mesh"), "add", ".", "--upstream", "dbt_up", "--via", "sources", "--dry-run"],
         cwd=template / "mart", capture_output=True, text=True, check=False, timeout=120,
     )
     assert here.returncode == 0, here.stderr
@@ -263,15 +313,20 @@ def _name_taken(root: Path) -> list[str]:
     return ["copies/dbt_down"]
 
 
-def _profile_taken(root: Path) -> list[str]:
-    _copy_with_name(root, "dbt_down_loom", "copycat", "copycat")  # keeps profile: dbt_down_loom
-    return ["copycat"]
-
-
-def _orphan_profile(root: Path) -> list[str]:
-    with (root / "profiles/profiles.yml").open("a") as handle:
-        handle.write("\norphan:\n  target: local\n  outputs:\n    local: {type: duckdb, path: x.duckdb}\n")
-    write_project(root / "newcomer", "newcomer", profile="orphan")
+def _profile_named_after_it_in_use(root: Path) -> list[str]:
+    """A profile written before profiles were named after projects (keyed by the dbt `profile:`)
+    that a registered project still builds with: a newcomer named like it must not take it."""
+    _copy_with_name(root, "dbt_up", "legacy", "legacy")
+    text = (root / "legacy/dbt_project.yml").read_text()
+    (root / "legacy/dbt_project.yml").write_text(text.replace("profile: dbt_up", "profile: newcomer", 1))
+    profiles = (root / "profiles/profiles.yml").read_text()
+    own = profiles[profiles.index("dbt_up:\n"):profiles.index("\ndbt_down:\n")]
+    legacy = own.replace("dbt_up:\n", "newcomer:\n", 1).replace("dbt_up", "legacy").replace("DBT_UP", "LEGACY")
+    (root / "profiles/profiles.yml").write_text(profiles + "\n" + legacy)
+    text = (root / "mesh.yml").read_text()
+    (root / "mesh.yml").write_text(text.replace("\ntargets:", "  legacy:\n    path: legacy\n\ntargets:", 1))
+    check_profiles(load_mesh(root, "local"))  # legacy builds with profile newcomer
+    write_project(root / "newcomer", "newcomer")
     return ["newcomer"]
 
 
@@ -294,8 +349,15 @@ def _upstream_unknown(root: Path) -> list[str]:
     return ["mart", "--upstream", "nope"]
 
 
-def _upstream_unknown_in_dependencies(root: Path) -> list[str]:
-    write_project(root / "mart", "mart", files={"dependencies.yml": "projects:\n  - name: ghost\n"})
+def _upstream_unknown_in_dependencies_and_read(root: Path) -> list[str]:
+    write_project(
+        root / "mart",
+        "mart",
+        files={
+            "dependencies.yml": "projects:\n  - name: ghost\n",
+            "models/from_ghost.sql": "select * from {{ ref('ghost', 'orders') }}\n",
+        },
+    )
     return ["mart"]
 
 
@@ -330,7 +392,7 @@ def _folder_under_other_name(root: Path) -> list[str]:
 
 
 def _cycle(root: Path) -> list[str]:
-    return ["dbt_up", "--upstream", "dbt_down"]
+    return ["dbt_up", "--upstream", "dbt_down", "--via", "sources"]
 
 
 def _via_change(root: Path) -> list[str]:
@@ -347,13 +409,12 @@ def _not_a_folder(root: Path) -> list[str]:
 
 REFUSALS: dict[str, tuple[Setup, str]] = {
     "name_taken": (_name_taken, "a project named dbt_down is already in the mesh (path dbt_down)"),
-    "profile_taken": (_profile_taken, "profile 'dbt_down_loom' is already in profiles/profiles.yml and project dbt_down_loom builds with it"),
-    "orphan_profile": (_orphan_profile, "no project of the mesh uses it"),
+    "profile_named_after_it_in_use": (_profile_named_after_it_in_use, "profile 'newcomer' of profiles/profiles.yml is the one project legacy builds with: the mesh names each project's profile after the project; rename the dbt project in newcomer/dbt_project.yml"),
     "warehouse_file_taken": (_warehouse_file_taken, "projects dbt_up (profile 'dbt_up', target local) and thief (profile 'thief', target local) both build into the DuckDB file warehouse/dbt_up.duckdb"),
     "no_dbt_project": (_no_dbt_project, "no dbt_project.yml in"),
     "not_a_folder": (_not_a_folder, "missing/place is not a folder"),
     "upstream_unknown": (_upstream_unknown, "upstream 'nope' is not in the mesh: add `nope: {}` under `projects:` in mesh.yml"),
-    "upstream_unknown_in_dependencies": (_upstream_unknown_in_dependencies, "upstream 'ghost' is not in the mesh"),
+    "upstream_unknown_in_dependencies_and_read": (_upstream_unknown_in_dependencies_and_read, "mart reads ghost (mart/models/from_ghost.sql: ref('ghost', 'orders')), which is not in the mesh"),
     "invalid_name": (_invalid_name, "invalid project name 'Shop'"),
     "reserved_name": (_reserved_name, "invalid project name 'latest': it is reserved"),
     "bad_via": (_bad_via, "unknown --via 'http'"),
@@ -380,6 +441,84 @@ def test_refused_with_one_line_exit_2_and_nothing_written(template: Path, case: 
     assert "Traceback" not in run.stderr
     assert run.stdout == ""
     assert snapshot(template) == before
+
+
+# --- profiles named after projects: what the removed refusals used to stop ----------------------
+
+
+def test_a_copy_keeping_anothers_profile_name_joins_with_a_profile_of_its_own(template: Path) -> None:
+    _copy_with_name(template, "dbt_down_loom", "copycat", "copycat")  # keeps profile: dbt_down_loom
+    before = load(template / "profiles/profiles.yml")
+
+    add_project(template, template / "copycat")  # no flags: style and upstream read from its code
+
+    profiles = load(template / "profiles/profiles.yml")
+    assert profiles["dbt_down_loom"] == before["dbt_down_loom"]  # that team's profile untouched
+    assert profiles["copycat"]["outputs"]["local"]["path"] == OWN_FILE % "copycat"
+    assert "COPYCAT_PROD" in profiles["copycat"]["outputs"]["prod"]["database"]
+    mesh = load_mesh(template, "local")
+    assert mesh.config.projects["copycat"].upstreams_via == "loom"
+    assert mesh.project("copycat").upstreams == ("dbt_up",)
+    assert profile_source(mesh, "copycat").name == "copycat"
+    assert profile_source(mesh, "dbt_down_loom").name == "dbt_down_loom"
+    check_profiles(mesh)
+    check_profiles(load_mesh(template, "prod"))
+
+
+def test_two_projects_both_saying_profile_snowflake_get_separate_profiles(template: Path) -> None:
+    dbt_project_before = {}
+    for name in ("sales", "finance"):
+        folder = write_project(template / name, name, profile="snowflake")
+        dbt_project_before[name] = (folder / "dbt_project.yml").read_bytes()
+        add_project(template, folder)
+
+    profiles = load(template / "profiles/profiles.yml")
+    assert "snowflake" not in profiles
+    assert profiles["sales"]["outputs"]["local"]["path"] == OWN_FILE % "sales"
+    assert profiles["finance"]["outputs"]["local"]["path"] == OWN_FILE % "finance"
+    assert "SALES_PROD" in profiles["sales"]["outputs"]["prod"]["database"]
+    assert "FINANCE_PROD" in profiles["finance"]["outputs"]["prod"]["database"]
+    for name, text in dbt_project_before.items():
+        assert (template / name / "dbt_project.yml").read_bytes() == text  # `profile:` not edited
+    mesh = load_mesh(template, "local")
+    assert [profile_source(mesh, n).name for n in ("sales", "finance")] == ["sales", "finance"]
+    check_profiles(mesh)
+    check_profiles(load_mesh(template, "prod"))
+
+
+def test_a_leftover_profile_under_the_projects_name_is_replaced_with_a_note(template: Path) -> None:
+    with (template / "profiles/profiles.yml").open("a") as handle:
+        handle.write("\nnewcomer:\n  target: local\n  outputs:\n    local: {type: duckdb, path: x.duckdb}\n")
+    write_project(template / "newcomer", "newcomer", profile="orphan")
+
+    plan = add_project(template, template / "newcomer")
+
+    assert "  Note: profiles/profiles.yml held a profile newcomer no project builds with: replaced" in plan.lines()
+    newcomer = load(template / "profiles/profiles.yml")["newcomer"]
+    assert set(newcomer["outputs"]) == {"local", "prod"}
+    assert newcomer["outputs"]["local"]["path"] == OWN_FILE % "newcomer"
+    check_profiles(load_mesh(template, "local"))
+
+
+def test_a_dependencies_yml_name_that_is_no_mesh_project_and_no_code_reads_is_a_note(template: Path) -> None:
+    deps = "projects:\n  - name: ghost   # another platform's workspace\n  - name: dbt_up\n"
+    mart = write_project(
+        template / "mart", "mart",
+        files={"dependencies.yml": deps, "models/two.sql": "select * from {{ source('dbt_up', 'public_orders') }}\n"},
+    )
+
+    plan = add_project(template, mart)
+
+    assert (
+        "  Note: dependencies.yml names ghost, which is no project of the mesh and which no node of "
+        "mart reads: ignored (dbt ignores it too)"
+    ) in plan.lines()
+    assert (mart / "dependencies.yml").read_text() == deps
+    mesh = load_mesh(template, "local")
+    assert mesh.config.projects["mart"].upstreams_via == "sources"
+    assert (mesh.project("mart").upstreams, mesh.project("mart").ignored_upstreams) == (("dbt_up",), ("ghost",))
+    assert "ghost" not in (template / "mesh.yml").read_text()
+    assert [a["alias"] for a in load(template / "profiles/profiles.yml")["mart"]["outputs"]["local"]["attach"]] == ["dbt_up"]
 
 
 def test_invoke_project_add_is_the_same_call(template: Path) -> None:
@@ -411,7 +550,7 @@ def test_invoke_project_add_is_the_same_call(template: Path) -> None:
 def test_rerun_adds_a_later_upstream_and_its_attach(template: Path) -> None:
     write_project(template / "late", "late", public=True)
     mart = write_project(template / "mart", "mart")
-    add_project(template, mart, ["dbt_up"])
+    add_project(template, mart, ["dbt_up"], via="sources")
     add_project(template, template / "late")  # a producer: changes nothing downstream
     assert load(template / "profiles/profiles.yml")["mart"]["outputs"]["local"]["attach"] == [
         {"path": UPSTREAM_FILE % "dbt_up", "alias": "dbt_up", "read_only": True}
@@ -431,18 +570,27 @@ def test_rerun_adds_a_later_upstream_and_its_attach(template: Path) -> None:
     check_profiles(load_mesh(template, "local"))
 
 
-def test_an_upstream_declared_by_hand_without_attach_is_caught_and_add_fixes_it(template: Path) -> None:
+def test_an_upstream_declared_by_hand_without_attach_builds_and_add_writes_the_attach(template: Path) -> None:
     mart = write_project(template / "mart", "mart")
     add_project(template, mart)
     with (mart / "dependencies.yml").open("w") as handle:
         handle.write("projects:\n  - name: dbt_up\n")
     mesh = load_mesh(template, "local")
-    with pytest.raises(ConfigError, match=r"project mart reads dbt_up \(dependencies.yml\), but its "
-                       r"profile 'mart', target local does not attach dbt_up's DuckDB file"):
-        check_profiles(mesh)
+    check_profiles(mesh)  # not attached in the profile: every build attaches it (mesh/databases.py)
+    from mesh.warehouse.outputs import with_attachments
 
-    add_project(template, mart)  # nothing given: the upstream is in dependencies.yml
+    local = load(template / "profiles/profiles.yml")["mart"]["outputs"]["local"]
+    assert "attach" not in local
+    effective = with_attachments(mesh, "mart", local)
+    assert effective is not None
+    assert [(a["alias"], a["read_only"]) for a in effective["attach"]] == [("dbt_up", True)]
 
+    plan = add_project(template, mart, via="sources")  # the upstream is in dependencies.yml
+
+    assert "  Update profiles/profiles.yml: profile mart, output local: attach dbt_up read-only" in plan.lines()
+    local = load(template / "profiles/profiles.yml")["mart"]["outputs"]["local"]
+    assert local["attach"] == [{"path": UPSTREAM_FILE % "dbt_up", "alias": "dbt_up", "read_only": True}]
+    assert with_attachments(load_mesh(template, "local"), "mart", local) is None
     check_profiles(load_mesh(template, "local"))
 
 
@@ -454,18 +602,31 @@ OWN = (
 )
 
 
-def test_profiles_yml_in_the_project_folder_is_used(template: Path) -> None:
+def test_profiles_yml_in_the_project_folder_serves_its_targets_and_the_mesh_the_others(template: Path) -> None:
     mart = write_project(template / "mart", "mart", files={"profiles.yml": OWN})
-    profiles_before = (template / "profiles/profiles.yml").read_bytes()
+    profiles_before = (template / "profiles/profiles.yml").read_text()
+    own_before = (mart / "profiles.yml").read_bytes()
 
     plan = add_project(template, mart)
 
-    assert load_mesh(template, "local").config.projects["mart"].profiles_dir == "mart"
-    assert load_mesh(template, "local").profiles_dir_of("mart") == mart
-    assert (template / "profiles/profiles.yml").read_bytes() == profiles_before
-    assert any("mart/profiles.yml defines profile mart" in line for line in plan.lines())
-    assert any("has no output prod: add one before building that target" in line for line in plan.lines())
+    mesh = load_mesh(template, "local")
+    assert mesh.config.projects["mart"].profiles_dir == "mart"
+    assert mesh.profiles_dir_of("mart") == mart
+    assert (mart / "profiles.yml").read_bytes() == own_before
+    only_insertions(profiles_before, (template / "profiles/profiles.yml").read_text())
+    written = load(template / "profiles/profiles.yml")["mart"]
+    assert set(written["outputs"]) == {"prod"}  # only what its own profile lacks
+    assert written["target"] == "prod"
+    lines = plan.lines()
+    assert any("mart/profiles.yml defines profile mart" in line for line in lines)
+    assert "  Note: profile mart in mart/profiles.yml serves local; the mesh's profile mart serves prod" in lines
+    assert any(line.startswith("  Update profiles/profiles.yml: add profile mart for the targets its own "
+                               "profile mart lacks: outputs prod (Snowflake database MART_PROD") for line in lines)
+    local, prod = profile_source(mesh, "mart", "local"), profile_source(mesh, "mart", "prod")
+    assert (local.folder, local.name, local.own) == (mart, "mart", True)
+    assert (prod.folder, prod.name, prod.own) == (template / "profiles", "mart", False)
     check_profiles(load_mesh(template, "local"))
+    check_profiles(load_mesh(template, "prod"))
 
 
 def test_profiles_dir_flag_and_dbt_profiles_dir(template: Path, tmp_path: Path) -> None:
@@ -553,26 +714,42 @@ def test_profile_paths_render_with_the_environment(template: Path, monkeypatch: 
     path = template / "profiles/profiles.yml"
     path.write_text(
         path.read_text().replace(
-            "env_var('MESH_BUILD_DIR', env_var('MESH_WAREHOUSE_DIR', 'warehouse')) }}/dbt_down.duckdb",
-            "env_var('TEAM_DIR') }}/dbt_up.duckdb",
+            "{{ env_var('MESH_BUILD_DIR', env_var('MESH_WAREHOUSE_DIR', 'warehouse')) }}/dbt_down.duckdb",
+            "{{ env_var('TEAM_FILE') }}",
         )
     )
     mesh = load_mesh(template, "local")
-    monkeypatch.delenv("TEAM_DIR", raising=False)
-    with pytest.raises(ConfigError, match="environment variable TEAM_DIR is not set"):
+    monkeypatch.delenv("TEAM_FILE", raising=False)
+    with pytest.raises(ConfigError, match="environment variable TEAM_FILE is not set"):
         check_profiles(mesh)
-    monkeypatch.setenv("TEAM_DIR", str(template / "elsewhere"))
+    monkeypatch.setenv("TEAM_FILE", str(template / "elsewhere/dbt_down.duckdb"))
     check_profiles(mesh)  # another folder: no clash
-    monkeypatch.setenv("TEAM_DIR", str(template / "warehouse"))
+    # another folder, but the database name dbt_up: consumers attach both under one name
+    monkeypatch.setenv("TEAM_FILE", str(template / "elsewhere/dbt_up.duckdb"))
+    with pytest.raises(ConfigError, match="projects dbt_up and dbt_down both write database dbt_up"):
+        check_profiles(mesh)
+    monkeypatch.setenv("TEAM_FILE", str(template / "warehouse/dbt_up.duckdb"))
     with pytest.raises(ConfigError, match=r"projects dbt_up .* and dbt_down .* both build into the "
                        r"DuckDB file warehouse/dbt_up\.duckdb"):
         check_profiles(mesh)
 
 
+def test_the_mesh_profile_is_found_by_project_name_whatever_profile_dbt_project_yml_says(template: Path) -> None:
+    path = template / "dbt_down/dbt_project.yml"
+    path.write_text(path.read_text().replace("profile: dbt_down", "profile: nowhere"))
+    mesh = load_mesh(template, "local")
+    source = profile_source(mesh, "dbt_down")
+    assert (source.folder, source.name) == (template / "profiles", "dbt_down")
+    check_profiles(mesh)
+
+
 def test_a_profile_missing_from_profiles_yml_is_named(template: Path) -> None:
     path = template / "dbt_down/dbt_project.yml"
     path.write_text(path.read_text().replace("profile: dbt_down", "profile: nowhere"))
-    with pytest.raises(ConfigError, match=r"project dbt_down builds with profile 'nowhere', which .* "
+    profiles = template / "profiles/profiles.yml"
+    text = profiles.read_text()
+    profiles.write_text(text[:text.index("\ndbt_down:\n")] + text[text.index("\ndbt_down_loom:\n"):])
+    with pytest.raises(ConfigError, match=r"project dbt_down builds with profile 'dbt_down', which .* "
                        r"does not define"):
         check_profiles(load_mesh(template, "local"))
 
@@ -604,7 +781,7 @@ def test_add_is_not_blocked_by_an_unset_variable_of_another_project(
 
 def test_a_project_outside_the_mesh_folder_gets_a_relative_path(template: Path, tmp_path: Path) -> None:
     outside = write_project(tmp_path / "team_repo" / "shop", "shop")
-    add_project(template, outside, ["dbt_up"])
+    add_project(template, outside, ["dbt_up"], via="sources")
     mesh = load_mesh(template, "local")
     assert mesh.config.projects["shop"].path == "../team_repo/shop"
     assert mesh.project("shop").dir == outside
