@@ -25,7 +25,7 @@ from mesh.ui import registry_commands  # noqa: E402
 from mesh.ui.taskrunner import install as exit_2_on_usage_errors  # noqa: E402
 
 exit_2_on_usage_errors()  # invoke's own usage errors: exit 2, one line, "did you mean" (taskrunner.py)
-surface.use(surface.INVOKE)  # hints name invoke tasks (mesh/surface.py)
+surface.use(surface.INVOKE)  # hints name invoke tasks (mesh/core/surface.py)
 
 F = TypeVar("F", bound=Callable[..., Any])
 TARGET_HELP = "local (DuckDB + registry folder) or prod (Snowflake + S3); default: MESH_TARGET or local"
@@ -312,10 +312,11 @@ def registry_show(c: Context, project: str, version: str | None = None, target: 
 
 @task
 def lint(c: Context) -> None:
-    """ruff and mypy over the library, tasks and tests."""
+    """ruff and mypy over the library, tasks and tests; import-linter over the library's layers."""
     c.run(f"{sys.executable} -m ruff check .", pty=False)
     c.run(f"{sys.executable} -m mypy", pty=False)
-    print("lint: ruff and mypy clean")
+    c.run(f"{Path(sys.executable).parent / 'lint-imports'} --no-cache", pty=False)
+    print("lint: ruff and mypy clean, the layers kept")
 
 
 @task(

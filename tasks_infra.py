@@ -1,9 +1,9 @@
 """Invoke tasks for the infrastructure: `infra.*` (Terraform) and `snowflake.*` (SQL set-up).
 
 The root tasks.py adds them with `from tasks_infra import infra, snowflake`; on their own they run
-as `invoke -c tasks_infra infra.lint`. Each task is mesh/infra_commands.py's function of the same
-name (which `mesh infra.*` and `mesh snowflake.*` call too); the logic lives in mesh/infra.py,
-mesh/snowflake.py and mesh/snowflake_wap.py.
+as `invoke -c tasks_infra infra.lint`. Each task is mesh/ui/infra_commands.py's function of the same
+name (which `mesh infra.*` and `mesh snowflake.*` call too); the logic lives in mesh/infra/terraform.py,
+mesh/warehouse/snowflake.py and mesh/warehouse/snowflake_wap.py.
 """
 
 from __future__ import annotations

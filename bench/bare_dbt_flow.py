@@ -2,7 +2,7 @@
 
 What any orchestration of the template's projects on dbt-core pays at least, with none of the
 mesh's work: one interpreter imports dbt once; each project builds in a fresh process forked from a
-server that preloaded dbt (multiprocessing's forkserver, as mesh/scheduler.py does); the two
+server that preloaded dbt (multiprocessing's forkserver, as mesh/run/scheduler.py does); the two
 consumers build at the same time once the producer is done. Between them, the least a hand-off can
 be: the producer's full manifest copied to the registry folder, the consumers' inputs written as the
 proof of concept writes them (`bench/poc_flow.py`: a sources file joined from strings, dbt-loom on

@@ -20,7 +20,7 @@ interface changing. So after every passing build a producer records, in its regi
   Snowflake `HASH_AGG(*)`), read from what the build wrote before it was swapped in; where no
   digest can be taken (an emulator, a relation the mesh cannot read), a hash of the build that
   wrote it (`data_basis: build`: every build is new data). Consumers fingerprint the data versions
-  of the upstream nodes their stored data is built from (mesh/fingerprint.py): new upstream data
+  of the upstream nodes their stored data is built from (mesh/run/fingerprint.py): new upstream data
   rebuilds exactly the consumers that store it.
 - `sources`: the producer's own source freshness, when target/sources.json (`dbt source
   freshness`) was written after the build the previous record describes: it belongs to this build

@@ -548,7 +548,7 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
             "content_sha256": interface["metadata"]["mesh"]["content_sha256"],
             "registry": mesh.target.registry,
             "nodes": sorted(set(selected) | adopted.get(upstream, set())),
-            # Where its public nodes live: a DuckDB build attaches each (mesh/databases.py).
+            # Where its public nodes live: a DuckDB build attaches each (mesh/warehouse/outputs.py).
             "databases": sorted({str(n.get("database")) for n in interface["nodes"].values() if n.get("database")}),
         }
         count = f"{len(selected)} of {len(interface['nodes'])} public models"
@@ -639,7 +639,7 @@ def _unpublished_hint(mesh: Mesh, upstream: str) -> str:
 
 def _plan_adopted(project: Project, fetched: dict[str, Any], plan: SyncPlan) -> dict[str, set[str]]:
     """The project's own sources that read upstream public nodes, kept in step in place
-    (mesh/adopt.py); returns the adopted unique_ids by upstream."""
+    (mesh/consumer/adopt.py); returns the adopted unique_ids by upstream."""
     from mesh.consumer.adopt import find_adopted, update_yaml
 
     if not fetched:

@@ -110,7 +110,7 @@ _CONSUMER_NODE_TYPES = frozenset(
 def _upstream_of_parent(parent: str, project: str, sources: Json | None = None) -> tuple[str, str] | None:
     """(via, upstream) if `parent` crosses a project boundary, else None. A source crosses when it
     is named after a project, or when it is a team's own source the mesh adopted (its meta.mesh
-    names the upstream: mesh/adopt.py)."""
+    names the upstream: mesh/consumer/adopt.py)."""
     from mesh.interface.usage import source_mesh_meta
 
     parts = parent.split(".")

@@ -1,7 +1,7 @@
 """Whether this process was asked to stop, and whether a failure is really that stop.
 
 A worker of a mesh run turns the run's SIGTERM into dbt's own interrupt (a KeyboardInterrupt in its
-main thread; mesh/scheduler.py). dbt then cancels the open queries, and what that cancelling raises
+main thread; mesh/run/scheduler.py). dbt then cancels the open queries, and what that cancelling raises
 can take the interrupt's place: DuckDB's `Connection Error: Connection already closed!` from a
 connection a finished node had just released, a node that fails because its query was cancelled.
 Such a failure is the interrupt, and is reported as one: `caused_by_interrupt` finds the

@@ -1,7 +1,7 @@
 """Suggestions ("did you mean …?") for a misspelt task, flag, subcommand or mesh.yml key.
 
-One helper so that invoke's usage errors (mesh/taskrunner.py), the `mesh` console script
-(mesh/cli.py) and mesh.yml's validation errors (mesh/config.py) suggest the same way.
+One helper so that invoke's usage errors (mesh/ui/taskrunner.py), the `mesh` console script
+(mesh/ui/cli.py) and mesh.yml's validation errors (mesh/project/config.py) suggest the same way.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
 - the SQL scripts rendered and parsed with sqlglot, consumer grants read-only and
   public-schema-only;
 - every resource and data source, argument and nested block checked against the providers' own
-  schemas, for each pinned provider version the tree's constraints allow (mesh/infra_schema.py:
+  schemas, for each pinned provider version the tree's constraints allow (mesh/infra/schemas.py:
   offline after the first run, from the prebuilt CDK for Terraform packages' jsii assemblies);
 - in both, no SELECT on ALL/FUTURE objects of a schema (or database) that holds a model, seed or
   snapshot that is not `access: public`: what a schema holds comes from the producer's dbt

@@ -4,7 +4,7 @@ compares with `latest`.
 `dbt compile` of the project's public nodes and their ancestors gives the parsed nodes and their
 compiled SQL. Each public node's columns then come from:
 - its enforced contract (the YAML's columns and types: what dbt will enforce);
-- otherwise its code (mesh/code_columns.py: names, and types where the SQL states them);
+- otherwise its code (mesh/interface/code_columns.py: names, and types where the SQL states them);
 - and where the code cannot tell, from nowhere: the node is reported as not judged, with why, and
   compared as if its columns had not changed. Under write-audit-publish the audit step judges it
   after the build from the warehouse, before anything is swapped in; without it (`wap: false`)

@@ -10,7 +10,7 @@ byte-for-byte unchanged.
 
 Public nodes without an enforced contract (seeds, snapshots, uncontracted models) publish the
 columns the warehouse holds: `ensure_catalog` reads them from the project's warehouse on a
-connection of the mesh's own (mesh/warehouse.py), never through another dbt invocation.
+connection of the mesh's own (mesh/warehouse/readers.py), never through another dbt invocation.
 
 A damaged `latest` does not stop a producer: its passing build publishes over it, judged against
 the newest intact version, and the history entry records `replaces_damaged`.

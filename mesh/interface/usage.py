@@ -315,7 +315,7 @@ def _upstream_target(
         mesh_meta = source_mesh_meta(source)
         uid = mesh_meta.get("unique_id")
         # A generated source is named after its upstream; an adopted one (the team's own source,
-        # mesh/adopt.py) names its upstream in meta.mesh.
+        # mesh/consumer/adopt.py) names its upstream in meta.mesh.
         upstream = parts[2] if parts[2] in names else mesh_meta.get("upstream")
         if upstream not in names:
             return None

@@ -335,7 +335,7 @@ def check_refs(
                 continue
             found = next((a for a in res.attaches if a.file == up.file), None)
             if found is None:
-                continue  # the mesh attaches it itself (mesh/databases.py)
+                continue  # the mesh attaches it itself (mesh/warehouse/outputs.py)
             fix = (
                 f"attach {shown(up.file, base)} with `alias: {up.file.stem}` and `read_only: true` "
                 f"in profile {res.ref.profile!r} ({hint('project.add', '<its folder>', '--upstream', upstream)} "
@@ -414,7 +414,7 @@ def check_profiles(mesh: Mesh, target: str | None = None) -> None:
 
 def _check_databases(mesh: Mesh, resolved: list[Resolved]) -> None:
     """No database may be written by two projects: each DuckDB project's own file and the other
-    databases its configs name (mesh/databases.py) belong to it alone."""
+    databases its configs name (mesh/warehouse/outputs.py) belong to it alone."""
     from mesh.project.files import configured_databases
 
     owners: dict[str, str] = {}

@@ -378,7 +378,7 @@ def source_relations(manifest: Json, project: str) -> list[tuple[str, str, str]]
 
 
 def source_versions(mesh: Mesh, name: str, relations: list[tuple[str, str, str]]) -> dict[str, str | None]:
-    """The current version of each source relation's data (mesh/warehouse.py)."""
+    """The current version of each source relation's data (mesh/warehouse/readers.py)."""
     from mesh.warehouse.readers import key, open_reader
 
     if not relations:

@@ -40,7 +40,7 @@ def check_project(
 
     Compiles the project's public nodes and their ancestors (`dbt compile` into `target/check/`, so
     the last build's artifacts stay for publish), builds the interface the tree would publish
-    (columns from contracts, else from the code: mesh/code_interface.py) and compares it with
+    (columns from contracts, else from the code: mesh/interface/code_interface.py) and compares it with
     `latest`. Does not raise on a breaking change: callers print `lines()` and raise `error()` when
     `blocked`. `manifest_path`: a compile the caller made already (with `parse=False`);
     `build_dir`: the run's audit location, whose copy of the warehouse the compile read.

@@ -1,6 +1,6 @@
 """The runs the task surface and the `mesh` console script share: the whole mesh, one project's build,
-a sync, and tearing the local stack down. The work itself is in mesh/scheduler.py (which project
-runs when, in which process) and mesh/steps.py (what happens to one project)."""
+a sync, and tearing the local stack down. The work itself is in mesh/run/scheduler.py (which project
+runs when, in which process) and mesh/run/steps.py (what happens to one project)."""
 
 from __future__ import annotations
 

@@ -2,10 +2,10 @@
 
 The parent process walks the graph `dependencies.yml` gives: a project is ready when every upstream
 in the run is done. For a ready project the parent syncs it with its upstreams (their new
-interfaces included), fingerprints its inputs (mesh/fingerprint.py) and, when nothing changed since
+interfaces included), fingerprints its inputs (mesh/run/fingerprint.py) and, when nothing changed since
 its last passing build and its relations still exist, skips it without starting dbt at all.
 Otherwise it starts a worker process for it (at most `jobs` at once, default: the number of
-cores), which runs mesh/steps.py with dbt's log in `logs/<project>.log`. A failed project blocks
+cores), which runs mesh/run/steps.py with dbt's log in `logs/<project>.log`. A failed project blocks
 its downstream only; the others go on.
 
 Workers fork from a server process that imported dbt once (multiprocessing's forkserver with dbt

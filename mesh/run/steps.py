@@ -1,17 +1,17 @@
 """What happens to one project in a mesh run, in order (run in the project's own worker process).
 
-    deps      `dbt deps` when the package spec changed (mesh/packages.py)
+    deps      `dbt deps` when the package spec changed (mesh/warehouse/packages.py)
     gate      producers: the contract check on a `dbt parse` of the working tree, before any
               relation a consumer reads is touched
-    build     into the audit location (mesh/wap.py): seeds that the project's own sources read
+    build     into the audit location (mesh/warehouse/wap.py): seeds that the project's own sources read
               first, then `dbt build`; a failing model or test discards the audit build
     audit     producers: the publish audit (run results, contracts) and the contract gate on the
               built interface, still before anything is visible
     swap      the audit build becomes what readers see, atomically
-    publish   the interface, write-audit-publish (mesh/publish.py), then freshness and state
+    publish   the interface, write-audit-publish (mesh/interface/publish.py), then freshness and state
     validate  consumers: cross-project lineage of the new manifest, then usage for the gate
 
-The parent process (mesh/scheduler.py) syncs the project and decides whether it must build at all
+The parent process (mesh/run/scheduler.py) syncs the project and decides whether it must build at all
 (fingerprints) before a worker starts; this module never decides to skip.
 """
 

@@ -18,7 +18,7 @@ and exit codes; each command is the same library call as its task.
 
 Every invoke task a message can name has a `mesh` command of the same name and flags (`invoke mesh`
 is `mesh run`, `invoke project.add` is `mesh add`), and `--target` is accepted before or after the
-command. Messages name the `mesh` commands while it runs (mesh/surface.py).
+command. Messages name the `mesh` commands while it runs (mesh/core/surface.py).
 
 Exit codes: 0 success, 1 the checked thing failed, 2 bad usage or bad input (one line on stderr,
 with the closest command or option when one is misspelt), 130/143 interrupted.
@@ -286,7 +286,7 @@ def check_words(parser: argparse.ArgumentParser, argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with surface.using(surface.MESH):  # messages name `mesh` commands (mesh/surface.py)
+    with surface.using(surface.MESH):  # messages name `mesh` commands (mesh/core/surface.py)
         return _main(sys.argv[1:] if argv is None else argv)
 
 
@@ -299,7 +299,7 @@ def _main(words: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     try:
-        if hasattr(args, "run"):  # the operations commands (mesh/cli_operations.py)
+        if hasattr(args, "run"):  # the operations commands (mesh/ui/cli_operations.py)
             code: int = args.run(args)
             return code
         if args.command == "add":

@@ -1,9 +1,9 @@
 """The `mesh` script's operations commands: `registry.*`, `emulate.*`, `infra.*` and
 `snowflake.*`, named and flagged as the invoke tasks are, each calling the same function as its task
-(mesh/registry_commands.py, mesh/infra_commands.py, mesh/emulate.py).
+(mesh/ui/registry_commands.py, mesh/ui/infra_commands.py, mesh/infra/emulate.py).
 
 Each subcommand sets `run`: a function of the parsed arguments that prints and returns an exit
-code, or raises a MeshError (mesh/cli.py turns it into one line and its exit code).
+code, or raises a MeshError (mesh/ui/cli.py turns it into one line and its exit code).
 """
 
 from __future__ import annotations

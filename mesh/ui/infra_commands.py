@@ -1,10 +1,10 @@
 """The infrastructure commands both surfaces run: `infra.*` (Terraform) and `snowflake.*` (SQL).
 
-`invoke infra.apply` (tasks_infra.py) and `mesh infra.apply` (mesh/cli.py) parse their arguments
+`invoke infra.apply` (tasks_infra.py) and `mesh infra.apply` (mesh/ui/cli.py) parse their arguments
 and call these with the folder holding mesh.yml; each prints through `echo` and raises a MeshError
 (its exit code is the command's) for what failed or was refused. Relative paths (`--stack`,
-`--sql-path`, `--interface`, ...) are read from that folder. The logic lives in mesh/infra.py,
-mesh/snowflake.py and mesh/snowflake_wap.py.
+`--sql-path`, `--interface`, ...) are read from that folder. The logic lives in mesh/infra/terraform.py,
+mesh/warehouse/snowflake.py and mesh/warehouse/snowflake_wap.py.
 """
 
 from __future__ import annotations
@@ -365,7 +365,7 @@ def snowflake_wap(
 
 
 def infra_verify(root: Path, target: str = "prod", registry: str | None = None, echo: Echo = print) -> None:
-    """Prove on the real bucket and IAM what emulators cannot (mesh/verify.py)."""
+    """Prove on the real bucket and IAM what emulators cannot (mesh/infra/verify.py)."""
     from mesh.infra import verify
     from mesh.infra.terraform import expand_env
     from mesh.registry.s3 import S3Registry

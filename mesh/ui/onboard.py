@@ -20,7 +20,7 @@ again for a project already in the mesh (same folder) brings it up to date with 
 (`--upstream`, or new entries in its dependencies.yml): the dependencies.yml entries and, in a
 profile the mesh wrote, the ATTACHes; nothing else about a registered project changes, and when
 there is nothing to add it is refused. Every refusal is one line, exit 2, nothing written; the
-profile check of mesh/profiles.py runs on the mesh as it would be after the change.
+profile check of mesh/project/profiles.py runs on the mesh as it would be after the change.
 """
 
 from __future__ import annotations
@@ -817,7 +817,7 @@ _ENV_VAR_RE = re.compile(r"""env_var\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\)""
 
 def _check_after(ctx: _Add) -> None:
     """The mesh as it would be after the change: valid mesh.yml, no dependency cycle, no two
-    projects writing to one database on any target (mesh/profiles.py), and the new project able to
+    projects writing to one database on any target (mesh/project/profiles.py), and the new project able to
     build on every target: its output resolves (a DuckDB output attaches its upstreams), and the
     environment variables a Snowflake output needs are named."""
     try:

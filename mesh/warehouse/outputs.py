@@ -16,7 +16,7 @@ the mesh wrote), so nobody edits a profile when a producer starts writing a seco
   for the others, read-only.
 When nothing needs adding, the project builds with its profile as it is. Otherwise the profile with
 those attachments is written to `.mesh/profiles/profiles.yml` and dbt is pointed there. Two projects
-writing one database are refused by the profile check every build runs (mesh/profiles.py).
+writing one database are refused by the profile check every build runs (mesh/project/profiles.py).
 """
 
 from __future__ import annotations

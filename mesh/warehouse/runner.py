@@ -3,7 +3,7 @@
 In-process saves the 2-3 s interpreter and import start-up of every `dbt` CLI call. dbt keeps global
 state, so invocations are serialised; the working directory is the project's for the duration of a
 call, because dbt-loom resolves its config and file paths relative to it, as it does for a user
-running `dbt` in the project folder. The orchestration (mesh/scheduler.py) runs each project in a
+running `dbt` in the project folder. The orchestration (mesh/run/scheduler.py) runs each project in a
 worker process of its own, so projects never share dbt's global state.
 
 Inside `dbt_log(path)`, dbt's console output goes to that file (no colours) instead of the terminal,
@@ -236,7 +236,7 @@ def check_target_env(mesh: Mesh) -> None:
     key = Path(os.environ["SNOWFLAKE_PRIVATE_KEY_PATH"])
     if not key.is_file():
         raise ConfigError(f"SNOWFLAKE_PRIVATE_KEY_PATH points at {key}, which is not a file")
-    check_snowflake_reachable()  # seconds, not the connector's 75 s of retries (mesh/reachable.py)
+    check_snowflake_reachable()  # seconds, not the connector's 75 s of retries (mesh/warehouse/reachable.py)
 
 
 def _status(value: Any) -> str:

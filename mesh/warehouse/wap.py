@@ -13,7 +13,7 @@ read change all at once, only after every model and test passed and the contract
   build.
 - Snowflake (prod): the project's database is cloned zero-copy to `<DB>__AUDIT`, the build writes
   there (`<PROJECT>_SNOWFLAKE_DATABASE`), and `ALTER DATABASE … SWAP WITH` promotes it, grants
-  carried over (SnowflakeAudit below, mesh/snowflake_wap.py).
+  carried over (SnowflakeAudit below, mesh/warehouse/snowflake_wap.py).
 
 The profile decides where a project's own file lives; the audit build only sets MESH_BUILD_DIR,
 which the mesh's profiles read (`{{ env_var('MESH_BUILD_DIR', env_var('MESH_WAREHOUSE_DIR', …)) }}`).
@@ -87,7 +87,7 @@ def render_profile_value(value: str, env: dict[str, str] | None = None) -> str:
 @dataclass(frozen=True)
 class ProfileOutput:
     """The output of a project's dbt profile for the mesh's target (with the DuckDB databases the
-    mesh attaches: mesh/databases.py), and where dbt reads it."""
+    mesh attaches: mesh/warehouse/outputs.py), and where dbt reads it."""
 
     profile: str
     output: dict[str, Any]
@@ -100,7 +100,7 @@ class ProfileOutput:
 
 
 def profile_output(mesh: Mesh, name: str, effective: bool = True) -> ProfileOutput:
-    """The output of the profile `name` builds with (mesh/profiles.py `profile_source`) for the
+    """The output of the profile `name` builds with (mesh/project/profiles.py `profile_source`) for the
     target; with `effective`, the databases the mesh attaches included."""
     from mesh.project.profiles import profile_source
     from mesh.warehouse.outputs import with_attachments
@@ -162,7 +162,7 @@ def write_effective_profile(mesh: Mesh, name: str) -> tuple[Path, str]:
 @dataclass
 class DuckDBAudit:
     """Every DuckDB file the project writes (its profile's, and one per other database it writes:
-    mesh/databases.py), built as copies in an audit folder and renamed into place together.
+    mesh/warehouse/outputs.py), built as copies in an audit folder and renamed into place together.
 
     The renames cannot be one system call, so they are journaled: the audit folder holds a list of
     what replaces what before the first rename, and a run that finds a journal (a crash between
@@ -291,7 +291,7 @@ def audit_build(mesh: Mesh, name: str, say: Any = None) -> AuditBuild | None:
 @dataclass
 class SnowflakeAudit:
     """The project's database, cloned (zero-copy) to `<DB>__AUDIT`, built there, then swapped in
-    with `ALTER DATABASE … SWAP WITH` (mesh/snowflake_wap.py). Promotion also re-grants what the
+    with `ALTER DATABASE … SWAP WITH` (mesh/warehouse/snowflake_wap.py). Promotion also re-grants what the
     database carried and the consumers' SELECT on exactly the published relations; afterwards the
     build's manifest is rewritten to production names, so what is published names production."""
 

@@ -1,6 +1,6 @@
 """Ctrl-C and SIGTERM during `invoke mesh`: exit 130/143, one line naming the step, nothing published.
 
-Each case pauses the real run at a named point (mesh/failpoints.py, `<point>:pause`: the paused
+Each case pauses the real run at a named point (mesh/core/failpoints.py, `<point>:pause`: the paused
 process writes a marker file), then signals the `invoke` process as a user's Ctrl-C or a CI
 runner's cancel would, and checks the exit code, the one line on stderr and the registry.
 """

@@ -1,4 +1,4 @@
-"""Columns of uncontracted public nodes judged from compiled SQL (mesh/code_columns.py), the data
+"""Columns of uncontracted public nodes judged from compiled SQL (mesh/interface/code_columns.py), the data
 inputs of a consumer (what it stores of its upstreams), and constraints compared in one form."""
 
 from __future__ import annotations

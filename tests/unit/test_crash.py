@@ -1,6 +1,6 @@
 """Kill the publishing process (SIGKILL) at every step of a publish, on the folder and S3 backends.
 
-The publish is the real `mesh publish` console script, killed by the failpoints of mesh/failpoints.py
+The publish is the real `mesh publish` console script, killed by the failpoints of mesh/core/failpoints.py
 (MESH_FAILPOINT) or, on S3, by the test while a PUT is in flight (the fault proxy holds the request,
 the test kills the client, the proxy then delivers it: the write lands after its writer died).
 After each kill:

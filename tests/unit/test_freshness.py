@@ -1,4 +1,4 @@
-"""Freshness across projects (mesh/freshness.py, the freshness findings of mesh/validate.py) on
+"""Freshness across projects (mesh/consumer/freshness.py, the freshness findings of mesh/consumer/validate.py) on
 synthetic dbt artifacts and a real registry folder (no dbt run; tests/integration has the real one).
 """
 

@@ -1,4 +1,4 @@
-"""infra/ checked against the providers' own schemas (mesh/infra_schema.py), and the variable
+"""infra/ checked against the providers' own schemas (mesh/infra/schemas.py), and the variable
 validations that refuse what `terraform plan` would.
 
 The schemas are the real ones: the pinned CDK for Terraform provider wheels, downloaded once into

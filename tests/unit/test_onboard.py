@@ -576,7 +576,7 @@ def test_an_upstream_declared_by_hand_without_attach_builds_and_add_writes_the_a
     with (mart / "dependencies.yml").open("w") as handle:
         handle.write("projects:\n  - name: dbt_up\n")
     mesh = load_mesh(template, "local")
-    check_profiles(mesh)  # not attached in the profile: every build attaches it (mesh/databases.py)
+    check_profiles(mesh)  # not attached in the profile: every build attaches it (mesh/warehouse/outputs.py)
     from mesh.warehouse.outputs import with_attachments
 
     local = load(template / "profiles/profiles.yml")["mart"]["outputs"]["local"]

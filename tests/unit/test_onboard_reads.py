@@ -230,7 +230,7 @@ def test_style_refused_with_one_line_exit_2_and_nothing_written(template: Path, 
 
 def test_a_mismatch_lists_every_file_and_reference(template: Path) -> None:
     _via_against_the_code_of_a_copy(template)
-    from mesh.consumer.sync import references_by_project
+    from mesh.project.files import references_by_project
 
     run = mesh_add(template, "copy", "--via", "loom")
 

@@ -1,4 +1,4 @@
-"""`invoke registry.prune` / `registry.fsck` (mesh/retention.py) on the folder and S3 backends.
+"""`invoke registry.prune` / `registry.fsck` (mesh/interface/retention.py) on the folder and S3 backends.
 
 Prune keeps the newest N, and never deletes `latest`, a version newer than `latest` (a publish in
 flight), or a version a consumer may be pinned to (named in its sync lock or usage record, or newest

@@ -1,4 +1,4 @@
-"""snowflake_sql/ and mesh/snowflake.py: rendering, parsing, grants from an interface, settings.
+"""snowflake_sql/ and mesh/warehouse/snowflake.py: rendering, parsing, grants from an interface, settings.
 
 The scripts are rendered and parsed with the real sqlglot; execution goes through the real
 snowflake-connector-python, with key-pair auth, to fakesnow's server on loopback (it emulates the

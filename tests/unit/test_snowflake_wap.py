@@ -1,4 +1,4 @@
-"""mesh/snowflake_wap.py without a server: names, statements (parsed with sqlglot), the checks on
+"""mesh/warehouse/snowflake_wap.py without a server: names, statements (parsed with sqlglot), the checks on
 the audit build's manifest, carrying grants over, and the rewrite to production names.
 
 The statements run against fakesnow's server in tests/e2e/test_snowflake_wap_rehearsal.py.

@@ -2,7 +2,7 @@
 `error: ...` line on stderr, nothing on stdout, and the closest task, flag or command.
 
 invoke alone exits 1 for these (and takes `build --projet x` as project `--projet`);
-mesh/taskrunner.py, installed by tasks.py, makes them the mesh's exit 2.
+mesh/ui/taskrunner.py, installed by tasks.py, makes them the mesh's exit 2.
 """
 
 from __future__ import annotations
