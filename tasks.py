@@ -319,8 +319,15 @@ def lint(c: Context) -> None:
     print("lint: ruff and mypy clean, the layers kept")
 
 
+@task(help={"serve": "serve the site on localhost with live reload instead of building it"})
+def docs(c: Context, serve: bool = False) -> None:
+    """Build the documentation site from docs/ strictly (every link and anchor checked) into site/."""
+    command = "serve" if serve else "build --strict"
+    c.run(f"{sys.executable} -m mkdocs {command}", pty=False, env={"NO_MKDOCS_2_WARNING": "1"})
+
+
 @task(
-    pre=[lint],
+    pre=[lint, docs],
     help={
         "k": "only tests matching this pytest -k expression",
         "args": "extra pytest arguments",
@@ -328,7 +335,7 @@ def lint(c: Context) -> None:
     },
 )
 def test(c: Context, k: str | None = None, args: str = "", workers: int = 0) -> None:
-    """Lint, then the whole test suite (unit, integration on DuckDB, e2e on emulators)."""
+    """Lint, build the docs strictly, then the whole test suite (unit, integration on DuckDB, e2e on emulators)."""
     import os
 
     if workers < 0:
@@ -601,7 +608,7 @@ registry.add_task(registry_prune, name="prune")
 registry.add_task(registry_keygen, name="keygen")
 
 ns = Collection(
-    mesh, up, down, build, publish, check, sync, validate, lineage, lint, test, bench,
+    mesh, up, down, build, publish, check, sync, validate, lineage, lint, docs, test, bench,
     reliability, registry,
     emulate, project,
 )

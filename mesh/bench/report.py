@@ -1,7 +1,7 @@
 """Present benchmark results: a plain-text (Markdown) table and the scaling plot.
 
 The plot redraws from a `results.json` without running the benchmark again:
-`python -m mesh.bench.report [bench/results.json] [--output bench/scaling.png]`.
+`python -m mesh.bench.report [bench/results.json] [--output docs/img/scaling.png]`.
 """
 
 from __future__ import annotations

@@ -3,13 +3,13 @@ names something that exists: an invoke task of tasks.py with flags that task acc
 subcommand with its options, or an allowed command that is not ours (make, git, openssl, ...).
 
 Where commands are found:
-- README.md's fenced code blocks tagged bash, sh, shell or console, and untagged ones. In a shell
+- README.md's and docs/*.md's fenced code blocks tagged bash, sh, shell or console, and untagged ones. In a shell
   block every line is a command; in console and untagged blocks only `$ ` lines are, and untagged
   lines that start with `invoke`/`mesh` are read as a synopsis (below). Concrete commands are
   parsed exactly as invoke and argparse parse them (`mesh.ui.taskrunner.usage_problem`,
   `mesh.ui.cli.build_parser`): a missing value or a flag taken as a value fails too.
-- README.md's inline code spans that start with `invoke ` or `mesh ` (outside fenced blocks), and
-  the code spans of string literals in mesh/*.py and tasks*.py (plus literals that start with
+- those pages' inline code spans that start with `invoke ` or `mesh ` (outside fenced blocks), and
+  the code spans of string literals in mesh/**/*.py and tasks*.py (plus literals that start with
   `invoke `), found with `ast`. These are references and synopses (`invoke build --project P
   [--select S]`, `invoke infra.lint\\|plan`): the task or subcommand must exist and every `--flag`
   written must be one it takes; required values are not demanded.
@@ -53,7 +53,12 @@ FENCE_RE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([\w+-]*)")
 SPAN_RE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
 FLAG_RE = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 ASSIGNMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
-LIBRARY = ["tasks.py", "tasks_infra.py", *sorted(str(p.relative_to(REPO)) for p in (REPO / "mesh").glob("*.py"))]
+# The library's messages; the benchmark's labels ("invoke mesh vs dbt alone") are not hints.
+LIBRARY = ["tasks.py", "tasks_infra.py", *sorted(
+    str(p.relative_to(REPO)) for p in (REPO / "mesh").rglob("*.py") if p.parent.name != "bench"
+)]
+# The README and every page of the documentation site.
+PAGES = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
 
 
 @dataclass(frozen=True)
@@ -312,10 +317,15 @@ def _report(commands: list[Command], checker: Checker) -> list[str]:
 
 
 def test_every_readme_command_exists(checker: Checker) -> None:
-    commands = list(readme_commands((REPO / "README.md").read_text(encoding="utf-8")))
+    """Every page: the README and each page under docs/."""
+    commands = [
+        command for page in PAGES
+        for command in readme_commands((REPO / page).read_text(encoding="utf-8"), page)
+    ]
+    assert len(PAGES) >= 10
     assert sum(c.exact for c in commands) >= 5 and sum(not c.exact for c in commands) >= 20
     offending = _report(commands, checker)
-    assert not offending, "README commands that do not run as written:\n" + "\n".join(offending)
+    assert not offending, "documented commands that do not run as written:\n" + "\n".join(offending)
 
 
 def test_every_hint_in_the_library_names_a_real_command(checker: Checker) -> None:
