@@ -36,6 +36,7 @@ import orjson
 
 from mesh.bench.generate import reuse_cached
 from mesh.bench.mesh_generate import MeshSpec, write_mesh
+from mesh.bench.runner import _collect, judge, machine, measure, versions
 
 Say = Callable[[str], None]
 Json = dict[str, Any]
@@ -129,7 +130,6 @@ class Recorder:
     """Runs scenarios on a mesh root and keeps their figures and outcomes."""
 
     def __init__(self, logs: Path, say: Say) -> None:
-        from mesh.bench.runner import measure
 
         self.measure = measure
         self.logs = logs
@@ -180,7 +180,6 @@ def _scenario_args(root: Path, jobs: int | None = None) -> list[str]:
 
 def bench_mesh_scale(config: MeshScaleConfig, say: Say) -> Json:
     """Every scenario, `config.repeat` times; returns the `mesh_scale` part of results.json."""
-    from mesh.bench.runner import _collect, machine, versions
 
     started = _now()
     load_before = load_average()
@@ -301,7 +300,6 @@ def mesh_ratios(mesh_scale: Json) -> Json:
 
 def mesh_goals(ratio: Json) -> list[Json]:
     """Each mesh-scale goal against its measured value."""
-    from mesh.bench.runner import judge
 
     judged = [
         judge(ratio, name, key, limit)

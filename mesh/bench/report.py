@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from mesh.bench.mesh_scale import RATIO_KEYS
+from mesh.bench.runner import FLOW_RATIOS, STEP_TITLES
 from mesh.core.errors import ConfigError, MeshError
 
 Json = dict[str, Any]
@@ -31,7 +33,6 @@ def _cell(stat: Json) -> str:
 
 def table(results: Json) -> str:
     """Markdown tables: every step at every size (median, min-max), flows, sizes, goals."""
-    from mesh.bench.runner import STEP_TITLES
 
     counts = sorted(results["steps"], key=int)
     lines = [
@@ -76,7 +77,6 @@ FLOW_TITLES = {
 def flow_lines(results: Json) -> list[str]:
     """The template flows (median and min-max wall seconds, peak MB) and their ratios; nothing
     when they were not measured. Results written before a flow was measured lack its row."""
-    from mesh.bench.runner import FLOW_RATIOS
 
     flows = results.get("flows")
     if not flows:
@@ -278,8 +278,6 @@ def plot(results: Json, path: Path, panels: Sequence[Panel] = PANELS) -> None:
 def mesh_scale_table(results: Json) -> str:
     """Markdown tables of the mesh-scale part: each scenario's time and what it built, then the
     ratios against their goals."""
-    from mesh.bench.mesh_scale import RATIO_KEYS
-    from mesh.bench.runner import FLOW_RATIOS
 
     part = results["mesh_scale"]
     spec = part["spec"]

@@ -36,6 +36,7 @@ from mesh.bench.generate import (
     write_consumer,
     write_producer,
 )
+from mesh.bench.mesh_generate import MeshSpec
 from mesh.core.errors import MeshError
 from mesh.project.profiles import BASE_ENV
 
@@ -606,7 +607,6 @@ def run_bench(config: BenchConfig, say: Say = print) -> Json:
         }
         ratio.update(flow_ratios(flows))
     if config.projects:
-        from mesh.bench.mesh_generate import MeshSpec
 
         say(f"a mesh of {config.projects} projects of {config.project_models} models:")
         spec = MeshSpec(projects=config.projects, models=config.project_models)

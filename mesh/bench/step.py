@@ -33,7 +33,14 @@ from typing import Any
 
 import orjson
 
+from mesh.consumer.validate import validate_manifest
+from mesh.interface import publish as publish_module
+from mesh.interface.publish import publish_project
+from mesh.project.config import load_mesh
 from mesh.project.profiles import BASE_ENV
+from mesh.run.pipeline import build_project, run_mesh, sync_project
+from mesh.ui.lineage import draw_lineage
+from mesh.warehouse.runner import run_dbt
 
 
 def peak_rss_mb() -> float:
@@ -59,14 +66,11 @@ def _work(args: argparse.Namespace) -> Callable[[], dict[str, Any]]:
             gc.disable()
         return lambda: {"nodes": len(orjson.loads(path.read_bytes())["nodes"])}
 
-    from mesh.project.config import load_mesh
 
     mesh = load_mesh(Path(args.root), "local")
     if args.step == "publish":
-        from mesh.interface.publish import publish_project
 
         if args.variant:  # an earlier build: one public model's description differs
-            from mesh.interface import publish as publish_module
 
             extract = publish_module.extract_interface
 
@@ -86,12 +90,9 @@ def _work(args: argparse.Namespace) -> Callable[[], dict[str, Any]]:
 
         return publish
     if args.step == "sync":
-        from mesh.run.pipeline import sync_project
 
         return lambda: {"changes": len(sync_project(mesh, args.project).changes)}
     if args.step == "parse":
-        from mesh.run.pipeline import sync_project
-        from mesh.warehouse.runner import run_dbt
 
         def parse() -> dict[str, Any]:
             # Timed as a user's `dbt parse` pays it after interpreter start: importing dbt (what
@@ -113,7 +114,6 @@ def _work(args: argparse.Namespace) -> Callable[[], dict[str, Any]]:
 
         return parse
     if args.step == "validate":
-        from mesh.consumer.validate import validate_manifest
 
         manifest = mesh.project(args.project).target_dir / "manifest.json"
 
@@ -125,8 +125,6 @@ def _work(args: argparse.Namespace) -> Callable[[], dict[str, Any]]:
 
         return validate
     if args.step == "mesh":
-        from mesh.run.pipeline import run_mesh
-        from mesh.ui.lineage import draw_lineage
 
         def run() -> dict[str, Any]:
             result = run_mesh(mesh, say=print, jobs=args.jobs, draw=draw_lineage)
@@ -147,7 +145,6 @@ def _work(args: argparse.Namespace) -> Callable[[], dict[str, Any]]:
 
         return run
     if args.step == "build":
-        from mesh.run.pipeline import build_project
 
         def build() -> dict[str, Any]:
             started = time.time()

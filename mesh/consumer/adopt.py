@@ -36,9 +36,12 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from mesh.consumer.sync import _identifier, _identifier_type
 from mesh.core.errors import SyncError
+from mesh.core.yamlfile import RoundTrip
 from mesh.project.artifacts import Json
 from mesh.project.config import Project
+from mesh.project.files import GENERATED_PREFIX, model_paths
 
 _SKIPPED = {"target", "dbt_packages", "logs", ".mesh", "dbt_modules", "node_modules", ".git"}
 
@@ -55,7 +58,6 @@ class AdoptedTable:
 
 
 def _yaml_files(project: Project) -> list[Path]:
-    from mesh.project.files import GENERATED_PREFIX, model_paths
 
     found: list[Path] = []
     for folder in model_paths(project):
@@ -150,8 +152,6 @@ def _meta_of(table: CommentedMap) -> CommentedMap:
 def update_yaml(path: Path, adopted: Iterable[AdoptedTable], interfaces: dict[str, Json]) -> bytes | None:
     """The file's new content with each adopted table in step with its upstream node; None when
     nothing changes."""
-    from mesh.consumer.sync import _identifier, _identifier_type
-    from mesh.core.yamlfile import RoundTrip
 
     doc = RoundTrip(path, "sources file")
     before = doc.dump()

@@ -46,6 +46,7 @@ import orjson
 
 from mesh.core.errors import CheckFailedError, ConfigError, ManifestError
 from mesh.core.surface import hint
+from mesh.interface.publish import data_version
 from mesh.project.artifacts import (
     PASSING_STATUSES,
     RUN_RESULTS_SCHEMAS,
@@ -55,6 +56,7 @@ from mesh.project.artifacts import (
 )
 from mesh.project.config import Mesh
 from mesh.registry.document import check_schema, dump_json, load_json
+from mesh.registry.schema import FreshnessRecord, check_record
 
 FORMAT = 1
 OBJECT = "freshness"
@@ -186,7 +188,6 @@ def freshness_document(
 
 
 def _build_version(uid: str, invocation_id: str) -> tuple[str, str]:
-    from mesh.interface.publish import data_version
 
     return data_version(uid, None, invocation_id)
 
@@ -264,7 +265,6 @@ def read_freshness(mesh: Mesh, upstream: str, env: str | None = None) -> Json | 
             f"({hint('build', '--project', 'P', '--save-state')} or {hint('mesh')})"
         ) from exc
     doc = check_document(doc, what)
-    from mesh.registry.schema import FreshnessRecord, check_record
 
     check_record(FreshnessRecord, doc, upstream, env, what)
     if doc["project"] != upstream or doc["env"] != env:

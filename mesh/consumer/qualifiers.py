@@ -22,6 +22,8 @@ from pathlib import Path
 from mesh.core.errors import SyncError
 from mesh.core.suggest import closest
 from mesh.project.config import Mesh, Project, read_yaml
+from mesh.project.files import _JINJA_COMMENT_RE, _REF_RE, _SOURCE_RE, _YAML_NAME_RE, _project_files
+from mesh.warehouse.packages import _declared_packages, _install_dir
 
 # difflib's ratio between a qualifier and a project name: one slip in a name of six letters or
 # more (`dbt_upp`, `dbt_dwn`), not `dbt_up_utils` for `dbt_up`.
@@ -41,7 +43,6 @@ class Misspelt:
 def _package_names(project: Project) -> set[str]:
     """Names the project's packages go by: installed ones' dbt names, and from the spec the local
     package's dbt name, a hub package's last segment, a git repository's name."""
-    from mesh.warehouse.packages import _declared_packages, _install_dir
 
     names: set[str] = set()
 
@@ -74,7 +75,6 @@ def _package_names(project: Project) -> set[str]:
 def _source_names(project: Project) -> set[str]:
     """Every `- name:` of the project's YAML: its sources' names among them (a broad set: a name
     that is anything the project declares is not taken for a misspelt project)."""
-    from mesh.project.files import _YAML_NAME_RE, _project_files
 
     names: set[str] = set()
     for path in _project_files(project):
@@ -86,7 +86,6 @@ def _source_names(project: Project) -> set[str]:
 
 def find_misspelt(project: Project, projects: Iterable[str]) -> list[Misspelt]:
     """The project's two-argument refs and sources whose qualifier is almost one of `projects`."""
-    from mesh.project.files import _JINJA_COMMENT_RE, _REF_RE, _SOURCE_RE, _project_files
 
     projects = set(projects)
     candidates = set(project.upstreams) | projects - {project.name}

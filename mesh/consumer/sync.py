@@ -28,11 +28,18 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from mesh.consumer.qualifiers import check_qualifiers
 from mesh.consumer.unit_fixtures import FixtureInput, check_fixtures, fixture_inputs, loom_input
 from mesh.core.errors import ConfigError, MeshError, NotFoundError, RegistryError, SyncError
 from mesh.core.suggest import did_you_mean
 from mesh.core.surface import hint
-from mesh.project.artifacts import PUBLIC_RESOURCE_TYPES, Json, resource_label
+from mesh.project.artifacts import (
+    PUBLIC_RESOURCE_TYPES,
+    Json,
+    load_manifest,
+    public_node_ids,
+    resource_label,
+)
 from mesh.project.config import Mesh, Project
 from mesh.project.files import (
     GENERATED_PREFIX,
@@ -48,6 +55,7 @@ from mesh.project.files import (
 )
 from mesh.registry.document import dump_json, parse_json, read_interface
 from mesh.registry.schema import MAX_STATE_BYTES, SchemaError, check_state, parse_data_type
+from mesh.warehouse.runner import generated_loom_config
 
 IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*", re.ASCII)
 _JINJA_OPEN = re.compile(r"\{([{%#])")
@@ -493,7 +501,6 @@ def _fixture_resolver(nodes: Json, upstream: str) -> Callable[[FixtureInput], st
 def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPlan:
     """Work out every file sync would write for `project_name`; writes nothing. `with_state`:
     also fetch the project's own last published state (only `--defer` reads it)."""
-    from mesh.consumer.qualifiers import check_qualifiers
 
     project = mesh.project(project_name)
     check_qualifiers(mesh, project)  # `ref('dbt_upp', …)`: did you mean 'dbt_up'?
@@ -572,7 +579,6 @@ def plan_sync(mesh: Mesh, project_name: str, with_state: bool = True) -> SyncPla
             plan.add(path, dump_json(trimmed), f"dbt-loom input: {count} from {entry.version}")
             loom_refs[upstream] = str(path.relative_to(project.dir))
     if project.config.upstreams_via == "loom":
-        from mesh.warehouse.runner import generated_loom_config
 
         path = generated_loom_config(project)
         wanted.add(path)
@@ -621,7 +627,6 @@ def _deprecation_lines(mesh: Mesh, project: str, summaries: Json, uids: set[str]
 def _unpublished_hint(mesh: Mesh, upstream: str) -> str:
     """What to do about an upstream with nothing in the registry: publish it, or, when its last
     build has no public node at all, make public what its consumers read."""
-    from mesh.project.artifacts import load_manifest, public_node_ids
 
     if upstream in mesh.config.projects and mesh.is_local(upstream):
         path = mesh.project(upstream).target_dir / "manifest.json"

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mesh.consumer.freshness import age_text, declared_freshness, parse_time, read_freshness
 from mesh.core.errors import BuildFailedError, ManifestError
 from mesh.core.surface import hint
 from mesh.core.text import plural
@@ -35,6 +36,7 @@ from mesh.project.artifacts import (
     resource_label,
 )
 from mesh.project.config import Mesh
+from mesh.project.files import read_lock, scan_references, scan_unqualified_refs
 from mesh.registry.document import check_schema, load_interface, load_json
 
 
@@ -111,7 +113,6 @@ def _upstream_of_parent(parent: str, project: str, sources: Json | None = None) 
     """(via, upstream) if `parent` crosses a project boundary, else None. A source crosses when it
     is named after a project, or when it is a team's own source the mesh adopted (its meta.mesh
     names the upstream: mesh/consumer/adopt.py)."""
-    from mesh.interface.usage import source_mesh_meta
 
     parts = parent.split(".")
     if parts[0] in PUBLIC_RESOURCE_TYPES and len(parts) >= 3 and parts[1] != project:
@@ -281,7 +282,6 @@ def validate_manifest(
 def _referenced_upstreams(mesh: Mesh, name: str) -> set[str]:
     """The upstreams `name`'s code references (qualified refs and sources, unqualified refs that
     resolve to them): a declared upstream outside this set is unused, not a stale manifest."""
-    from mesh.project.files import read_lock, scan_references, scan_unqualified_refs
 
     project = mesh.project(name)
     found = {u for u in project.upstreams if scan_references(project, u)}
@@ -374,7 +374,6 @@ def freshness_findings(
     `meta.mesh.consumer.freshness`, every upstream public model it reads is checked against the upstream's
     recorded `built_at`: an error past `error_after`, a warning past `warn_after`, a warning when the
     upstream recorded no freshness. No declaration, no check. A bad declaration raises ConfigError."""
-    from mesh.consumer.freshness import age_text, declared_freshness, parse_time, read_freshness
 
     moment = now or datetime.now(UTC)
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

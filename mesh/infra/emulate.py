@@ -37,6 +37,7 @@ from typing import Any
 
 from mesh.core.errors import ConfigError, MeshError
 from mesh.core.surface import command, hint, install_hint
+from mesh.project.config import CONFIG_FILE, load_mesh, read_yaml
 
 STATE_DIR = Path(".mesh")
 EMULATE_DIR = STATE_DIR / "emulate"
@@ -260,7 +261,6 @@ def fakesnow_argv(port: int) -> list[str]:
 def registry_for_rehearsal(root: Path) -> str:
     """The prod registry URL of mesh.yml (after `${VAR}` expansion and MESH_REGISTRY), if it is
     an s3:// URL with a valid bucket name; otherwise DEFAULT_REGISTRY."""
-    from mesh.project.config import load_mesh
 
     try:
         url = load_mesh(root, "prod").target.registry
@@ -272,7 +272,6 @@ def registry_for_rehearsal(root: Path) -> str:
 
 def databases_for_rehearsal(root: Path) -> list[str]:
     """The project databases of mesh.yml's `snowflake.projects` block, else the defaults."""
-    from mesh.project.config import CONFIG_FILE, read_yaml
 
     try:
         raw = read_yaml(root / CONFIG_FILE, CONFIG_FILE)

@@ -43,6 +43,7 @@ from urllib.parse import urlparse
 from mesh.core.errors import CheckFailedError, ConfigError, MeshError
 from mesh.core.surface import hint, install_hint
 from mesh.infra import schemas as infra_schema
+from mesh.registry.document import load_json
 from mesh.warehouse.snowflake import (
     DEFAULT_LAYOUT,
     GRANTABLE_TYPES,
@@ -733,7 +734,6 @@ def manifest_path(project_root: Path, project_dir: str) -> Path:
 
 def schema_contents(layout: MeshLayout, project_root: Path = REPO_ROOT) -> SchemaContents:
     """Read each project's target/manifest.json (if any) and list what each schema holds."""
-    from mesh.registry.document import load_json
 
     contents = SchemaContents()
     for name, project in sorted(layout.projects.items()):

@@ -35,7 +35,12 @@ from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from mesh.core.errors import CheckFailedError, ConfigError, MeshError
+from mesh.core.errors import CheckFailedError, ConfigError, ConflictError, MeshError, RegistryError
+from mesh.core.names import new_version, sha256_hex
+from mesh.infra import terraform as infra
+from mesh.warehouse import snowflake as sf
+from mesh.warehouse import snowflake_wap as wap
+from mesh.warehouse.snowflake import SnowflakeExecutionError
 
 if TYPE_CHECKING:
     from mesh.registry.s3 import S3Registry
@@ -212,7 +217,6 @@ def _interface(
 
 def _refused(session: Session, statement: str) -> str:
     """The error Snowflake gives for `statement`; CheckError when it runs instead."""
-    from mesh.warehouse.snowflake import SnowflakeExecutionError
 
     try:
         rows = session.run(statement)
@@ -230,8 +234,6 @@ def verify_snowflake(
     settings: ConnectionSettings | None = None, *, say: Callable[[str], None] = print
 ) -> str:
     """Run the Snowflake checks; the summary line, or VerifyFailedError naming failed checks."""
-    from mesh.warehouse import snowflake as sf
-    from mesh.warehouse import snowflake_wap as wap
 
     settings = settings or sf.connection_settings_from_env()
     emulated = is_loopback(settings.host)
@@ -422,7 +424,6 @@ def publisher_policy(
     Read from the Terraform itself (data.aws_iam_policy_document.publisher), so the check proves
     what is deployed, not a copy of it.
     """
-    from mesh.infra import terraform as infra
 
     tree = infra.load_hcl(infra.INFRA_DIR)
     docs = [d for d in tree.of_type("data", "aws_iam_policy_document") if d.name == "publisher"]
@@ -490,8 +491,6 @@ def verify_s3(registry: S3Registry, *, say: Callable[[str], None] = print) -> st
     """Run the S3 and IAM checks in a throwaway prefix of `registry`'s bucket."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from mesh.core.errors import ConflictError, RegistryError
-    from mesh.core.names import new_version, sha256_hex
 
     client = registry.client
     endpoint = str(client.meta.endpoint_url)

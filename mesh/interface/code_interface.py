@@ -33,6 +33,10 @@ from mesh.project.artifacts import (
 )
 from mesh.project.config import Mesh
 from mesh.registry.document import parse_json
+from mesh.warehouse.packages import ensure_packages
+from mesh.warehouse.readers import open_reader, release_dbt_connections
+from mesh.warehouse.runner import run_dbt
+from mesh.warehouse.wap import BUILD_DIR_VAR
 
 # dbt's selector for what the gate needs compiled: public models (and public seeds/snapshots,
 # which carry `access` as a config key) with every ancestor.
@@ -62,10 +66,6 @@ def compile_tree(mesh: Mesh, name: str, build_dir: Path | None = None) -> Path:
     """`dbt compile` of `name`'s public nodes and their ancestors into `target/check/`; returns its
     manifest's path. `build_dir`: where the project's own database lives for this compile (a run's
     audit copy); by default a scratch folder with an empty database, removed afterwards."""
-    from mesh.warehouse.packages import ensure_packages
-    from mesh.warehouse.readers import release_dbt_connections
-    from mesh.warehouse.runner import run_dbt
-    from mesh.warehouse.wap import BUILD_DIR_VAR
 
     project = mesh.project(name)
     try:
@@ -98,7 +98,6 @@ def _state_manifest(mesh: Mesh, name: str) -> Json | None:
 
 
 def _warehouse_columns(mesh: Mesh, name: str, manifest: Json, build_dir: Path | None) -> dict[str, list[tuple[str, str]]]:
-    from mesh.warehouse.readers import open_reader
 
     relations = []
     for item in [*(manifest.get("nodes") or {}).values(), *(manifest.get("sources") or {}).values()]:

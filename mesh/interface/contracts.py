@@ -63,14 +63,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mesh.core.errors import BreakingChangeError, ConfigError, ManifestError
+from mesh.core.errors import (
+    BreakingChangeError,
+    ChecksumError,
+    ConfigError,
+    ManifestError,
+    NotFoundError,
+)
+from mesh.core.names import new_version
 from mesh.core.surface import hint
 from mesh.core.text import plural
+from mesh.interface.publish import PublishResult, _publisher
+from mesh.interface.retention import newest_intact, recovery_target
 from mesh.interface.usage import ALL_COLUMNS, Feed, MeshUsage, Use, read_usage
 from mesh.project.artifacts import Json
 from mesh.project.config import Mesh
-from mesh.registry import Entry
-from mesh.registry.document import load_interface
+from mesh.registry import Entry, commit_version, read_latest_or_damage
+from mesh.registry.document import dump_interface, load_interface
 from mesh.registry.records import recorded_consumers
 
 Say = Callable[[str], None]
@@ -1191,7 +1200,6 @@ def diff_versions(
     The default `from` skips damaged entries. When `to` is the first (intact) version and no `from`
     is given, there is nothing earlier to compare with: `from` comes back None and every public
     model of `to` is reported as added."""
-    from mesh.core.errors import NotFoundError
 
     env = mesh.env
     if to_version is None:
@@ -1201,7 +1209,6 @@ def diff_versions(
         to_version = latest.version
     new = _interface(mesh, project, to_version)
     if from_version is None:
-        from mesh.interface.retention import newest_intact
 
         # The one before `to`, skipping damaged entries (a recovery leaves one behind).
         earlier = newest_intact(mesh.registry, project, env, before=to_version)
@@ -1221,9 +1228,6 @@ def _rollback_entry(
     rollback to `to_version` (and a recovery from the damaged `recovered_from`, if given)."""
     from datetime import UTC, datetime
 
-    from mesh.core.names import new_version
-    from mesh.interface.publish import _publisher
-    from mesh.registry.document import dump_interface
 
     meta = doc["metadata"]["mesh"]
     now = datetime.now(UTC)
@@ -1258,7 +1262,6 @@ def record_rollback(
 
     The recovery of `invoke registry.fsck --repair`; returns the new version, or None when latest
     moved meanwhile (the entry then stays in history only, as a publish that lost its race)."""
-    from mesh.registry import commit_version
 
     registry, env = mesh.registry, mesh.env
     doc = source if source is not None else _interface(mesh, project, to_version)
@@ -1292,10 +1295,6 @@ def rollback_project(
     recover to) and says so, and the entry records `recovered_from` the damaged version. Returns a
     PublishResult.
     """
-    from mesh.core.errors import ChecksumError
-    from mesh.interface.publish import PublishResult
-    from mesh.interface.retention import recovery_target
-    from mesh.registry import commit_version, read_latest_or_damage
 
     registry, env = mesh.registry, mesh.env
     try:

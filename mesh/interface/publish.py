@@ -27,7 +27,7 @@ from typing import Any
 
 from mesh.core.errors import ManifestError, PublishRefusedError, RegistryError
 from mesh.core.failpoints import failpoint
-from mesh.core.names import new_version
+from mesh.core.names import new_version, sha256_hex
 from mesh.core.surface import hint
 from mesh.project.artifacts import (
     Json,
@@ -50,6 +50,8 @@ from mesh.registry.document import (
     read_interface,
 )
 from mesh.registry.schema import InterfaceCheck, check_state
+from mesh.warehouse.readers import catalog_of, open_reader
+from mesh.warehouse.snowflake import grantable_problem, snowflake_settings
 
 # A check run against the interface `latest` holds (None on first publish) before it is replaced;
 # it raises to refuse. Contract gates plug in here.
@@ -182,7 +184,6 @@ def data_version(uid: str, digest: str | None, invocation_id: str) -> tuple[str,
     """(data version, basis) of a public node: a hash of its content digest (`content`: it changes
     exactly when the rows do), or, without a digest, of the build that wrote it (`build`: every
     build is new data, so its consumers rebuild)."""
-    from mesh.core.names import sha256_hex
 
     if digest is not None:
         return sha256_hex(f"{uid}\0{digest}".encode())[:16], "content"
@@ -195,7 +196,6 @@ def ensure_catalog(
     """The columns of the producer's public nodes without an enforced contract, catalog.json-shaped;
     None when every public node has one. Read from the project's warehouse (its audit copy when
     `build_dir` is given) on a connection of the mesh's own."""
-    from mesh.warehouse.readers import catalog_of, open_reader
 
     ids = public_node_ids(manifest) if ids is None else ids
     needed = uncontracted_ids(manifest, ids)
@@ -371,7 +371,6 @@ def refuse_ungrantable(mesh: Mesh, project_name: str, manifest: Json, nodes: Jso
     (`snowflake.projects.<name>.public_schema`)."""
     if manifest["metadata"].get("adapter_type") != "snowflake":
         return
-    from mesh.warehouse.snowflake import grantable_problem, snowflake_settings
 
     settings = snowflake_settings(mesh.config.snowflake, project_name)
     if settings is None:

@@ -42,6 +42,8 @@ from mesh.core.text import plural
 from mesh.project.config import Mesh
 from mesh.registry import Entry, Registry, read_latest_or_damage
 from mesh.registry.base import LATEST_DAMAGE_PREFIXES, damaged_entry_problem, damaged_entry_version
+from mesh.registry.document import load_interface, read_interface
+from mesh.registry.file import FileRegistry
 from mesh.registry.signing import SignatureError
 
 _VERSION_IN_TEXT = re.compile(r"\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{8}")
@@ -80,7 +82,6 @@ def inspect_version(registry: Registry, project: str, env: str, version: str) ->
 
     Damage (bytes failing their checksum, a missing entry, a body that is no interface of
     `project`) is reported in `damage`; any other registry error (S3 unreachable) is raised."""
-    from mesh.registry.document import read_interface
 
     what = f"{project}/{env} {version}"
     try:
@@ -351,7 +352,6 @@ def _recover(mesh: Mesh, project: str, damaged: Entry, target: VersionInfo) -> s
 def _rerecord(mesh: Mesh, project: str, latest: Entry) -> str:
     """Latest reads whole but its own history entry is damaged (S3): record it again."""
     from mesh.interface.contracts import record_rollback
-    from mesh.registry.document import load_interface
 
     env = mesh.env
     outcome = record_rollback(
@@ -455,7 +455,6 @@ def _usage_owners(mesh: Mesh) -> set[tuple[str, str]]:
     knows, plus any usage object the registry holds (consumers from other repositories)."""
     owners = {(name, env) for name in mesh.config.projects for env in _envs(mesh)}
     registry: Registry = mesh.registry
-    from mesh.registry.file import FileRegistry
     from mesh.registry.s3 import S3Registry
 
     if isinstance(registry, FileRegistry):

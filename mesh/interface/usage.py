@@ -39,7 +39,7 @@ from typing import Any
 
 from mesh.core.errors import ManifestError, RegistryError
 from mesh.core.surface import hint
-from mesh.project.artifacts import PUBLIC_RESOURCE_TYPES, Json, load_manifest
+from mesh.project.artifacts import PUBLIC_RESOURCE_TYPES, Json, load_manifest, public_node_ids
 from mesh.project.config import Mesh
 from mesh.registry.document import dump_json, load_interface, parse_json
 from mesh.registry.schema import MAX_RECORD_BYTES, check_usage
@@ -545,7 +545,6 @@ def _add(into: dict[Leaf, set[str]], more: dict[Leaf, set[str]]) -> None:
 def compute_lineage(manifest: Json, upstreams: Iterable[str], interfaces: dict[str, Json]) -> list[Feed]:
     """For each public model of a consumer that publishes: which upstream public columns feed each
     of its output columns, walking its own models down to the upstream refs and sources."""
-    from mesh.project.artifacts import public_node_ids
 
     published: dict[str, Json] = {}
     for nodes in interfaces.values():
@@ -696,7 +695,6 @@ def prune_usage(mesh: Mesh, consumer: str, manifest: Json | Path | None = None) 
     upstreams it no longer depends on, and lineage of public models it no longer publishes. Writes
     only when something was dropped; returns how many entries were dropped.
     """
-    from mesh.project.artifacts import public_node_ids
 
     project = mesh.project(consumer)
     if not isinstance(manifest, dict):

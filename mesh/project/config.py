@@ -22,7 +22,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from mesh.core.errors import ConfigError, MeshError
-from mesh.core.names import check_name
+from mesh.core.names import check_name, check_version
 from mesh.core.suggest import closest, did_you_mean
 from mesh.registry import Registry, open_registry
 from mesh.registry.signing import ProjectTrust, PublicKey, Trust
@@ -49,7 +49,6 @@ class SigningConfig(BaseModel):
     @field_validator("keys")
     @classmethod
     def _keys(cls, value: list[str]) -> list[str]:
-        from mesh.registry.signing import PublicKey
 
         if not value:
             raise ValueError("list at least one key (`invoke registry.keygen` prints one)")
@@ -63,7 +62,6 @@ class SigningConfig(BaseModel):
     @field_validator("unsigned_until")
     @classmethod
     def _unsigned_until(cls, value: str | None) -> str | None:
-        from mesh.core.names import check_version
 
         if value is not None:
             try:

@@ -15,6 +15,7 @@ import orjson
 
 from mesh.core.errors import MeshError
 from mesh.project.config import Project, read_yaml
+from mesh.registry.document import load_json
 
 Json = dict[str, Any]
 
@@ -211,7 +212,6 @@ def _is_generated(path: Path) -> bool:
 
 def read_lock(project: Project) -> Json | None:
     """The lock sync wrote, or None before the first sync."""
-    from mesh.registry.document import load_json
 
     path = project.mesh_dir / LOCK_FILE
     return load_json(path, "sync lock") if path.exists() else None

@@ -29,6 +29,12 @@ from jinja2.sandbox import SandboxedEnvironment
 from mesh.core.errors import ConfigError
 from mesh.core.surface import hint
 from mesh.project.config import Mesh, read_yaml
+from mesh.project.files import (
+    configured_databases,
+    read_lock,
+    scan_references,
+    scan_unqualified_refs,
+)
 
 PROFILES_FILE = "profiles.yml"
 # dbt's anonymous usage tracking would try to reach the internet on every call.
@@ -392,7 +398,6 @@ def check_profiles(mesh: Mesh, target: str | None = None) -> None:
     database for the dbt target `target` (default: the mesh's), or a consumer's profile does not
     attach its upstreams read-only. Run before every build; no dbt import."""
     def reads(project: str, upstream: str) -> bool:
-        from mesh.project.files import read_lock, scan_references, scan_unqualified_refs
 
         found = mesh.project(project)
         lock = (read_lock(found) or {}).get("upstreams") or {}
@@ -415,7 +420,6 @@ def check_profiles(mesh: Mesh, target: str | None = None) -> None:
 def _check_databases(mesh: Mesh, resolved: list[Resolved]) -> None:
     """No database may be written by two projects: each DuckDB project's own file and the other
     databases its configs name (mesh/warehouse/outputs.py) belong to it alone."""
-    from mesh.project.files import configured_databases
 
     owners: dict[str, str] = {}
     for res in resolved:

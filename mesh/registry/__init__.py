@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
-from mesh.core.errors import ChecksumError, ConfigError, ConflictError
+from mesh.core.errors import ChecksumError, ConfigError, ConflictError, ManifestError, RegistryError
 from mesh.registry.base import MANIFEST, CorruptLatestError, Entry, Registry
 from mesh.registry.signing import NO_TRUST, Trust
 
@@ -98,7 +98,6 @@ def read_latest_or_damage(registry: Registry, project: str, env: str) -> Entry |
     Damaged: its bytes do not read back whole (or their signature does not verify), or they are
     not an interface the schema accepts (mesh.registry.schema): no reader would take it, so a
     recovery may replace it."""
-    from mesh.core.errors import ManifestError
     from mesh.registry.document import read_interface
 
     try:
@@ -122,7 +121,6 @@ def read_baseline(registry: Registry, project: str, env: str) -> tuple[Entry | N
     accepts (None when there is none); and the damaged latest's version (None when latest is
     intact). A producer's passing build may then publish over the damaged latest, as a recorded
     publish: recovery never waits for a manual repair."""
-    from mesh.core.errors import ManifestError, RegistryError
     from mesh.registry.document import read_interface
 
     latest = read_latest_or_damage(registry, project, env)

@@ -17,6 +17,7 @@ import orjson
 
 from mesh.core.errors import ChecksumError, ManifestError
 from mesh.core.names import sha256_hex
+from mesh.registry.schema import MAX_INTERFACE_BYTES, InterfaceCheck, SchemaError, relation_name
 
 if TYPE_CHECKING:
     from mesh.registry.schema import InterfaceCheck
@@ -122,7 +123,6 @@ def _interface_check(
     """The schema check of an interface read from the registry (mesh.registry.schema), once the
     parse and the dbt schema check passed: its project is the caller's, else the one it names."""
     # Imported here: pydantic and the schema cost a reader nothing until it reads an interface.
-    from mesh.registry.schema import InterfaceCheck
 
     metadata = doc.get("metadata")
     named = metadata.get("project_name") if isinstance(metadata, dict) else None
@@ -130,7 +130,6 @@ def _interface_check(
 
 
 def _refuse_oversized(body: bytes, what: str) -> None:
-    from mesh.registry.schema import MAX_INTERFACE_BYTES, SchemaError
 
     if len(body) > MAX_INTERFACE_BYTES:
         raise SchemaError(
@@ -213,7 +212,6 @@ class Interface:
         node: Json = orjson.loads(b"{" + self.body[start:end] + b"}")[uid]
         # The bytes were checked when read; the relation name is rebuilt from its parts all the same.
         if isinstance(node.get("relation_name"), str):
-            from mesh.registry.schema import relation_name
 
             node["relation_name"] = relation_name(
                 node["relation_name"], node.get("database"), node.get("schema"), node.get("alias")

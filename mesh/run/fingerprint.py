@@ -35,11 +35,16 @@ from typing import Any
 
 import orjson
 
+from mesh.consumer.freshness import read_freshness
 from mesh.core.errors import MeshError
-from mesh.project.artifacts import Json
+from mesh.interface.usage import _upstream_target, source_mesh_meta
+from mesh.project.artifacts import Json, load_manifest, public_node_ids
 from mesh.project.config import Mesh, Project, read_yaml
+from mesh.project.files import GENERATED_PREFIX
 from mesh.registry.document import dump_json
 from mesh.registry.records import FINGERPRINT_FORMAT, fingerprint_record
+from mesh.warehouse.readers import key, open_reader
+from mesh.warehouse.wap import profile_output
 
 FORMAT = FINGERPRINT_FORMAT
 # dbt's own output and install folders, at the top of a project (a model folder may be called `logs`).
@@ -69,7 +74,6 @@ def _outputs(mesh: Mesh) -> set[Path]:
 
 def _project_files(project: Project, skip: set[Path] | None = None) -> tuple[list[Path], list[Path]]:
     """(the project's own files dbt reads, the files sync generated) in a stable order."""
-    from mesh.project.files import GENERATED_PREFIX
 
     files: list[Path] = []
     generated: list[Path] = []
@@ -128,7 +132,6 @@ class Fingerprint:
 
 def compute(mesh: Mesh, name: str, options: dict[str, Any]) -> Fingerprint:
     """Fingerprint of `name`'s next build on the mesh's target with these build `options`."""
-    from mesh.warehouse.wap import profile_output
 
     project = mesh.project(name)
     own, generated = _project_files(project, _outputs(mesh))
@@ -230,8 +233,6 @@ def data_inputs(manifest: Json, project: str, upstreams: list[str]) -> list[str]
     """The upstream public nodes whose data this project stores or republishes: those its
     persisted nodes (tables, incremental models, snapshots) and its public nodes read, directly or
     through its own views and ephemeral models. A view alone reads live data: never stale."""
-    from mesh.interface.usage import _upstream_target
-    from mesh.project.artifacts import public_node_ids
 
     nodes: Json = manifest.get("nodes") or {}
     public = set(public_node_ids(manifest))
@@ -269,7 +270,6 @@ def _materialized(node: Json) -> str:
 def upstream_data_versions(mesh: Mesh, name: str) -> dict[str, str | None]:
     """The current data version of every public node of `name`'s upstreams (their producers'
     freshness records); a node without one maps to None (unknown: a build follows)."""
-    from mesh.consumer.freshness import read_freshness
 
     versions: dict[str, str | None] = {}
     for upstream in mesh.project(name).upstreams:
@@ -340,7 +340,6 @@ def decide(
 def _names_what_it_builds(mesh: Mesh, name: str, relations: list[str]) -> bool:
     """Whether the record names every relation the project's last build materializes: a record
     that names fewer (forged, or from another build) would let a dropped table go unnoticed."""
-    from mesh.project.artifacts import load_manifest
 
     path = mesh.project(name).target_dir / "manifest.json"
     if not path.is_file():
@@ -357,7 +356,6 @@ def source_relations(manifest: Json, project: str) -> list[tuple[str, str, str]]
     """The relations of the project's own sources whose data dbt does not write: not its seeds
     (their files are fingerprinted), not the sources sync generates or adopts for upstreams (their
     data versions are)."""
-    from mesh.interface.usage import source_mesh_meta
 
     seeds = {
         tuple(str(n.get(k) or "").lower() for k in ("database", "schema", "alias"))
@@ -379,7 +377,6 @@ def source_relations(manifest: Json, project: str) -> list[tuple[str, str, str]]
 
 def source_versions(mesh: Mesh, name: str, relations: list[tuple[str, str, str]]) -> dict[str, str | None]:
     """The current version of each source relation's data (mesh/warehouse/readers.py)."""
-    from mesh.warehouse.readers import key, open_reader
 
     if not relations:
         return {}
@@ -397,8 +394,6 @@ def _check_warehouse(
 ) -> tuple[bool, dict[str, str | None]] | None:
     """(whether every relation exists, the current versions of these sources) on one connection;
     None when the warehouse cannot be read (the project builds)."""
-    from mesh.warehouse.readers import open_reader
-    from mesh.warehouse.wap import profile_output
 
     if profile_output(mesh, name).type not in ("duckdb", "snowflake"):
         return True, {}
@@ -426,8 +421,6 @@ def relations_exist(mesh: Mesh, name: str, relations: list[str]) -> bool:
     """Whether every relation still exists (DuckDB: read the project's file; Snowflake: ask each
     database's information schema as the project's role; other adapters: the fingerprint is
     trusted, see README). Anything that cannot be checked counts as missing: the project builds."""
-    from mesh.warehouse.readers import open_reader
-    from mesh.warehouse.wap import profile_output
 
     if profile_output(mesh, name).type not in ("duckdb", "snowflake"):
         return True

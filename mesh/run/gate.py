@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mesh.core.errors import ConfigError, ManifestError
+from mesh.interface.code_interface import compile_tree, tree_interface
 from mesh.interface.contracts import (
     GateResult,
     Say,
@@ -20,10 +21,12 @@ from mesh.interface.contracts import (
     foreign_meta_notes,
     gate_usage,
 )
+from mesh.interface.publish import refuse_uncontracted
 from mesh.project.artifacts import Json, load_manifest, public_node_ids
 from mesh.project.config import Mesh
 from mesh.registry import read_baseline
 from mesh.registry.document import load_interface
+from mesh.run.pipeline import sync_project
 
 
 def check_project(
@@ -48,20 +51,17 @@ def check_project(
     publish); without it the report says that nothing protects those consumers. Refuses (exit 1),
     as publish would, a public node without an enforced contract where mesh.yml requires contracts.
     """
-    from mesh.interface.code_interface import compile_tree, tree_interface
 
     if allow_breaking and not (reason or "").strip():
         raise ConfigError('--allow-breaking needs --reason "why this break is acceptable" (it is recorded)')
     entry, damaged = read_baseline(mesh.registry, name, mesh.env)
     if parse:
         if mesh.project(name).upstreams:
-            from mesh.run.pipeline import sync_project
 
             sync_project(mesh, name)  # a change invalidates dbt's partial parsing
         manifest_path = compile_tree(mesh, name, build_dir)
     assert manifest_path is not None
     manifest = load_manifest(manifest_path, project=name)
-    from mesh.interface.publish import refuse_uncontracted
 
     ids = public_node_ids(manifest)
     refuse_uncontracted(mesh, name, manifest, ids)

@@ -16,6 +16,7 @@ from mesh.core.surface import hint
 from mesh.project.config import Mesh
 from mesh.project.files import GENERATED_PREFIX, _is_generated, model_paths
 from mesh.project.profiles import check_profiles
+from mesh.registry.file import FileRegistry
 from mesh.run.progress import make_display
 from mesh.run.scheduler import Run, run_projects, shown
 from mesh.run.steps import BuildOptions, ProjectOutcome
@@ -289,7 +290,6 @@ def clean_local(mesh: Mesh, keep_registry: bool = False) -> Cleaned:
 
 def local_state(mesh: Mesh, include_registry: bool = True) -> list[Path]:
     """What `clean_local` would remove (existing paths only)."""
-    from mesh.registry.file import FileRegistry
 
     found = [mesh.warehouse_dir, mesh.root / "lineage", mesh.root / "logs"]
     if include_registry and isinstance(mesh.registry, FileRegistry) and mesh.registry.root.is_relative_to(mesh.root):
@@ -306,7 +306,6 @@ def local_state(mesh: Mesh, include_registry: bool = True) -> list[Path]:
 
 def describe_local_state(mesh: Mesh) -> list[str]:
     """What `clean_local` would remove, one line each, the registry's history counted."""
-    from mesh.registry.file import FileRegistry
 
     lines = []
     for path in local_state(mesh):

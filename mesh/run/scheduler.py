@@ -34,12 +34,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mesh.consumer.sync import apply_plan, invalidate_partial_parse, plan_sync
 from mesh.core import interrupts
 from mesh.core.errors import Interrupted, MeshError
 from mesh.core.failpoints import failpoint, stop_pauses
 from mesh.project.config import Mesh, load_mesh
+from mesh.registry.document import load_interface
+from mesh.run import fingerprint
 from mesh.run.progress import PlainDisplay, RichDisplay, Throttle
-from mesh.run.steps import BuildOptions, ProjectOutcome
+from mesh.run.steps import BuildOptions, ProjectOutcome, run_project
+from mesh.warehouse.runner import dbt_log
 
 LOG_DIR = "logs"
 TERM_GRACE_S = 30.0
@@ -100,8 +104,6 @@ def worker_main(spec: WorkerSpec, channel: Any) -> None:
     os.close(fd)
     sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
-    from mesh.run.steps import run_project
-    from mesh.warehouse.runner import dbt_log
 
     name = spec.project
     throttle = Throttle()
@@ -214,8 +216,6 @@ def _prepare(
 ) -> _Prepared:
     """In the parent, before a worker: sync, then skip the project if its inputs, and the upstream
     data it stores, did not change."""
-    from mesh.consumer.sync import apply_plan, invalidate_partial_parse, plan_sync
-    from mesh.run import fingerprint
 
     project = mesh.project(name)
     if project.upstreams or options.defer:
@@ -244,7 +244,6 @@ def _prepare(
 
 def _published_during(mesh: Mesh, names: list[str], started_at: str) -> list[str]:
     """`project version` of each publish to these projects since `started_at` (best effort)."""
-    from mesh.registry.document import load_interface
 
     found = []
     for name in names:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mesh.consumer.freshness import record_freshness
+from mesh.consumer.validate import validate_projects
 from mesh.core import interrupts
 from mesh.core.errors import (
     BreakingChangeError,
@@ -34,10 +36,31 @@ from mesh.core.errors import (
     PublishRefusedError,
 )
 from mesh.core.surface import hint
-from mesh.project.artifacts import Json, load_manifest, public_node_ids, reused_manifests
-from mesh.project.config import Mesh
+from mesh.interface.code_interface import compile_tree
+from mesh.interface.publish import data_version, node_relation, prepare, publish_project, save_state
+from mesh.interface.usage import record_usage
+from mesh.project.artifacts import (
+    Json,
+    load_manifest,
+    public_node_ids,
+    reused_manifests,
+    uncontracted_ids,
+)
+from mesh.project.config import Mesh, read_yaml
+from mesh.registry import read_baseline
+from mesh.registry.document import load_interface
+from mesh.run import fingerprint
+from mesh.warehouse.packages import ensure_packages
+from mesh.warehouse.readers import catalog_of, key, open_reader
 from mesh.warehouse.runner import DbtRun, dbt_environment, run_dbt, stray_loom_config
-from mesh.warehouse.wap import BUILD_DIR_VAR, DuckDBAudit
+from mesh.warehouse.snowflake import sync_grants
+from mesh.warehouse.wap import (
+    BUILD_DIR_VAR,
+    DuckDBAudit,
+    SnowflakeAudit,
+    audit_build,
+    profile_output,
+)
 
 Step = Callable[[str, str], None]  # (step, detail) -> None
 
@@ -121,7 +144,6 @@ class ProjectOutcome:
 
 
 def _has_seeds(mesh: Mesh, name: str) -> bool:
-    from mesh.project.config import read_yaml
 
     project = mesh.project(name)
     spec = read_yaml(project.dir / "dbt_project.yml", "dbt_project.yml") or {}
@@ -161,8 +183,6 @@ def _gate(
 ) -> Path | None:
     """The contract check on a compile of the working tree, before the build touches anything a
     reader sees; returns the compiled manifest's path (None: nothing published yet)."""
-    from mesh.interface.code_interface import compile_tree
-    from mesh.registry import read_baseline
     from mesh.run.gate import check_project
 
     if read_baseline(mesh.registry, name, mesh.env)[0] is None:
@@ -198,9 +218,6 @@ def _publish_audit(
 ) -> None:
     """Before the swap: would the publish be refused? (run results, contracts, the gate on the
     built interface — columns a parse cannot know, from the warehouse, included)."""
-    from mesh.interface.publish import prepare
-    from mesh.registry import read_baseline
-    from mesh.registry.document import load_interface
     from mesh.run.gate import publish_gate
 
     _manifest, nodes, _groups, _sha = prepare(mesh, name, catalog)
@@ -255,8 +272,6 @@ def _run(
     outcome: ProjectOutcome,
     upstream_data: dict[str, str | None] | None = None,
 ) -> None:
-    from mesh.warehouse.packages import ensure_packages
-    from mesh.warehouse.wap import audit_build
 
     project = mesh.project(name)
     stray = stray_loom_config(mesh, name)
@@ -272,13 +287,11 @@ def _run(
     outcome.enter("prepare")  # the fingerprint of the inputs, the audit location
     inputs = None
     if options.record_fingerprint and options.complete:
-        from mesh.run import fingerprint
 
         inputs = fingerprint.compute(mesh, name, options.fingerprint_options())
 
     sources_before = None  # the data of the project's own sources, read before the build reads it
     if inputs is not None and (project.target_dir / "manifest.json").is_file():
-        from mesh.run import fingerprint
 
         try:
             before = load_manifest(project.target_dir / "manifest.json", project=name)
@@ -366,7 +379,6 @@ def _run(
 
     with reused_manifests():
         if publishes and public:
-            from mesh.interface.publish import publish_project
             from mesh.run.gate import publish_gate
 
             outcome.enter("publish")
@@ -387,18 +399,15 @@ def _run(
                 _sync_grants(mesh, name, previous, outcome)
         outcome.enter("state")  # data versions of the public nodes, the project's private state
         if public and (publishes or options.save_state):
-            from mesh.consumer.freshness import record_freshness
 
             fresh = record_freshness(mesh, name, built.data_versions if built is not None else None)
             if fresh is not None:
                 outcome.notes.append(_data_note(fresh, built))
         if options.save_state and options.complete:
-            from mesh.interface.publish import save_state
 
             save_state(mesh, name)
 
     if project.upstreams and options.validate:
-        from mesh.consumer.validate import validate_projects
 
         outcome.enter("validate")
         step("validate", "cross-project lineage")
@@ -411,16 +420,13 @@ def _run(
         outcome.notes.extend(f"warning: {w}" for w in report.warning_lines())
     outcome.enter("record")  # what the consumer uses upstream, the fingerprint of this build
     if project.upstreams and options.record_usage and options.complete:
-        from mesh.interface.usage import record_usage
 
         record_usage(mesh, name)  # the whole record: consumer nodes that are gone leave it
     if inputs is not None:
-        from mesh.run import fingerprint
 
         manifest = load_manifest(project.target_dir / "manifest.json", project=name)
         current = upstream_data or {}
         read = fingerprint.data_inputs(manifest, name, list(project.upstreams))
-        from mesh.warehouse.readers import key
 
         sources = fingerprint.source_relations(manifest, name)
         known = sources_before or {}
@@ -443,9 +449,6 @@ class BuiltFacts:
 def read_built(mesh: Mesh, name: str, manifest: Json, public: list[str], audit: Any) -> BuiltFacts:
     """The columns of the uncontracted public nodes and a digest of every public node's data, read
     from what the build wrote (the audit copy, when there is one) on one connection."""
-    from mesh.interface.publish import data_version, node_relation
-    from mesh.project.artifacts import uncontracted_ids
-    from mesh.warehouse.readers import catalog_of, open_reader
 
     build_dir = audit.env().get(BUILD_DIR_VAR) if isinstance(audit, DuckDBAudit) else None
     relations = {uid: node_relation(manifest["nodes"][uid]) for uid in public}
@@ -493,15 +496,12 @@ def _deprecations(warnings: list[str]) -> list[str]:
 
 
 def _latest_doc(mesh: Mesh, name: str) -> Json | None:
-    from mesh.registry import read_baseline
-    from mesh.registry.document import load_interface
 
     entry, _damaged = read_baseline(mesh.registry, name, mesh.env)
     return None if entry is None else load_interface(entry.body, f"{name}/{mesh.env} latest", name)
 
 
 def _grants_by_swap(audit: Any) -> bool:
-    from mesh.warehouse.wap import SnowflakeAudit
 
     return isinstance(audit, SnowflakeAudit)  # its promote granted exactly the new interface
 
@@ -509,11 +509,9 @@ def _grants_by_swap(audit: Any) -> bool:
 def _sync_grants(mesh: Mesh, name: str, previous: Json | None, outcome: ProjectOutcome) -> None:
     """On Snowflake, consumers' SELECT follows the interface: new relations granted, gone ones
     revoked (mesh.yml `grants: false` turns it off)."""
-    from mesh.warehouse.wap import profile_output
 
     if not mesh.target.grants or profile_output(mesh, name).type != "snowflake":
         return
-    from mesh.warehouse.snowflake import sync_grants
 
     current = _latest_doc(mesh, name)
     if current is None:

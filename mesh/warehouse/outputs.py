@@ -28,6 +28,8 @@ from typing import Any
 from mesh.core.errors import MeshError
 from mesh.project.config import Mesh, Project
 from mesh.project.files import configured_databases, upstream_databases
+from mesh.warehouse.readers import duckdb_file
+from mesh.warehouse.wap import BUILD_DIR_VAR, profile_output, render_profile_value
 
 OWN_FILE = "{{ env_var('MESH_BUILD_DIR', env_var('MESH_WAREHOUSE_DIR', 'warehouse')) }}/%s.duckdb"
 UPSTREAM_FILE = "{{ env_var('MESH_WAREHOUSE_DIR', 'warehouse') }}/%s.duckdb"
@@ -41,7 +43,6 @@ def _alias(item: dict[str, Any]) -> str:
 def with_attachments(mesh: Mesh, name: str, output: dict[str, Any]) -> dict[str, Any] | None:
     """`output` (a DuckDB output of `name`'s profile) with the databases the mesh attaches; None
     when it attaches them all already."""
-    from mesh.warehouse.wap import render_profile_value
 
     if str(output.get("type") or "") != "duckdb":
         return None
@@ -88,7 +89,6 @@ def _upstream_main(mesh: Mesh, upstream: str) -> Path | None:
     """An upstream's own DuckDB file, when it is built here (None: another repository's)."""
     if upstream not in mesh.config.projects or not mesh.is_local(upstream):
         return None
-    from mesh.warehouse.readers import duckdb_file
 
     try:
         return duckdb_file(mesh, upstream)
@@ -99,7 +99,6 @@ def _upstream_main(mesh: Mesh, upstream: str) -> Path | None:
 def _local_attachments(mesh: Mesh, upstream: str) -> list[dict[str, Any]]:
     """The attachments of an upstream built here (its effective profile's), with paths that resolve
     from anywhere: relative ones made absolute against its folder."""
-    from mesh.warehouse.wap import profile_output
 
     if upstream not in mesh.config.projects or not mesh.is_local(upstream):
         return []
@@ -139,7 +138,6 @@ def _portable(mesh: Mesh, path: Path) -> str:
 def own_database_files(mesh: Mesh, name: str, output: dict[str, Any]) -> list[Path]:
     """The live files of the project's other databases: its read-write attachments whose path
     reads MESH_BUILD_DIR (the mesh's convention for files the project writes)."""
-    from mesh.warehouse.wap import BUILD_DIR_VAR, render_profile_value
 
     env = {"MESH_WAREHOUSE_DIR": str(mesh.warehouse_dir)}
     files = []

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mesh.core.errors import BuildFailedError
 from mesh.project.config import Mesh, Project, read_yaml
+from mesh.warehouse.runner import run_dbt
 
 SPEC_FILES = ("packages.yml", "dependencies.yml", "package-lock.yml")
 STAMP = "packages.sha256"
@@ -91,7 +92,6 @@ def _committed(folder: Path) -> bool:
 def ensure_packages(mesh: Mesh, name: str) -> bool:
     """Run `dbt deps` for `name` when needed; True when it ran. Fails with one line naming the
     packages and how to vendor one that cannot be fetched."""
-    from mesh.warehouse.runner import run_dbt
 
     project = mesh.project(name)
     if not needs_deps(project):

@@ -30,6 +30,8 @@ from typing import Any, Protocol
 
 from mesh.core.errors import MeshError
 from mesh.project.config import Mesh
+from mesh.warehouse.snowflake import Session, check_identifier, mesh_project_settings
+from mesh.warehouse.wap import BUILD_DIR_VAR, profile_output, render_profile_value
 
 Relation = tuple[str, str, str]  # (database, schema, identifier) as the manifest spells them
 Column = tuple[str, str]  # (name, type as the warehouse reports it)
@@ -143,7 +145,6 @@ class SnowflakeReader:
     session: Any
 
     def relations(self, databases: Iterable[str]) -> set[str]:
-        from mesh.warehouse.snowflake import check_identifier
 
         present: set[str] = set()
         for database in sorted(set(databases)):
@@ -159,7 +160,6 @@ class SnowflakeReader:
         return present
 
     def columns(self, relations: Iterable[Relation]) -> dict[str, list[Column]]:
-        from mesh.warehouse.snowflake import check_identifier
 
         wanted = {key(r) for r in relations}
         found: dict[str, list[Column]] = {}
@@ -177,7 +177,6 @@ class SnowflakeReader:
         return found
 
     def digest(self, relation: Relation) -> str | None:
-        from mesh.warehouse.snowflake import check_identifier
 
         try:
             name = ".".join(check_identifier("identifier", part) for part in relation)
@@ -189,7 +188,6 @@ class SnowflakeReader:
     def source_versions(self, relations: Iterable[Relation]) -> dict[str, str | None]:
         # Snowflake keeps LAST_ALTERED and ROW_COUNT per table in its metadata: no scan. A view has
         # neither for the data behind it: None (a producer reading a view rebuilds every run).
-        from mesh.warehouse.snowflake import check_identifier
 
         wanted = {key(r): r for r in relations}
         found: dict[str, str | None] = dict.fromkeys(wanted)
@@ -216,7 +214,6 @@ class SnowflakeReader:
 def duckdb_file(mesh: Mesh, name: str, build_dir: str | None = None) -> Path | None:
     """The project's own DuckDB file: live, or under `build_dir` (an audit copy); None when the
     project's profile is not DuckDB."""
-    from mesh.warehouse.wap import BUILD_DIR_VAR, profile_output, render_profile_value
 
     out = profile_output(mesh, name, effective=False)
     if out.type != "duckdb":
@@ -230,7 +227,6 @@ def duckdb_file(mesh: Mesh, name: str, build_dir: str | None = None) -> Path | N
 
 
 def _attachments(mesh: Mesh, name: str, build_dir: str | None = None) -> list[tuple[str, str]]:
-    from mesh.warehouse.wap import BUILD_DIR_VAR, profile_output, render_profile_value
 
     out = profile_output(mesh, name)
     env = {k: v for k, v in os.environ.items() if k != BUILD_DIR_VAR}
@@ -253,7 +249,6 @@ def _attachments(mesh: Mesh, name: str, build_dir: str | None = None) -> list[tu
 def open_reader(mesh: Mesh, name: str, build_dir: str | None = None) -> Iterator[Reader | None]:
     """A reader of `name`'s warehouse (its audit copy when `build_dir` is given), closed on exit;
     None when it cannot be opened (no file yet, a lock held by a writer, no credentials)."""
-    from mesh.warehouse.wap import profile_output
 
     release_dbt_connections()
     out = profile_output(mesh, name)
@@ -277,7 +272,6 @@ def open_reader(mesh: Mesh, name: str, build_dir: str | None = None) -> Iterator
             reader.close()
         return
     if out.type == "snowflake":
-        from mesh.warehouse.snowflake import Session, mesh_project_settings
 
         try:
             settings = mesh_project_settings(mesh, name, "dbt-mesh-warehouse")

@@ -30,6 +30,7 @@ from mesh.project.config import Mesh, Project
 from mesh.project.profiles import BASE_ENV
 from mesh.warehouse.reachable import check_snowflake_reachable
 from mesh.warehouse.readers import release_dbt_connections
+from mesh.warehouse.wap import write_effective_profile
 
 _LOCK = threading.Lock()
 PROD_REQUIRED_ENV = ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_PRIVATE_KEY_PATH")
@@ -302,7 +303,6 @@ def run_dbt(
                 payload["status"] = _status(data.run_result.status)
             progress(info.name, payload)
 
-    from mesh.warehouse.wap import write_effective_profile
 
     profiles_dir, profile = write_effective_profile(mesh, project_name)
     full = [

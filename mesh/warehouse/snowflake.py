@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from mesh.core.errors import CheckFailedError, ConfigError, CredentialsError, ManifestError
 from mesh.core.names import check_name
 from mesh.core.surface import install_hint
+from mesh.project.artifacts import public_node_ids
 from mesh.project.config import read_upstreams, read_yaml
 
 __all__ = [
@@ -980,7 +981,6 @@ def run_grant_statements(
 
 
 def _own_public_ids(manifest: Mapping[str, Any]) -> set[str]:
-    from mesh.project.artifacts import public_node_ids
 
     return set(public_node_ids(dict(manifest)))
 

@@ -36,6 +36,8 @@ from typing import Any
 
 from mesh.core.errors import CheckFailedError, ConfigError
 from mesh.core.surface import hint
+from mesh.project.artifacts import extract_interface
+from mesh.registry.document import content_sha256, load_json
 from mesh.warehouse.snowflake import (
     IDENTIFIER_RE,
     ConnectionSettings,
@@ -406,7 +408,6 @@ def rewrite_manifest(manifest: Mapping[str, Any], plan: WapPlan) -> dict[str, An
 def rewrite_interface(interface: Mapping[str, Any], plan: WapPlan) -> dict[str, Any]:
     """An interface extracted from the audit build, with production names; its
     metadata.mesh.content_sha256 (when present) is recomputed over the rewritten nodes."""
-    from mesh.registry.document import content_sha256
 
     doc = rewrite_manifest(interface, plan)
     mesh_meta = (doc.get("metadata") or {}).get("mesh")
@@ -419,7 +420,6 @@ def rewrite_manifest_file(path: Path, plan: WapPlan) -> None:
     """Rewrite target/manifest.json in place (atomically) with production names."""
     import orjson
 
-    from mesh.registry.document import load_json
 
     doc = rewrite_manifest(load_json(path, "manifest"), plan)
     tmp = path.with_name(f".{path.name}.wap-tmp")
@@ -522,7 +522,6 @@ def promote(
     database is granted to a share; and when a table of production changed after the clone
     (writes that the swap would lose; `allow_production_changes` skips this check).
     """
-    from mesh.project.artifacts import extract_interface
 
     check_audit_manifest(plan, manifest)
     if new_interface is None:

@@ -34,7 +34,12 @@ import orjson
 
 from mesh.core.errors import ConfigError
 from mesh.core.surface import hint
+from mesh.project.artifacts import load_manifest
 from mesh.project.config import Mesh, read_yaml
+from mesh.project.profiles import profile_source
+from mesh.registry import read_baseline
+from mesh.registry.document import load_interface
+from mesh.warehouse import snowflake_wap
 
 AUDIT_DIR = ".audit"
 BUILD_DIR_VAR = "MESH_BUILD_DIR"
@@ -102,7 +107,6 @@ class ProfileOutput:
 def profile_output(mesh: Mesh, name: str, effective: bool = True) -> ProfileOutput:
     """The output of the profile `name` builds with (mesh/project/profiles.py `profile_source`) for the
     target; with `effective`, the databases the mesh attaches included."""
-    from mesh.project.profiles import profile_source
     from mesh.warehouse.outputs import with_attachments
 
     source = profile_source(mesh, name)
@@ -131,7 +135,6 @@ def write_effective_profile(mesh: Mesh, name: str) -> tuple[Path, str]:
     """The profiles folder and profile name dbt runs `name` with: the project's (or the mesh's)
     as it is, or, when the mesh attaches databases of its own, a copy with them under
     `.mesh/profiles/` (rewritten only when it changes, so dbt's partial parsing holds)."""
-    from mesh.project.profiles import profile_source
 
     out = profile_output(mesh, name)
     if not out.effective:
@@ -282,7 +285,6 @@ def audit_build(mesh: Mesh, name: str, say: Any = None) -> AuditBuild | None:
 
         return DuckDBAudit(live, mesh.warehouse_dir / AUDIT_DIR / name, own_database_files(mesh, name, out.output))
     if out.type == "snowflake":
-        from mesh.warehouse import snowflake_wap
 
         return SnowflakeAudit(mesh, name, snowflake_wap.plan_for(mesh, name))
     return None
@@ -304,23 +306,17 @@ class SnowflakeAudit:
         return f"audit database {self.plan.audit_database}"
 
     def env(self) -> dict[str, str]:
-        from mesh.warehouse import snowflake_wap
 
         return snowflake_wap.build_env(self.plan)
 
     def prepare(self) -> None:
-        from mesh.warehouse import snowflake_wap
 
         snowflake_wap.prepare(self.mesh, self.plan)
 
     def promote(self) -> None:
-        from mesh.project.artifacts import load_manifest
-        from mesh.registry.document import load_interface
-        from mesh.warehouse import snowflake_wap
 
         path = self.mesh.project(self.name).target_dir / "manifest.json"
         manifest = load_manifest(path, project=self.name)
-        from mesh.registry import read_baseline
 
         entry, _damaged = read_baseline(self.mesh.registry, self.name, self.mesh.env)
         previous = None if entry is None else load_interface(entry.body, f"{self.name} latest", self.name)
@@ -328,6 +324,5 @@ class SnowflakeAudit:
         snowflake_wap.rewrite_manifest_file(path, self.plan)
 
     def discard(self) -> None:
-        from mesh.warehouse import snowflake_wap
 
         snowflake_wap.discard(self.mesh, self.plan)
