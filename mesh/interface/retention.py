@@ -318,7 +318,7 @@ def fsck_project(mesh: Mesh, project: str, repair: bool = False) -> FsckResult:
 
 def _recover(mesh: Mesh, project: str, damaged: Entry, target: VersionInfo) -> str:
     """Replace a damaged `latest` by `target`, by compare-and-swap on the damaged object's token."""
-    from mesh.interface.contracts import record_rollback
+    from mesh.interface.versions import record_rollback
 
     registry, env = mesh.registry, mesh.env
     if damaged.version and target.version == damaged.version:
@@ -351,7 +351,7 @@ def _recover(mesh: Mesh, project: str, damaged: Entry, target: VersionInfo) -> s
 
 def _rerecord(mesh: Mesh, project: str, latest: Entry) -> str:
     """Latest reads whole but its own history entry is damaged (S3): record it again."""
-    from mesh.interface.contracts import record_rollback
+    from mesh.interface.versions import record_rollback
 
     env = mesh.env
     outcome = record_rollback(

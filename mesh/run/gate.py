@@ -11,12 +11,10 @@ from pathlib import Path
 
 from mesh.core.errors import ConfigError, ManifestError
 from mesh.interface.code_interface import compile_tree, tree_interface
-from mesh.interface.contracts import (
+from mesh.interface.contracts import Say, _adapter, diff_interfaces
+from mesh.interface.impact import (
     GateResult,
-    Say,
-    _adapter,
     deprecation_notes,
-    diff_interfaces,
     evaluate_usage,
     foreign_meta_notes,
     gate_usage,

@@ -89,7 +89,7 @@ def run_check(
 ) -> None:
     """The PR gate: print what changed against `latest` (text, json or markdown); raise
     BreakingChangeError when a breaking change hits a consumer, directly or through a chain."""
-    from mesh.interface.contracts import CHECK_FORMATS
+    from mesh.interface.impact import CHECK_FORMATS
     from mesh.run.gate import check_project
     from mesh.run.scheduler import log_path
     from mesh.warehouse.runner import dbt_log

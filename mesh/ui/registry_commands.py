@@ -75,7 +75,7 @@ def registry_rollback(
     echo: Echo = print,
 ) -> None:
     from mesh.core.text import plural
-    from mesh.interface.contracts import rollback_project
+    from mesh.interface.versions import rollback_project
 
     result = rollback_project(mesh, project, to, reason, allow_breaking)
     where = f"{result.project}/{result.env} in {result.registry}"

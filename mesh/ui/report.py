@@ -159,7 +159,7 @@ def registry_show_lines(mesh: Mesh, project: str, version: str | None) -> list[s
 
 def registry_diff_lines(mesh: Mesh, project: str, from_version: str | None, to_version: str | None) -> list[str]:
     """The contract diff between two history versions of a project."""
-    from mesh.interface.contracts import diff_versions
+    from mesh.interface.versions import diff_versions
 
     old, new, changes = diff_versions(mesh, project, from_version, to_version)
     skipped = [

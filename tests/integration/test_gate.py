@@ -17,8 +17,8 @@ import pytest
 
 from mesh.consumer.validate import validate_manifest
 from mesh.core.errors import BreakingChangeError
-from mesh.interface.contracts import diff_versions, rollback_project
 from mesh.interface.usage import read_uses
+from mesh.interface.versions import diff_versions, rollback_project
 from mesh.project.config import load_mesh
 from mesh.registry.document import load_interface
 from mesh.run.gate import check_project

@@ -147,7 +147,7 @@ def test_a_contract_mismatch_keeps_its_rows_before_the_cut() -> None:
 
 
 def test_another_tools_compatibility_key_is_named() -> None:
-    from mesh.interface.contracts import foreign_meta_notes
+    from mesh.interface.impact import foreign_meta_notes
 
     notes = foreign_meta_notes({
         "model.p.a": {"meta": {"datacontract": {"compatibility": "full"}, "mesh": {"compatibility": "none"}}},

@@ -12,18 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mesh.core.errors import BreakingChangeError, ConfigError, ManifestError
-from mesh.interface.contracts import (
-    ContractChange,
-    diff_interfaces,
-    diff_versions,
-    evaluate,
-    hits_of,
-    impact,
-    rollback_project,
-    type_change,
-)
+from mesh.interface.contracts import ContractChange, diff_interfaces, type_change
+from mesh.interface.impact import evaluate, hits_of, impact
 from mesh.interface.publish import publish_project
 from mesh.interface.usage import ALL_COLUMNS, Feed, Use, read_usage, read_uses, usage_document
+from mesh.interface.versions import diff_versions, rollback_project
 from mesh.project.artifacts import extract_interface
 from mesh.project.config import Mesh, load_mesh
 from mesh.registry.document import dump_json, load_interface

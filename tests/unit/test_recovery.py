@@ -26,9 +26,9 @@ import pytest
 from mesh.consumer.validate import validate_manifest
 from mesh.core.errors import ChecksumError
 from mesh.core.names import new_version
-from mesh.interface.contracts import diff_versions, record_rollback, rollback_project
 from mesh.interface.publish import publish_project
 from mesh.interface.retention import fsck_project
+from mesh.interface.versions import diff_versions, record_rollback, rollback_project
 from mesh.project.artifacts import build_interface, extract_interface
 from mesh.project.config import Mesh, load_mesh
 from mesh.registry import CorruptLatestError, commit_version, read_latest_or_damage
@@ -427,7 +427,7 @@ def test_diff_after_the_first_publish_lists_the_first_version_as_added(mesh: Mes
     lines = registry_diff_lines(mesh, P, None, None)
     assert lines[0] == (
         f"{P}/{ENV} {first}: the first version, there is no earlier version to compare with; "
-        "2 public models added"
+        "2 public nodes added"
     )
     assert len(lines) == 3 and all("model_added" in line for line in lines[1:])
 

@@ -304,7 +304,7 @@ def test_a_forged_interface_never_reaches_a_consumer(tmp_path: Path, monkeypatch
     sync_project(mesh, "app")  # the consumer reads the repaired, signed latest
 
     # A rollback is signed like a publish too.
-    from mesh.interface.contracts import rollback_project
+    from mesh.interface.versions import rollback_project
 
     result = rollback_project(mesh, "core", published.version, reason="test", say=lambda _line: None)
     assert mesh.registry.read_latest("core", "local").version == result.version
