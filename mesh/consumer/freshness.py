@@ -266,12 +266,13 @@ def read_freshness(mesh: Mesh, upstream: str, env: str | None = None) -> Json | 
         ) from exc
     doc = check_document(doc, what)
 
-    check_record(FreshnessRecord, doc, upstream, env, what)
-    if doc["project"] != upstream or doc["env"] != env:
+    described = (doc.get("project"), doc.get("env"))
+    if all(isinstance(part, str) for part in described) and described != (upstream, env):
         raise ManifestError(
-            f"{what} is malformed (it describes {doc['project']}/{doc['env']}): its producer must "
+            f"{what} is malformed (it describes {described[0]}/{described[1]}): its producer must "
             "record it again"
         )
+    check_record(FreshnessRecord, doc, upstream, env, what)
     return doc
 
 

@@ -470,7 +470,7 @@ def _moved_back(project: Project, mesh: Mesh, lock: Json | None, upstream: str, 
         raise RegistryError(
             f"{upstream}/{env} latest moved back from {before} to {version}: a rollback publishes a "
             f"newer version, so the registry is damaged or forged; ask the {upstream} owners to run "
-            f"`invoke registry.fsck --project {upstream}` (to accept it anyway, delete "
+            f"{hint('registry.fsck', '--project', upstream)} (to accept it anyway, delete "
             f"{project.name}/.mesh/{LOCK_FILE} and sync again)"
         )
 

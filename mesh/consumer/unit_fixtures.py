@@ -157,17 +157,9 @@ def check_fixtures(
     to its interface (`nodes`: the synced nodes, `version`: the interface version): every fixture
     column must be a published column.
 
-    Raises SyncError naming the test, the input, the column and the published columns; ConfigError
-    when dbt-loom reads the registry itself, where dbt refuses such an input."""
+    Raises SyncError naming the test, the input, the column and the published columns."""
     for given in (fixture for fixture in fixtures if fixture.upstream == upstream):
         where = f"{project.name}/{given.file.relative_to(project.dir)}: unit test {given.test}"
-        loom_reads_registry = project.config.upstreams_via == "loom" and project.config.loom_reads == "registry"
-        if given.kind == "ref" and loom_reads_registry:
-            raise ConfigError(
-                f"{where} takes {given.describe()} as input, which dbt refuses while dbt-loom reads "
-                f"{upstream}'s registry document itself: set `loom_reads: synced` for {project.name} "
-                "in mesh.yml (README, Unit tests across projects)"
-            )
         uid = resolve(given)
         if uid is None or given.columns is None:
             continue  # an unknown reference is sync's to report; a SQL fixture dbt checks itself

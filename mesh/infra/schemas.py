@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mesh.core.errors import ConfigError, MeshError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS_FILE = REPO_ROOT / "provider-schemas.toml"
 CACHE_ENV = "MESH_PROVIDER_SCHEMA_CACHE"
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "provider-schemas"

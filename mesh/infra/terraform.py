@@ -56,7 +56,7 @@ from mesh.warehouse.snowflake import (
     unit_contexts,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA_DIR = REPO_ROOT / "infra"
 STACK_DIR = INFRA_DIR / "examples" / "complete"
 SQL_DIR = REPO_ROOT / "snowflake_sql"

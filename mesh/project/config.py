@@ -24,6 +24,7 @@ from ruamel.yaml.error import YAMLError
 from mesh.core.errors import ConfigError, MeshError
 from mesh.core.names import check_name, check_version
 from mesh.core.suggest import closest, did_you_mean
+from mesh.core.surface import hint
 from mesh.registry import Registry, open_registry
 from mesh.registry.signing import ProjectTrust, PublicKey, Trust
 
@@ -37,7 +38,7 @@ class SigningConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     keys: list[str] = Field(
-        description="Public keys (`ed25519:<base64>`, `invoke registry.keygen` prints them); "
+        description="Public keys (`ed25519:<base64>`, printed by the registry.keygen task); "
         "several while a key is rotated"
     )
     unsigned_until: str | None = Field(
@@ -51,7 +52,7 @@ class SigningConfig(BaseModel):
     def _keys(cls, value: list[str]) -> list[str]:
 
         if not value:
-            raise ValueError("list at least one key (`invoke registry.keygen` prints one)")
+            raise ValueError(f"list at least one key ({hint('registry.keygen')} prints one)")
         for key in value:
             try:
                 PublicKey.parse(key)

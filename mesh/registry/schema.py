@@ -46,8 +46,10 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
+from mesh.core import surface
 from mesh.core.errors import SchemaError
 from mesh.core.names import NAME_RE, RESERVED, VERSION_RE
+from mesh.core.surface import hint
 
 Json = dict[str, Any]
 
@@ -709,7 +711,7 @@ def refusal(where: str, exc: ValidationError, node: str | None = None, skip: int
 
 def read_hint(project: str | None) -> str:
     """What a reader says after refusing a registry object."""
-    fix = f"`invoke registry.fsck --project {project} --repair`" if project else "`invoke registry.fsck --repair`"
+    fix = hint("registry.fsck", "--project", project, "--repair") if project else hint("registry.fsck", "--repair")
     return f"refusing it: it was not written by a mesh publish; {fix} (its owners) replaces it with the newest intact version"
 
 
@@ -915,7 +917,7 @@ def check_usage(
     try:
         return _check_usage(doc, project, env, what)
     except SchemaError as exc:
-        raise _hinted(exc, f"refusing it; {project} must record it again (`invoke validate --project {project} --record-usage`)" if hint is None else hint) from None
+        raise _hinted(exc, f"refusing it; {project} must record it again ({surface.hint('validate', '--project', project, '--record-usage')})" if hint is None else hint) from None
 
 
 def _check_usage(doc: Any, project: str, env: str | None, what: str | None) -> UsageRecord:
@@ -969,7 +971,7 @@ def check_state(
     try:
         return _check_state(doc, project, env, what)
     except SchemaError as exc:
-        raise _hinted(exc, f"refusing it; {project} must store it again (`invoke build --project {project} --save-state`)" if hint is None else hint) from None
+        raise _hinted(exc, f"refusing it; {project} must store it again ({surface.hint('build', '--project', project, '--save-state')})" if hint is None else hint) from None
 
 
 def _check_state(doc: Any, project: str, env: str | None, what: str | None) -> Json:

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mesh.core.errors import ConfigError, SignatureError
+from mesh.core.surface import hint
 
 SIGNING_KEY_ENV = "MESH_SIGNING_KEY"
 INTERFACE = "interface"  # the kind of `latest` and history entries; private objects use their name
@@ -77,8 +78,8 @@ class PublicKey:
         value = str(text).strip()
         if not value.startswith(_PUBLIC_PREFIX):
             raise ConfigError(
-                f"{where}: signing key {value[:24]!r} is not `ed25519:<base64>` (`invoke registry.keygen` "
-                "prints one)"
+                f"{where}: signing key {value[:24]!r} is not `ed25519:<base64>` "
+                f"({hint('registry.keygen')} prints one)"
             )
         try:
             raw = _b64decode(value[len(_PUBLIC_PREFIX) :])
@@ -121,7 +122,7 @@ def _private_key(text: str) -> object:
     except (ValueError, TypeError, binascii.Error) as exc:
         raise ConfigError(
             f"{SIGNING_KEY_ENV} is not an Ed25519 private key ({exc}): set it to what "
-            "`invoke registry.keygen` printed (`ed25519-private:…`) or to a PKCS#8 PEM"
+            f"{hint('registry.keygen')} printed (`ed25519-private:…`) or to a PKCS#8 PEM"
         ) from None
 
 

@@ -40,7 +40,7 @@ from tests import factories
 from tests.conftest import REPO
 
 Json = dict[str, Any]
-ELK_BUNDLE = REPO / "mesh" / "assets" / "elk.bundled.js"
+ELK_BUNDLE = REPO / "mesh" / "ui" / "assets" / "elk.bundled.js"
 
 
 def interface_of(doc: Json) -> Json:
@@ -532,7 +532,7 @@ def test_package_ships_the_page_assets(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    shipped = {p.name for p in (tmp_path / "lib/mesh/assets").iterdir()}
+    shipped = {p.name for p in (tmp_path / "lib/mesh/ui/assets").iterdir()}
     assert {"elk.bundled.js", "elkjs-LICENSE.md", "lineage.js", "lineage.css"} <= shipped
 
 

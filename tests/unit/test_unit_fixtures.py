@@ -9,7 +9,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from mesh.consumer.unit_fixtures import fixture_inputs
-from mesh.core.errors import ConfigError, SyncError
+from mesh.core.errors import SyncError
 from mesh.interface.publish import publish_project
 from mesh.project.config import Mesh, load_mesh
 from mesh.run.pipeline import sync_project
@@ -39,7 +39,7 @@ def unit_test(model: str, given: str) -> str:
 
 def test_loom_input_is_named_for_no_package(mesh: Mesh) -> None:
     sync_project(mesh, "loomy")
-    config = YAML(typ="safe").load((mesh.root / "loomy/dbt_loom.config.yml").read_text())
+    config = YAML(typ="safe").load((mesh.root / "loomy/.mesh/dbt_loom.config.yml").read_text())
     assert config["manifests"][0]["name"] == "core"
     synced = orjson.loads((mesh.root / "loomy/.mesh/upstreams/core.json").read_bytes())
     registry = orjson.loads((mesh.root / "registry/core/local/latest/manifest.json").read_bytes())
@@ -100,26 +100,6 @@ def test_fixture_of_an_unpublished_column_stops_sync(mesh: Mesh, project: str, g
     assert names in message and "\n" not in message
     assert "(published " in message
     assert snapshot(mesh.root / project) == before
-
-
-def test_loom_reading_the_registry_refuses_an_upstream_input(mesh: Mesh) -> None:
-    text = (mesh.root / "mesh.yml").read_text()
-    (mesh.root / "mesh.yml").write_text(text.replace("upstreams_via: loom}", "upstreams_via: loom, loom_reads: registry}"))
-    m = load_mesh(mesh.root, "local")
-    given = "      - input: ref('core', 'orders')\n        rows:\n          - {id: 1}\n"
-    (m.root / "loomy/models/u.yml").write_text(unit_test("b", given))
-    before = snapshot(m.root / "loomy")
-    with pytest.raises(ConfigError) as err:
-        sync_project(m, "loomy")
-    assert str(err.value) == (
-        "loomy/models/u.yml: unit test t_b takes ref('core', 'orders') as input, which dbt refuses "
-        "while dbt-loom reads core's registry document itself: set `loom_reads: synced` for loomy in "
-        "mesh.yml (README, Unit tests across projects)"
-    )
-    assert snapshot(m.root / "loomy") == before
-    # A unit test on the project's own models only is no concern of the mesh.
-    (m.root / "loomy/models/u.yml").write_text(unit_test("b", "      - input: ref('b')\n        rows: []\n"))
-    assert sync_project(m, "loomy").upstream_versions["core"]
 
 
 def test_fixture_inputs_reads_model_paths_only(mesh: Mesh) -> None:
