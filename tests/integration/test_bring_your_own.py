@@ -102,11 +102,11 @@ def test_what_add_wrote(joined: Joined) -> None:
     assert mesh_yml["snowflake"]["projects"] == {
         "jaffle_core": {
             "database": "JAFFLE_CORE_PROD", "warehouse": "JAFFLE_CORE_WH",
-            "role": "JAFFLE_CORE_ROLE", "public_schema": "MARTS",
+            "role": "JAFFLE_CORE_ROLE",
         },
         "jaffle_marketing": {
             "database": "JAFFLE_MARKETING_PROD", "warehouse": "JAFFLE_MARKETING_WH",
-            "role": "JAFFLE_MARKETING_ROLE", "public_schema": "MARTS",
+            "role": "JAFFLE_MARKETING_ROLE",
         },
         "jaffle_finance": {
             "database": "JAFFLE_FINANCE_PROD", "warehouse": "JAFFLE_FINANCE_WH",

@@ -65,7 +65,7 @@ found = [m.name for m in pkgutil.walk_packages(mesh.__path__, "mesh.")]
 for name in found:
     importlib.import_module(name)
 from importlib.resources import files
-assets = sorted(p.name for p in files("mesh").joinpath("assets").iterdir())
+assets = sorted(p.name for p in files("mesh").joinpath("ui", "assets").iterdir())
 print(mesh.__file__)
 print(len(found), "modules")
 print(" ".join(assets))

@@ -79,8 +79,8 @@ def test_cross_project_tests_stay_enabled_through_scope_and_interface_changes(wo
 
 
 def test_a_producer_rebuild_parses_partially(workspace: Path) -> None:
-    """The gate's parse and the build run with the same profile (the audit copy's path), so after a
-    first run in this folder neither starts dbt's parse over: one changed file, one file parsed."""
+    """The gate's compile and the build run with the same profile (the audit copy's path), so after
+    a first run in this folder neither starts dbt's parse over: one changed file, one file parsed."""
     model = workspace / "dbt_up/models/staging/stg_orders.sql"
     log = workspace / "logs/dbt_up.log"
     for change in ("first", "second"):
@@ -88,7 +88,7 @@ def test_a_producer_rebuild_parses_partially(workspace: Path) -> None:
         outcomes = {o.project: o.status for o in run_mesh(load_mesh(workspace, "local"), say=quiet).outcomes}
         assert outcomes["dbt_up"] == "built"
     text = log.read_text()
-    assert text.count("=== dbt parse") == 1 and text.count("=== dbt build") == 1
+    assert text.count("=== dbt compile") == 1 and text.count("=== dbt build") == 1
     assert "Unable to do partial parsing" not in text
     perf = orjson.loads((workspace / "dbt_up/target/perf_info.json").read_bytes())
     assert perf["is_partial_parse_enabled"] and perf["parsed_path_count"] < perf["path_count"]
