@@ -290,6 +290,20 @@ def main(argv: list[str] | None = None) -> int:
         return _main(sys.argv[1:] if argv is None else argv)
 
 
+def script() -> None:
+    """The console script: `main`, then exit. After a dbt run on DuckDB the interpreter's teardown
+    goes to /dev/null: DuckDB's bindings report the instance dbt-duckdb keeps for the process as a
+    reference leak, which would follow the one line a failure promises."""
+    code = main()
+    if "duckdb" in sys.modules:
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    sys.exit(code)
+
+
 def _main(words: list[str]) -> int:
     parser = build_parser()
     try:
@@ -371,4 +385,4 @@ def _main(words: list[str]) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    script()
