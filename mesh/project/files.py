@@ -237,7 +237,8 @@ def _walk(value: Any, found: set[str]) -> None:
 
 def configured_databases(project_dir: Path) -> list[str]:
     """The databases a project's own configs name, literally (`+database` in dbt_project.yml, a
-    YAML `config: {database: …}`, `config(database='…')` in SQL); Jinja values are not followed."""
+    YAML `config: {database: …}`, `config(database='…')` in SQL; not the databases its sources
+    read); Jinja values are not followed."""
     spec = read_yaml(project_dir / "dbt_project.yml", "dbt_project.yml") or {}
     found: set[str] = set()
     if isinstance(spec, dict):
@@ -258,9 +259,12 @@ def configured_databases(project_dir: Path) -> list[str]:
                 continue
             if path.suffix in (".yml", ".yaml"):
                 try:
-                    _walk(read_yaml(path, path.name), found)
+                    doc = read_yaml(path, path.name)
                 except MeshError:
                     continue
+                if isinstance(doc, dict):  # a source's database is read, never written
+                    doc = {key: value for key, value in doc.items() if key != "sources"}
+                _walk(doc, found)
             elif path.suffix == ".sql":
                 found.update(_CONFIG_CALL.findall(path.read_text(encoding="utf-8", errors="replace")))
     return sorted(found)

@@ -69,7 +69,7 @@ def own_sources_consumer(workspace: Path) -> Path:
         spec.read_text().replace("name: dbt_down", "name: ledger_team").replace("profile: dbt_down", "profile: ledger_team")
         .replace("  dbt_down:\n", "  ledger_team:\n")
     )
-    for sql in team.rglob("*.sql"):
+    for sql in [*team.rglob("*.sql"), *team.rglob("*.yml")]:  # models, and unit tests' inputs
         text = sql.read_text()
         for old, new in RENAMES.items():
             text = text.replace(old, new)
@@ -79,7 +79,10 @@ def own_sources_consumer(workspace: Path) -> Path:
 
 
 def sql_files(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*.sql"))}
+    return {
+        str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*.sql"))
+        if not {"target", "dbt_packages"} & set(p.relative_to(folder).parts)
+    }
 
 
 def test_hand_written_sources_are_adopted_and_kept_in_step(workspace: Path) -> None:
