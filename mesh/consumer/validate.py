@@ -36,7 +36,7 @@ from mesh.project.artifacts import (
     resource_label,
 )
 from mesh.project.config import Mesh
-from mesh.project.files import read_lock, scan_references, scan_unqualified_refs
+from mesh.project.files import own_node_names, read_lock, scan_references, scan_unqualified_refs
 from mesh.registry.document import check_schema, load_interface, load_json
 
 
@@ -289,8 +289,10 @@ def _referenced_upstreams(mesh: Mesh, name: str) -> set[str]:
     for upstream, entry in (lock.get("upstreams") or {}).items():
         if upstream in project.upstreams and isinstance(entry, dict) and entry.get("nodes"):
             found.add(upstream)  # adopted through the team's own sources (sync records them)
-    if len(found) < len(project.upstreams) and scan_unqualified_refs(project):
-        found = set(project.upstreams)  # an unqualified ref may resolve to any of them: not judged
+    if len(found) < len(project.upstreams):
+        own = own_node_names(project)
+        if any(ref.name not in own for ref in scan_unqualified_refs(project)):
+            found = set(project.upstreams)  # an unqualified ref may resolve to any of them: not judged
     return found
 
 
