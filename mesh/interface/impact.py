@@ -1,4 +1,7 @@
-"""Who a contract change reaches, and the gate's verdict: the consumers' models and columns each breaking change hits (following column lineage through projects that publish), the report in text, JSON or markdown, deprecations, and the usage the gate judges by (failing closed where a consumer's usage is unknown)."""
+"""Who a contract change reaches, and the gate's verdict: the consumers' models and columns each
+breaking change hits (following column lineage through projects that publish), the report in text,
+JSON or markdown, deprecations, and the usage the gate judges by (failing closed where a
+consumer's usage is unknown)."""
 
 from __future__ import annotations
 

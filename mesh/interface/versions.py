@@ -1,4 +1,5 @@
-"""Registry views of one producer's history: the contract diff between two published versions, and a rollback to an earlier one (published again as a new version, with its reason)."""
+"""Registry views of one producer's history: the contract diff between two published versions, and a
+rollback to an earlier one (published again as a new version, with its reason)."""
 
 from __future__ import annotations
 

@@ -24,14 +24,8 @@ from PIL import Image
 from mesh.consumer.validate import consumers, validate_projects
 from mesh.project.config import load_mesh
 from mesh.run.pipeline import run_mesh
-from mesh.ui.lineage import (
-    Graph,
-    ProjectInput,
-    build_graph,
-    drawing_problems,
-    load_graph,
-    write_lineage,
-)
+from mesh.ui.lineage import drawing_problems, write_lineage
+from mesh.ui.lineage_graph import Graph, ProjectInput, build_graph, load_graph
 from tests import factories
 from tests.conftest import REPO
 

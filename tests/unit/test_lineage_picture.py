@@ -24,18 +24,14 @@ from mesh.ui.lineage import (
     ELKJS_SHA256,
     ELKJS_VERSION,
     MERMAID_MAX_EDGES,
-    Graph,
-    ProjectInput,
-    build_graph,
     drawing_problems,
-    freshness_of,
-    load_graph,
     run_lineage,
     segment_crosses,
     to_html,
     to_json,
     to_mermaid,
 )
+from mesh.ui.lineage_graph import Graph, ProjectInput, build_graph, freshness_of, load_graph
 from tests import factories
 from tests.conftest import REPO
 

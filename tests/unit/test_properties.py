@@ -37,7 +37,8 @@ from mesh.project.config import load_mesh
 from mesh.registry.document import dump_interface, load_interface
 from mesh.registry.file import FileRegistry
 from mesh.registry.schema import SchemaError, check_interface, parse_data_type
-from mesh.ui.lineage import ProjectInput, build_graph, to_html
+from mesh.ui.lineage import to_html
+from mesh.ui.lineage_graph import ProjectInput, build_graph
 from mesh.warehouse.snowflake import (
     InterfaceGrantError,
     UnsafeIdentifierError,

@@ -36,7 +36,7 @@ from mesh.registry.document import content_sha256, dump_interface, load_interfac
 from mesh.registry.file import FileRegistry
 from mesh.registry.s3 import S3Registry
 from mesh.run.pipeline import sync_project
-from mesh.ui.lineage import load_graph
+from mesh.ui.lineage_graph import load_graph
 from mesh.ui.report import registry_diff_lines, registry_list_lines, registry_show_lines
 from tests import factories
 from tests.conftest import REPO

@@ -209,7 +209,7 @@ def test_a_latest_moved_back_is_refused(mesh: Mesh) -> None:
 
 def test_meta_nested_300_deep_and_a_30_mb_description_are_refused_everywhere(mesh: Mesh) -> None:
     from mesh.interface.retention import fsck_project
-    from mesh.ui.lineage import load_graph
+    from mesh.ui.lineage_graph import load_graph
     from mesh.ui.report import registry_list_lines, registry_show_lines
 
     deep: dict[str, Any] = {}
