@@ -399,13 +399,7 @@ def registry_prune(
 @task
 def registry_keygen(c: Context) -> None:
     """Print a new signing key pair: the private key for MESH_SIGNING_KEY, the public one for mesh.yml."""
-    from mesh.registry.signing import SIGNING_KEY_ENV, generate_key
-
-    private, public = generate_key()
-    print(f"{SIGNING_KEY_ENV}={private}")
-    print("# keep the line above secret (the producer's CI secret); give consumers the key below:")
-    print(f"#   projects: <producer>: signing: keys: [{public}]")
-    print(public)
+    registry_commands.registry_keygen()
 
 
 @task(help={"args": "extra pytest arguments, e.g. -k crash"})

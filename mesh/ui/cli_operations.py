@@ -116,6 +116,10 @@ def add_registry(sub: Any) -> None:
         helps["registry.prune"], _done(prune),
         {"project": REQUIRED, "keep": REQUIRED, "dry_run": SWITCH},
     )
+    _add(
+        sub, "registry.keygen", "print a new signing key pair (private for MESH_SIGNING_KEY, public for mesh.yml)",
+        {}, _done(lambda _a: registry_commands.registry_keygen()), {},
+    )
 
 
 def _infra_target(args: argparse.Namespace) -> str:

@@ -21,8 +21,9 @@ from mesh.core.errors import ConfigError
 from mesh.core.surface import hint
 from mesh.core.yamlfile import RoundTrip, yaml_replace
 from mesh.project.config import CONFIG_FILE, load_mesh
+from mesh.project.dbt_project import read_dbt_project
 from mesh.project.profiles import PROFILES_FILE, dbt_profile_name, read_profiles, shown
-from mesh.ui.onboard import GITIGNORE_HEADER, VIA, AddPlan, FileWrite, _rel, read_dbt_project
+from mesh.ui.onboard import GITIGNORE_HEADER, VIA, AddPlan, FileWrite, _rel
 
 
 @dataclass

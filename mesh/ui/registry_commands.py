@@ -115,3 +115,14 @@ def registry_prune(mesh: Mesh, project: str, keep: int, dry_run: bool, echo: Ech
     from mesh.interface.retention import prune_project
 
     echo("\n".join(prune_project(mesh, project, keep, dry_run).lines()))
+
+
+def registry_keygen(echo: Echo = print) -> None:
+    """Print a new signing key pair: the private key for MESH_SIGNING_KEY, the public one for mesh.yml."""
+    from mesh.registry.signing import SIGNING_KEY_ENV, generate_key
+
+    private, public = generate_key()
+    echo(f"{SIGNING_KEY_ENV}={private}")
+    echo("# keep the line above secret (the producer's CI secret); give consumers the key below:")
+    echo(f"#   projects: <producer>: signing: keys: [{public}]")
+    echo(public)

@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 from mesh.project.config import load_mesh
 from mesh.project.profiles import check_profiles
 from mesh.run.pipeline import MeshRun, run_mesh
-from mesh.ui.onboard import OWN_FILE, UPSTREAM_FILE
+from mesh.warehouse.outputs import OWN_FILE, UPSTREAM_FILE
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

@@ -24,7 +24,8 @@ from mesh.core.errors import ConfigError
 from mesh.project.config import load_mesh
 from mesh.project.profiles import check_profiles, profile_source
 from mesh.run.pipeline import build_project, run_mesh
-from mesh.ui.onboard import OWN_FILE, UPSTREAM_FILE, add_project, plan_add
+from mesh.ui.onboard import add_project, plan_add
+from mesh.warehouse.outputs import OWN_FILE, UPSTREAM_FILE
 from tests.conftest import REPO, copy_template
 
 BIN = Path(sys.executable).parent
