@@ -46,15 +46,13 @@ from mesh.infra import schemas as infra_schema
 from mesh.registry.document import load_json
 from mesh.warehouse.snowflake import (
     DEFAULT_LAYOUT,
-    GRANTABLE_TYPES,
     PRIVATE_SCHEMAS,
     MeshLayout,
-    grant_statement_parts,
     load_layout,
-    node_access,
     render_setup,
     unit_contexts,
 )
+from mesh.warehouse.snowflake_grants import GRANTABLE_TYPES, grant_statement_parts, node_access
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA_DIR = REPO_ROOT / "infra"

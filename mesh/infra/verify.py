@@ -39,6 +39,7 @@ from mesh.core.errors import CheckFailedError, ConfigError, ConflictError, MeshE
 from mesh.core.names import new_version, sha256_hex
 from mesh.infra import terraform as infra
 from mesh.warehouse import snowflake as sf
+from mesh.warehouse import snowflake_grants as sf_grants
 from mesh.warehouse import snowflake_wap as wap
 from mesh.warehouse.snowflake import SnowflakeExecutionError
 
@@ -310,7 +311,7 @@ def verify_snowflake(
                 )
             admin.run(f'GRANT ROLE {role} TO USER "{user}"')
             admin.run(f"GRANT USAGE ON WAREHOUSE {warehouse} TO ROLE {role}")
-            for statement in sf.grants_for_interface(interface, [role], producer_database=database):
+            for statement in sf_grants.grants_for_interface(interface, [role], producer_database=database):
                 admin.run(statement)
             return f"{role}, granted what `snowflake.grants` grants for the interface"
 
@@ -331,7 +332,7 @@ def verify_snowflake(
             return f"{role} refused {protected}: {reason}"
 
         def revoke() -> str:
-            changes = sf.grant_changes(interface, withdrawn, [role], producer_database=database)
+            changes = sf_grants.grant_changes(interface, withdrawn, [role], producer_database=database)
             if not changes.revokes:
                 raise CheckError("grant_changes revoked nothing for a withdrawn relation")
             for statement in changes.revokes:
@@ -339,7 +340,7 @@ def verify_snowflake(
             reason = _refused(
                 consumer_session(), f"SELECT COUNT(*) FROM {database}.{schema}.{public}"
             )
-            for statement in sf.grants_for_interface(interface, [role], producer_database=database):
+            for statement in sf_grants.grants_for_interface(interface, [role], producer_database=database):
                 admin.run(statement)  # published again, for the swap below
             if _count(consumer_session(), f"{database}.{schema}.{public}") != 1:
                 raise CheckError(f"{public} is not readable again after its SELECT was re-granted")

@@ -51,7 +51,8 @@ from mesh.registry.document import (
 )
 from mesh.registry.schema import InterfaceCheck, check_state
 from mesh.warehouse.readers import catalog_of, open_reader
-from mesh.warehouse.snowflake import grantable_problem, snowflake_settings
+from mesh.warehouse.snowflake import snowflake_settings
+from mesh.warehouse.snowflake_grants import grantable_problem
 
 # A check run against the interface `latest` holds (None on first publish) before it is replaced;
 # it raises to refuse. Contract gates plug in here.

@@ -53,7 +53,7 @@ from mesh.run import fingerprint
 from mesh.warehouse.packages import ensure_packages
 from mesh.warehouse.readers import catalog_of, key, open_reader
 from mesh.warehouse.runner import DbtRun, dbt_environment, run_dbt, stray_loom_config
-from mesh.warehouse.snowflake import sync_grants
+from mesh.warehouse.snowflake_grants import sync_grants
 from mesh.warehouse.wap import (
     BUILD_DIR_VAR,
     DuckDBAudit,

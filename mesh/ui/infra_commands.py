@@ -269,6 +269,7 @@ def snowflake_grants(
 ) -> None:
     """Grant consumers SELECT on exactly the published relations; revoke what is no longer."""
     from mesh.warehouse import snowflake
+    from mesh.warehouse import snowflake_grants as grants_sql
 
     layout = snowflake.load_layout(root)
     if project not in layout.projects:
@@ -280,7 +281,7 @@ def snowflake_grants(
     own = _own_manifest(root, layout, project)
     if own is None:
         described += "; no local build of the producer to hold the interface to"
-    statements = snowflake.sync_grants(layout, project, olds, new, dry_run=True, producer_manifest=own)
+    statements = grants_sql.sync_grants(layout, project, olds, new, dry_run=True, producer_manifest=own)
     revokes = sum(1 for s in statements if s.startswith("REVOKE "))
     counts = f"{revokes} revoke(s), {len(statements) - revokes} grant(s)"
     if dry_run:
@@ -290,7 +291,7 @@ def snowflake_grants(
         return
     producer = layout.projects[project]
     settings = snowflake.project_connection_settings(producer, query_tag="dbt-mesh-grants")
-    count = snowflake.run_grant_statements(statements, settings, echo=echo)
+    count = grants_sql.run_grant_statements(statements, settings, echo=echo)
     echo(
         f"snowflake.grants done as {settings.role}: {count} of {len(statements)} statement(s) "
         f"({counts}) for {', '.join(roles)}, {described}"

@@ -46,10 +46,10 @@ from mesh.warehouse.snowflake import (
     _Connection,
     _default_connect,
     check_identifier,
-    grant_changes,
     load_layout,
     mesh_project_settings,
 )
+from mesh.warehouse.snowflake_grants import grant_changes
 
 __all__ = [
     "AUDIT_SUFFIX",

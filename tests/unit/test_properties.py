@@ -39,12 +39,8 @@ from mesh.registry.file import FileRegistry
 from mesh.registry.schema import SchemaError, check_interface, parse_data_type
 from mesh.ui.lineage import to_html
 from mesh.ui.lineage_graph import ProjectInput, build_graph
-from mesh.warehouse.snowflake import (
-    InterfaceGrantError,
-    UnsafeIdentifierError,
-    grant_statement_parts,
-    grants_for_interface,
-)
+from mesh.warehouse.snowflake import InterfaceGrantError, UnsafeIdentifierError
+from mesh.warehouse.snowflake_grants import grant_statement_parts, grants_for_interface
 from tests import factories
 from tests.reliability import scale
 

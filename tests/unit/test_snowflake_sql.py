@@ -25,6 +25,7 @@ from sqlglot import exp
 from mesh.core.errors import ConfigError, CredentialsError, MeshError
 from mesh.infra import terraform as infra
 from mesh.warehouse import snowflake as sf
+from mesh.warehouse import snowflake_grants as sf_grants
 
 ROOT = Path(__file__).resolve().parents[2]
 SQL_DIR = ROOT / "snowflake_sql"
@@ -188,7 +189,7 @@ def test_consumer_grant_script_is_read_only_and_public_only() -> None:
         # USAGE on the database and the public schema; SELECT follows the interface, per relation.
         assert len(grants) == 2
         for statement in grants:
-            parts = sf.grant_statement_parts(statement)
+            parts = sf_grants.grant_statement_parts(statement)
             assert parts is not None, statement
             assert parts["privilege"] == "USAGE" and "bulk" not in parts
             assert "RAW" not in statement and "STAGING" not in statement
@@ -319,7 +320,7 @@ def test_layout_refuses_an_injected_identifier(tmp_path: Path) -> None:
 
 
 def test_grants_for_interface_grant_exactly_the_public_relations() -> None:
-    statements = sf.grants_for_interface(
+    statements = sf_grants.grants_for_interface(
         sample_interface(), ["DBT_DOWN_ROLE", "DBT_DOWN_LOOM_ROLE"], producer_database="DBT_UP_PROD"
     )
     per_role = [
@@ -337,8 +338,8 @@ def test_grants_for_interface_grant_exactly_the_public_relations() -> None:
 
 
 def test_interface_grants_are_read_only_and_parse_as_grants() -> None:
-    for statement in sf.grants_for_interface(sample_interface(), ["DBT_DOWN_ROLE"]):
-        parts = sf.grant_statement_parts(statement)
+    for statement in sf_grants.grants_for_interface(sample_interface(), ["DBT_DOWN_ROLE"]):
+        parts = sf_grants.grant_statement_parts(statement)
         assert parts is not None and parts["privilege"] in {"USAGE", "SELECT"}
         assert parts["schema"] in {"", "MARTS"}
         assert "RAW" not in statement and "STAGING" not in statement
@@ -351,7 +352,7 @@ def test_materialization_from_a_top_level_field() -> None:
     node = interface["nodes"]["model.dbt_up.public_orders"]
     del node["config"]
     node["materialized"] = "view"
-    statements = sf.grants_for_interface(interface, ["R"])
+    statements = sf_grants.grants_for_interface(interface, ["R"])
     assert "GRANT SELECT ON VIEW DBT_UP_PROD.MARTS.PUBLIC_ORDERS TO ROLE R" in statements
 
 
@@ -373,7 +374,7 @@ def test_non_public_nodes_tests_and_ephemeral_models_get_nothing() -> None:
     nodes["model.dbt_up.inline"] = {
         **public, "alias": "inline", "config": {"materialized": "ephemeral"},
     }  # fmt: skip
-    statements = sf.grants_for_interface(interface, ["R"])
+    statements = sf_grants.grants_for_interface(interface, ["R"])
     for name in ("STG_ORDERS", "CUSTOMER_SCORING", "COUNTRIES", "NOT_NULL_X", "INLINE", "STAGING"):
         assert not any(name in s for s in statements), name
 
@@ -390,7 +391,7 @@ def test_public_seeds_and_snapshots_are_granted_like_models() -> None:
         "name": "orders_history", "alias": "orders_history", "schema": "SNAPSHOTS",
         "config": {"materialized": "snapshot", "access": "public"}, "access": None,
     }  # fmt: skip
-    statements = sf.grants_for_interface(interface, ["R"])
+    statements = sf_grants.grants_for_interface(interface, ["R"])
     assert "GRANT SELECT ON TABLE DBT_UP_PROD.MARTS.COUNTRIES TO ROLE R" in statements
     assert "GRANT SELECT ON TABLE DBT_UP_PROD.SNAPSHOTS.ORDERS_HISTORY TO ROLE R" in statements
     assert "GRANT USAGE ON SCHEMA DBT_UP_PROD.SNAPSHOTS TO ROLE R" in statements
@@ -401,22 +402,22 @@ def test_a_public_node_in_a_private_layer_is_refused(schema: str) -> None:
     interface = sample_interface()
     interface["nodes"]["model.dbt_up.public_orders"]["schema"] = schema
     with pytest.raises(sf.InterfaceGrantError, match="private layer"):
-        sf.grants_for_interface(interface, ["R"])
+        sf_grants.grants_for_interface(interface, ["R"])
 
 
 def test_a_node_outside_the_producer_database_is_refused() -> None:
     """An interface cannot make the producer grant another project's relations."""
     interface = sample_interface()
     interface["nodes"]["model.dbt_up.public_orders"]["database"] = "DBT_DOWN_PROD"
-    assert sf.grants_for_interface(interface, ["R"])
+    assert sf_grants.grants_for_interface(interface, ["R"])
     with pytest.raises(sf.InterfaceGrantError, match="not in the producer's database DBT_UP_PROD"):
-        sf.grants_for_interface(interface, ["R"], producer_database="DBT_UP_PROD")
+        sf_grants.grants_for_interface(interface, ["R"], producer_database="DBT_UP_PROD")
 
 
 def test_public_models_in_several_schemas_get_usage_on_each() -> None:
     interface = sample_interface()
     interface["nodes"]["model.dbt_up.public_revenue"]["schema"] = "finance"
-    statements = sf.grants_for_interface(interface, ["R"], producer_database="DBT_UP_PROD")
+    statements = sf_grants.grants_for_interface(interface, ["R"], producer_database="DBT_UP_PROD")
     assert "GRANT USAGE ON SCHEMA DBT_UP_PROD.FINANCE TO ROLE R" in statements
     assert "GRANT USAGE ON SCHEMA DBT_UP_PROD.MARTS TO ROLE R" in statements
     assert "GRANT SELECT ON TABLE DBT_UP_PROD.FINANCE.PUBLIC_REVENUE TO ROLE R" in statements
@@ -436,16 +437,16 @@ def test_a_malicious_interface_cannot_inject_sql(field: str, value: object) -> N
     interface = sample_interface()
     interface["nodes"]["model.dbt_up.public_orders"][field] = value
     with pytest.raises(sf.InterfaceGrantError):
-        sf.grants_for_interface(interface, ["DBT_DOWN_ROLE"])
+        sf_grants.grants_for_interface(interface, ["DBT_DOWN_ROLE"])
 
 
 def test_bad_roles_and_shapes_are_refused() -> None:
     with pytest.raises(sf.UnsafeIdentifierError):
-        sf.grants_for_interface(sample_interface(), ["DBT_DOWN_ROLE; GRANT"])
+        sf_grants.grants_for_interface(sample_interface(), ["DBT_DOWN_ROLE; GRANT"])
     with pytest.raises(sf.InterfaceGrantError, match="nodes"):
-        sf.grants_for_interface({"metadata": {}}, ["R"])
+        sf_grants.grants_for_interface({"metadata": {}}, ["R"])
     with pytest.raises(sf.InterfaceGrantError):
-        sf.grants_for_interface({"nodes": {"a": "b"}}, ["R"])
+        sf_grants.grants_for_interface({"nodes": {"a": "b"}}, ["R"])
 
 
 def test_the_grant_pattern_refuses_everything_but_reads() -> None:
@@ -457,7 +458,7 @@ def test_the_grant_pattern_refuses_everything_but_reads() -> None:
         "GRANT SELECT ON TABLE A.B.C TO USER U",
         "GRANT USAGE ON DATABASE A TO ROLE R; DROP DATABASE A",
     ):
-        assert sf.grant_statement_parts(statement) is None, statement
+        assert sf_grants.grant_statement_parts(statement) is None, statement
 
 
 # --- tasks: dry runs and settings ----------------------------------------------------------------
@@ -709,7 +710,7 @@ def test_grant_changes_revoke_what_is_no_longer_published() -> None:
     previous = sample_interface()
     new = _without(previous, "model.dbt_up.public_revenue")
     new["nodes"]["model.dbt_up.public_orders"]["access"] = "protected"  # public -> protected
-    changes = sf.grant_changes(previous, new, ["DBT_DOWN_ROLE"], producer_database="DBT_UP_PROD")
+    changes = sf_grants.grant_changes(previous, new, ["DBT_DOWN_ROLE"], producer_database="DBT_UP_PROD")
     assert changes.revokes == [
         "REVOKE SELECT ON TABLE DBT_UP_PROD.MARTS.PUBLIC_ORDERS FROM ROLE DBT_DOWN_ROLE",
         "REVOKE SELECT ON TABLE DBT_UP_PROD.MARTS.PUBLIC_REVENUE FROM ROLE DBT_DOWN_ROLE",
@@ -733,7 +734,7 @@ def test_grant_changes_add_a_new_public_model_and_follow_a_kind_change() -> None
     added = dict(new["nodes"]["model.dbt_up.public_orders"], name="fresh", alias="fresh")
     new["nodes"]["model.dbt_up.fresh"] = {**added, "unique_id": "model.dbt_up.fresh"}
     new["nodes"]["model.dbt_up.public_orders"]["config"] = {"materialized": "view"}
-    changes = sf.grant_changes(previous, new, ["R"])
+    changes = sf_grants.grant_changes(previous, new, ["R"])
     assert changes.revokes == []  # same relation, now a view: nothing to take back
     assert "GRANT SELECT ON TABLE DBT_UP_PROD.MARTS.FRESH TO ROLE R" in changes.grants
     assert "GRANT SELECT ON VIEW DBT_UP_PROD.MARTS.PUBLIC_ORDERS TO ROLE R" in changes.grants
@@ -743,20 +744,20 @@ def test_grant_changes_against_the_whole_history_cover_a_missed_sync() -> None:
     v1 = sample_interface()
     v2 = _without(v1, "model.dbt_up.public_revenue")  # its grant sync never ran
     v3 = _without(v2, "model.dbt_up.public_customers")
-    against_v2 = sf.grant_changes(v2, v3, ["R"])
+    against_v2 = sf_grants.grant_changes(v2, v3, ["R"])
     assert [r.split()[4] for r in against_v2.revokes] == ["DBT_UP_PROD.MARTS.PUBLIC_CUSTOMERS"]
-    against_history = sf.grant_changes([v1, v2], v3, ["R"])
+    against_history = sf_grants.grant_changes([v1, v2], v3, ["R"])
     assert [r.split()[4] for r in against_history.revokes] == [
         "DBT_UP_PROD.MARTS.PUBLIC_CUSTOMERS",
         "DBT_UP_PROD.MARTS.PUBLIC_REVENUE",
     ]
-    assert sf.grant_changes(None, v3, ["R"]).revokes == []
+    assert sf_grants.grant_changes(None, v3, ["R"]).revokes == []
 
 
 def test_grant_changes_render_against_the_audit_database() -> None:
     previous = sample_interface()
     new = _without(previous, "model.dbt_up.public_revenue")
-    changes = sf.grant_changes(previous, new, ["R"], database="DBT_UP_PROD__AUDIT")
+    changes = sf_grants.grant_changes(previous, new, ["R"], database="DBT_UP_PROD__AUDIT")
     assert all(" DBT_UP_PROD__AUDIT" in s for s in changes.statements)
     assert not any(
         " DBT_UP_PROD." in s or s.endswith(" DBT_UP_PROD TO ROLE R") for s in changes.statements
@@ -767,40 +768,40 @@ def test_a_malicious_previous_interface_cannot_inject_a_revoke() -> None:
     previous = sample_interface()
     previous["nodes"]["model.dbt_up.public_revenue"]["alias"] = "x FROM ROLE R; DROP DATABASE Y"
     with pytest.raises(sf.InterfaceGrantError, match="previous interface #1"):
-        sf.grant_changes(previous, sample_interface(), ["R"])
+        sf_grants.grant_changes(previous, sample_interface(), ["R"])
 
 
 def test_sync_grants_dry_run_uses_the_consumers_of_mesh_yml() -> None:
     previous = sample_interface()
     new = _without(previous, "model.dbt_up.public_revenue")
-    statements = sf.sync_grants(sf.DEFAULT_LAYOUT, "dbt_up", previous, new, dry_run=True)
+    statements = sf_grants.sync_grants(sf.DEFAULT_LAYOUT, "dbt_up", previous, new, dry_run=True)
     assert statements[:2] == [
         "REVOKE SELECT ON TABLE DBT_UP_PROD.MARTS.PUBLIC_REVENUE FROM ROLE DBT_DOWN_LOOM_ROLE",
         "REVOKE SELECT ON TABLE DBT_UP_PROD.MARTS.PUBLIC_REVENUE FROM ROLE DBT_DOWN_ROLE",
     ]
     assert len([s for s in statements if s.startswith("GRANT SELECT")]) == 2 * 3
     # A project nobody reads gets nothing; an unknown one is refused.
-    assert sf.sync_grants(sf.DEFAULT_LAYOUT, "dbt_down", None, {"nodes": {}}, dry_run=True) == []
+    assert sf_grants.sync_grants(sf.DEFAULT_LAYOUT, "dbt_down", None, {"nodes": {}}, dry_run=True) == []
     with pytest.raises(ConfigError, match=r"not in mesh\.yml"):
-        sf.sync_grants(sf.DEFAULT_LAYOUT, "nope", None, new, dry_run=True)
+        sf_grants.sync_grants(sf.DEFAULT_LAYOUT, "nope", None, new, dry_run=True)
 
 
 def test_sync_grants_refuses_relations_of_another_database() -> None:
     new = sample_interface()
     new["nodes"]["model.dbt_up.public_orders"]["database"] = "DBT_DOWN_PROD"
     with pytest.raises(sf.InterfaceGrantError, match="DBT_DOWN_PROD"):
-        sf.sync_grants(sf.DEFAULT_LAYOUT, "dbt_up", None, new, dry_run=True)
+        sf_grants.sync_grants(sf.DEFAULT_LAYOUT, "dbt_up", None, new, dry_run=True)
 
 
 def test_the_grant_pattern_knows_bulk_grants_and_revokes() -> None:
-    bulk = sf.grant_statement_parts("GRANT SELECT ON FUTURE TABLES IN SCHEMA A.B TO ROLE R")
+    bulk = sf_grants.grant_statement_parts("GRANT SELECT ON FUTURE TABLES IN SCHEMA A.B TO ROLE R")
     assert bulk is not None and (bulk["bulk"], bulk["schema_db"], bulk["schema"]) == (
         "FUTURE", "A", "B",
     )  # fmt: skip
-    whole = sf.grant_statement_parts("GRANT SELECT ON ALL VIEWS IN DATABASE A TO ROLE R")
+    whole = sf_grants.grant_statement_parts("GRANT SELECT ON ALL VIEWS IN DATABASE A TO ROLE R")
     assert whole is not None and (whole["bulk"], whole["bulk_database"]) == ("ALL", "A")
-    assert sf.REVOKE_RE.fullmatch("REVOKE SELECT ON VIEW A.B.C FROM ROLE R")
-    assert not sf.REVOKE_RE.fullmatch("REVOKE SELECT ON VIEW A.B.C FROM ROLE R CASCADE")
+    assert sf_grants.REVOKE_RE.fullmatch("REVOKE SELECT ON VIEW A.B.C FROM ROLE R")
+    assert not sf_grants.REVOKE_RE.fullmatch("REVOKE SELECT ON VIEW A.B.C FROM ROLE R CASCADE")
 
 
 def test_grants_dry_run_prints_revokes_against_a_previous_file(tmp_path: Path) -> None:
@@ -964,9 +965,9 @@ def test_grant_statements_fakesnow_refuses_fail_in_one_line(
     tmp_path: Path, fakesnow_port: int
 ) -> None:
     settings = _settings(tmp_path, fakesnow_port)
-    statements = sf.grant_changes(None, sample_interface(), ["R"]).statements
+    statements = sf_grants.grant_changes(None, sample_interface(), ["R"]).statements
     with pytest.raises(sf.SnowflakeExecutionError) as caught:
-        sf.run_grant_statements(statements, settings)
+        sf_grants.run_grant_statements(statements, settings)
     message = str(caught.value)
     assert "\n" not in message and message.startswith(
         "grants failed on `GRANT USAGE ON DATABASE DBT_UP_PROD TO ROLE R`"

@@ -302,12 +302,8 @@ def test_a_usage_record_names_only_its_consumers_nodes(mesh: Mesh) -> None:
 
 
 def test_grants_refuse_a_protected_or_non_public_schema_relation(tmp_path: Path) -> None:
-    from mesh.warehouse.snowflake import (
-        DEFAULT_LAYOUT,
-        InterfaceGrantError,
-        ProjectSpec,
-        sync_grants,
-    )
+    from mesh.warehouse.snowflake import DEFAULT_LAYOUT, InterfaceGrantError, ProjectSpec
+    from mesh.warehouse.snowflake_grants import sync_grants
 
     def interface(*nodes: dict[str, Any]) -> dict[str, Any]:
         return {"nodes": {n["unique_id"]: n for n in nodes}}

@@ -25,6 +25,7 @@ from sqlglot import exp
 from mesh.infra import terraform as infra
 from mesh.project.artifacts import extract_interface
 from mesh.warehouse import snowflake as sf
+from mesh.warehouse import snowflake_grants as sf_grants
 from tests.parsed_template import load_manifest, parsed_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,7 +152,7 @@ def held(manifest: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
     """What each dbt_up schema holds (every model, seed, snapshot), in the prod database."""
     found: dict[tuple[str, str], list[str]] = defaultdict(list)
     for node in manifest["nodes"].values():
-        if node["resource_type"] in sf.GRANTABLE_TYPES and node["package_name"] == "dbt_up":
+        if node["resource_type"] in sf_grants.GRANTABLE_TYPES and node["package_name"] == "dbt_up":
             found[(PRODUCER_DB, node["schema"].upper())].append(node["alias"].upper())
     assert "CUSTOMER_SCORING" in found[(PRODUCER_DB, "MARTS")]
     return dict(found)
@@ -170,7 +171,7 @@ def interface(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def _sql(sql_dir: Path, interface: dict[str, Any]) -> list[str]:
     scripts = [s.sql for s in sf.render_setup(LAYOUT, sql_dir)]
-    grants = sf.sync_grants(LAYOUT, "dbt_up", None, interface, dry_run=True)
+    grants = sf_grants.sync_grants(LAYOUT, "dbt_up", None, interface, dry_run=True)
     return [*scripts, ";\n".join(grants)]
 
 
