@@ -37,6 +37,7 @@ from urllib.parse import urlparse
 
 from mesh.core.errors import CheckFailedError, ConfigError, ConflictError, MeshError, RegistryError
 from mesh.core.names import new_version, sha256_hex
+from mesh.infra import rules
 from mesh.infra import terraform as infra
 from mesh.warehouse import snowflake as sf
 from mesh.warehouse import snowflake_grants as sf_grants
@@ -426,7 +427,7 @@ def publisher_policy(
     what is deployed, not a copy of it.
     """
 
-    tree = infra.load_hcl(infra.INFRA_DIR)
+    tree = rules.load_hcl(infra.INFRA_DIR)
     docs = [d for d in tree.of_type("data", "aws_iam_policy_document") if d.name == "publisher"]
     if len(docs) != 1:
         raise ConfigError("infra/ has no single data.aws_iam_policy_document.publisher")
@@ -444,7 +445,7 @@ def publisher_policy(
         return text
 
     statements = []
-    for statement in infra._statements(docs[0]):
+    for statement in rules._statements(docs[0]):
         statements.append(
             {
                 "Sid": statement.get("sid", ""),

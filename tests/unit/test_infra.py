@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from mesh.infra import rules as infra_rules
 from mesh.infra import terraform as infra
 from mesh.warehouse.snowflake import DEFAULT_LAYOUT, load_layout
 from tests.parsed_template import parsed_template
@@ -74,8 +75,8 @@ def real_lint() -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def hcl() -> infra.HclTree:
-    return infra.load_hcl(INFRA)
+def hcl() -> infra_rules.HclTree:
+    return infra_rules.load_hcl(INFRA)
 
 
 @pytest.fixture(scope="module")
@@ -231,15 +232,15 @@ def test_the_pinned_terraform_is_the_wrapper_binary() -> None:
 # --- HCL structure ---------------------------------------------------------------------------------
 
 
-def _doc(tree: infra.HclTree, name: str) -> infra.Block:
+def _doc(tree: infra_rules.HclTree, name: str) -> infra_rules.Block:
     docs = [d for d in tree.of_type("data", "aws_iam_policy_document") if d.name == name]
     assert len(docs) == 1, name
     return docs[0]
 
 
-def test_consumer_policy_grants_no_write_action(hcl: infra.HclTree) -> None:
+def test_consumer_policy_grants_no_write_action(hcl: infra_rules.HclTree) -> None:
     actions = set()
-    for statement in infra._statements(_doc(hcl, "consumer_read")):
+    for statement in infra_rules._statements(_doc(hcl, "consumer_read")):
         assert statement.get("effect", "Allow") == "Allow"
         actions |= set(statement["actions"])
         for resource in statement.get("resources", []):
@@ -249,9 +250,9 @@ def test_consumer_policy_grants_no_write_action(hcl: infra.HclTree) -> None:
 
 
 def test_consumer_policy_reads_latest_history_usage_and_freshness_only(
-    hcl: infra.HclTree,
+    hcl: infra_rules.HclTree,
 ) -> None:
-    statements = infra._statements(_doc(hcl, "consumer_read"))
+    statements = infra_rules._statements(_doc(hcl, "consumer_read"))
     objects = next(s for s in statements if s.get("sid") == "ReadPublishedObjects")
     suffixes = sorted(r.split("}", 1)[1] for r in objects["resources"])
     assert suffixes == [
@@ -263,8 +264,8 @@ def test_consumer_policy_reads_latest_history_usage_and_freshness_only(
     assert objects["actions"] == ["s3:GetObject"]
 
 
-def test_project_state_policy_covers_its_own_fingerprint(hcl: infra.HclTree) -> None:
-    statements = infra._statements(_doc(hcl, "project_state"))
+def test_project_state_policy_covers_its_own_fingerprint(hcl: infra_rules.HclTree) -> None:
+    statements = infra_rules._statements(_doc(hcl, "project_state"))
     rw = next(s for s in statements if s.get("sid") == "ReadWriteOwnStateAndUsage")
     assert rw["resources"] == [
         "${local.registry_arn}/${each.key}/*/state/*",
@@ -274,9 +275,9 @@ def test_project_state_policy_covers_its_own_fingerprint(hcl: infra.HclTree) -> 
 
 
 def test_publisher_policy_is_scoped_to_its_own_prefix_and_never_deletes_history(
-    hcl: infra.HclTree,
+    hcl: infra_rules.HclTree,
 ) -> None:
-    statements = infra._statements(_doc(hcl, "publisher"))
+    statements = infra_rules._statements(_doc(hcl, "publisher"))
     write = next(s for s in statements if s.get("sid") == "WriteOwnPrefix")
     assert write["resources"] == ["${local.registry_arn}/${each.key}/*"]
     deny = next(s for s in statements if s.get("effect") == "Deny")
@@ -284,34 +285,34 @@ def test_publisher_policy_is_scoped_to_its_own_prefix_and_never_deletes_history(
     assert deny["resources"] == ["${local.registry_arn}/${each.key}/*/history/*"]
 
 
-def test_bucket_policy_denies_insecure_transport(hcl: infra.HclTree) -> None:
+def test_bucket_policy_denies_insecure_transport(hcl: infra_rules.HclTree) -> None:
     for name in ("bucket", "logs"):
-        statements = infra._statements(_doc(hcl, name))
-        assert any(infra._denies_insecure_transport(s) for s in statements), name
-    assert infra.rule_s3_tls_only(hcl) == []
+        statements = infra_rules._statements(_doc(hcl, name))
+        assert any(infra_rules._denies_insecure_transport(s) for s in statements), name
+    assert infra_rules.rule_s3_tls_only(hcl) == []
 
 
-def test_bucket_policy_refuses_history_writes_without_if_none_match(hcl: infra.HclTree) -> None:
-    statements = infra._statements(_doc(hcl, "bucket"))
+def test_bucket_policy_refuses_history_writes_without_if_none_match(hcl: infra_rules.HclTree) -> None:
+    statements = infra_rules._statements(_doc(hcl, "bucket"))
     deny = next(s for s in statements if s.get("sid") == "DenyHistoryOverwrite")
     assert deny["effect"] == "Deny" and deny["actions"] == ["s3:PutObject"]
     conditions = {c["variable"]: (c["test"], c["values"]) for c in deny["condition"]}
     assert conditions["s3:if-none-match"] == ("Null", ["true"])
 
 
-def test_every_public_access_block_sets_all_four_flags(hcl: infra.HclTree) -> None:
+def test_every_public_access_block_sets_all_four_flags(hcl: infra_rules.HclTree) -> None:
     blocks = hcl.of_type("resource", "aws_s3_bucket_public_access_block")
     buckets = hcl.of_type("resource", "aws_s3_bucket")
     assert len(blocks) == len(buckets) == 2
     for block in blocks:
-        for flag in infra.PUBLIC_ACCESS_FLAGS:
+        for flag in infra_rules.PUBLIC_ACCESS_FLAGS:
             assert block.body[flag] is True, (block.name, flag)
 
 
-def test_registry_bucket_hardening(hcl: infra.HclTree) -> None:
-    assert infra.rule_s3_acls_disabled(hcl) == []
-    assert infra.rule_s3_versioning(hcl) == []
-    assert infra.rule_kms_rotation(hcl) == []
+def test_registry_bucket_hardening(hcl: infra_rules.HclTree) -> None:
+    assert infra_rules.rule_s3_acls_disabled(hcl) == []
+    assert infra_rules.rule_s3_versioning(hcl) == []
+    assert infra_rules.rule_kms_rotation(hcl) == []
     (sse,) = [
         b
         for b in hcl.of_type("resource", "aws_s3_bucket_server_side_encryption_configuration")
@@ -331,7 +332,7 @@ def test_registry_bucket_hardening(hcl: infra.HclTree) -> None:
 
 
 def test_consumer_roles_get_usage_and_select_only_never_on_private_layers(
-    hcl: infra.HclTree,
+    hcl: infra_rules.HclTree,
 ) -> None:
     grants = hcl.of_type("resource", "snowflake_grant_privileges_to_account_role")
     assert grants
@@ -345,14 +346,14 @@ def test_consumer_roles_get_usage_and_select_only_never_on_private_layers(
             continue  # the project role's own privilege, checked below
         assert set(grant.body["privileges"]) <= {"USAGE", "SELECT"}, grant.address
         assert not grant.body.get("all_privileges") and not grant.body.get("with_grant_option")
-        for target in infra._grant_targets(grant):
+        for target in infra_rules._grant_targets(grant):
             resolved = hcl.resolve(grant, target)
             assert not re.search(r"\b(RAW|STAGING)\b", resolved), (grant.address, resolved)
-    assert infra.rule_snowflake_consumer_grants(hcl) == []
+    assert infra_rules.rule_snowflake_consumer_grants(hcl) == []
 
 
 def test_the_only_account_privilege_is_create_database_for_the_audit_clone(
-    hcl: infra.HclTree,
+    hcl: infra_rules.HclTree,
 ) -> None:
     grants = hcl.of_type("resource", "snowflake_grant_privileges_to_account_role")
     account = [g for g in grants if g.body.get("on_account")]
@@ -361,19 +362,19 @@ def test_the_only_account_privilege_is_create_database_for_the_audit_clone(
     assert wap.body["privileges"] == ["CREATE DATABASE"]
     assert wap.body["account_role_name"] == "${snowflake_account_role.this.name}"
     assert wap.body["count"] == "${var.write_audit_publish ? 1 : 0}"
-    assert infra._is_own_wap_grant(wap)
+    assert infra_rules._is_own_wap_grant(wap)
     # The same privilege to any other role is a finding.
-    forged = infra.Block(
+    forged = infra_rules.Block(
         wap.kind,
         wap.type,
         "x",
         {**wap.body, "account_role_name": "${var.consumer_role_name}"},
         wap.file,
     )
-    assert not infra._is_own_wap_grant(forged)
+    assert not infra_rules._is_own_wap_grant(forged)
 
 
-def test_public_schema_inputs_refuse_private_layers(hcl: infra.HclTree) -> None:
+def test_public_schema_inputs_refuse_private_layers(hcl: infra_rules.HclTree) -> None:
     names = {
         v.name
         for v in hcl.variables
@@ -383,14 +384,14 @@ def test_public_schema_inputs_refuse_private_layers(hcl: infra.HclTree) -> None:
 
 
 def test_no_password_anywhere() -> None:
-    assert infra.rule_no_password(INFRA) == []
+    assert infra_rules.rule_no_password(INFRA) == []
     for path in INFRA.rglob("*"):
         if path.is_file():
             assert "password" not in path.read_text(encoding="utf-8").lower(), path
 
 
-def test_ci_roles_trust_github_oidc_for_this_repository_only(hcl: infra.HclTree) -> None:
-    assert infra.rule_iam_oidc_trust(hcl) == []
+def test_ci_roles_trust_github_oidc_for_this_repository_only(hcl: infra_rules.HclTree) -> None:
+    assert infra_rules.rule_iam_oidc_trust(hcl) == []
     main = hcl.locals[INFRA]["github_subject_main"]
     pull_request = hcl.locals[INFRA]["github_subject_pull_request"]
     assert main == "repo:${var.github_repository}:ref:refs/heads/${var.github_main_branch}"
@@ -399,13 +400,13 @@ def test_ci_roles_trust_github_oidc_for_this_repository_only(hcl: infra.HclTree)
     assert not hcl.of_type("resource", "aws_iam_user")
 
 
-def test_service_users_authenticate_with_a_key_pair(hcl: infra.HclTree) -> None:
+def test_service_users_authenticate_with_a_key_pair(hcl: infra_rules.HclTree) -> None:
     (user,) = hcl.of_type("resource", "snowflake_service_user")
     assert user.body["rsa_public_key"] == "${var.service_user_rsa_public_key}"
     assert user.body["default_secondary_roles_option"] == "NONE"
 
 
-def test_warehouses_are_xsmall_and_suspend_after_a_minute(hcl: infra.HclTree) -> None:
+def test_warehouses_are_xsmall_and_suspend_after_a_minute(hcl: infra_rules.HclTree) -> None:
     (warehouse,) = hcl.of_type("resource", "snowflake_warehouse")
     assert warehouse.body["auto_resume"] == "true"
     assert warehouse.body["initially_suspended"] is True
@@ -465,7 +466,7 @@ def test_module_outputs_are_prefixed_by_resource() -> None:
             assert name.startswith(prefixes), f"{module.name}: output {name}"
 
 
-def test_providers_are_pinned(hcl: infra.HclTree) -> None:
+def test_providers_are_pinned(hcl: infra_rules.HclTree) -> None:
     text = (INFRA / "versions.tf").read_text()
     # 1.9: validations that read other variables (the name-length limits of AWS).
     assert 'required_version = ">= 1.9.0"' in text
@@ -618,7 +619,7 @@ def test_a_terraform_reference_names_every_place_it_can(
     scope: str, text: str, expected: list[tuple[str, str | None]]
 ) -> None:
     """Variables resolve to what mesh.yml can give them; an unknown schema is every schema."""
-    assert infra._candidate_places(scope, text, DEFAULT_LAYOUT) == expected
+    assert infra_rules._candidate_places(scope, text, DEFAULT_LAYOUT) == expected
 
 
 def test_a_schema_wide_grant_on_a_whole_database_names_its_private_models(parsed: Path) -> None:

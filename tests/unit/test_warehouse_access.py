@@ -22,7 +22,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from mesh.infra import terraform as infra
+from mesh.infra import rules as infra_rules
 from mesh.project.artifacts import extract_interface
 from mesh.warehouse import snowflake as sf
 from mesh.warehouse import snowflake_grants as sf_grants
@@ -100,7 +100,7 @@ def read_sql(access: Access, sql: str) -> None:
 
 def read_terraform(access: Access, tree_root: Path) -> None:
     """Evaluate the consumer-grants module for each (consumer, producer) edge of mesh.yml."""
-    tree = infra.load_hcl(tree_root)
+    tree = infra_rules.load_hcl(tree_root)
     module = tree_root / "modules" / "snowflake_consumer_grants"
     for consumer, producer in LAYOUT.edges():
         values = {
@@ -109,7 +109,7 @@ def read_terraform(access: Access, tree_root: Path) -> None:
             "var.producer_public_schema": producer.public_schema or "",
         }
 
-        def value(text: str, grant: infra.Block, values: dict[str, str] = values) -> str:
+        def value(text: str, grant: infra_rules.Block, values: dict[str, str] = values) -> str:
             text = tree.resolve(grant, str(text))
             for name, replacement in values.items():
                 text = text.replace("${" + name + "}", replacement)
