@@ -56,7 +56,7 @@ from mesh.project.artifacts import (
 )
 from mesh.project.config import Mesh
 from mesh.registry.document import check_schema, dump_json, load_json
-from mesh.registry.schema import FreshnessRecord, check_record
+from mesh.registry.record_schema import FreshnessRecord, check_record
 
 FORMAT = 1
 OBJECT = "freshness"

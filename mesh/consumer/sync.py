@@ -54,7 +54,8 @@ from mesh.project.files import (
     scan_unqualified_refs,
 )
 from mesh.registry.document import dump_json, parse_json, read_interface
-from mesh.registry.schema import MAX_STATE_BYTES, SchemaError, check_state, parse_data_type
+from mesh.registry.record_schema import check_state
+from mesh.registry.schema import MAX_STATE_BYTES, SchemaError, parse_data_type
 from mesh.warehouse.runner import generated_loom_config
 
 IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*", re.ASCII)

@@ -49,7 +49,8 @@ from mesh.registry.document import (
     paused_gc,
     read_interface,
 )
-from mesh.registry.schema import InterfaceCheck, check_state
+from mesh.registry.record_schema import check_state
+from mesh.registry.schema import InterfaceCheck
 from mesh.warehouse.readers import catalog_of, open_reader
 from mesh.warehouse.snowflake import snowflake_settings
 from mesh.warehouse.snowflake_grants import grantable_problem

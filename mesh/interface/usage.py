@@ -42,7 +42,8 @@ from mesh.core.surface import hint
 from mesh.project.artifacts import PUBLIC_RESOURCE_TYPES, Json, load_manifest, public_node_ids
 from mesh.project.config import Mesh
 from mesh.registry.document import dump_json, load_interface, parse_json
-from mesh.registry.schema import MAX_RECORD_BYTES, check_usage
+from mesh.registry.record_schema import check_usage
+from mesh.registry.schema import MAX_RECORD_BYTES
 
 USAGE_FORMAT = 2  # 2: adds `lineage`; records of format 1 are still read
 READABLE_FORMATS = (1, 2)

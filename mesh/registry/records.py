@@ -9,7 +9,7 @@ from typing import Any
 from mesh.core.errors import ManifestError, MeshError, RegistryError
 from mesh.registry.base import Registry
 from mesh.registry.document import parse_json
-from mesh.registry.schema import FingerprintRecord, check_record
+from mesh.registry.record_schema import FingerprintRecord, check_record
 
 FINGERPRINT_FORMAT = 2  # 2: components (files, generated, context), upstreams and their data versions
 
