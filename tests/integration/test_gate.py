@@ -160,7 +160,7 @@ def test_publish_gate_refuses_then_records_an_allowed_break_and_rollback(workspa
     latest = mesh.registry.read_latest("dbt_up", "local")
     assert latest is not None and latest.version in summary
     meta = load_interface(latest.body, "latest", "dbt_up")["metadata"]["mesh"]
-    assert meta["reason"] == "consumers migrate in PR 42"
+    assert meta["reason"] == "consumers migrate in PR 42 (allowed when it was built)"
     assert {c["column"] for c in meta["breaking_changes"]} == {"payment_count"}
 
     old, new, changes = diff_versions(mesh, "dbt_up")

@@ -1,5 +1,5 @@
-"""README "Add your project" is run literally: its first shell block, line by line, in a copy of
-this repository, with the venv on PATH as the README's set-up puts it. The text cannot drift from
+"""The documentation's "Add your project" page is run literally: its first shell block, line by
+line, in a copy of this repository, with the venv on PATH as the README's set-up puts it. The text cannot drift from
 what the commands do."""
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ pytestmark = pytest.mark.slow
 
 def section_commands(readme: str, heading: str) -> list[str]:
     """The lines of the first ```bash block after `heading`."""
-    start = readme.index(f"\n{heading}\n")
-    block = re.search(r"```bash\n(.*?)```", readme[start:], re.DOTALL)
+    text = "\n" + readme  # a page may start with the heading
+    start = text.index(f"\n{heading}\n")
+    block = re.search(r"```bash\n(.*?)```", text[start:], re.DOTALL)
     assert block is not None, f"no bash block under {heading}"
     return [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
 
@@ -32,7 +33,7 @@ def test_add_your_project_runs_as_written(tmp_path: Path) -> None:
     for name in ("tasks.py", "tasks_infra.py", "README.md"):
         shutil.copy2(REPO / name, root / name)
     shutil.copytree(REPO / "tests/fixtures/byo", root / "tests/fixtures/byo")
-    commands = section_commands((REPO / "README.md").read_text(encoding="utf-8"), "## Add your project")
+    commands = section_commands((REPO / "docs/adding-a-project.md").read_text(encoding="utf-8"), "# Add your project")
     assert any(c.startswith("invoke project.add") for c in commands) and commands[-1] == "invoke mesh"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     for command in commands:
