@@ -74,12 +74,13 @@ def mesh(
 ) -> None:
     """Build, test and publish every project by the dependency graph, validate, draw the lineage."""
     from mesh.run.pipeline import run_mesh
+    from mesh.ui.lineage import draw_lineage
 
     if jobs < 0:
         raise Exit(f"error: --jobs takes a number of projects (0: one per core), got {jobs}", code=2)
     run_mesh(
         _mesh(target), say=None, jobs=jobs, full=full or full_refresh, full_refresh=full_refresh,
-        verbose=verbose, show=print,
+        verbose=verbose, show=print, draw=draw_lineage,
     )
 
 

@@ -49,3 +49,6 @@ def test_add_your_project_runs_as_written(tmp_path: Path) -> None:
         assert results and all(r["status"] in ("success", "pass") for r in results)
     assert "3 built" not in out.stdout  # the whole mesh: six projects
     assert "6 built, 0 skipped, 0 failed, 0 blocked" in out.stdout
+    # `invoke mesh` redraws the lineage page and names it in its summary.
+    assert "lineage/lineage.html (also .json, .mmd): 6 projects" in out.stdout
+    assert (root / "lineage/lineage.html").stat().st_size > 1000
