@@ -60,12 +60,15 @@ _MERMAID_SHAPES = {
     "seed": ('[("', '")]'),
     "snapshot": ('[["', '"]]'),
     "source": ('[/"', '"/]'),
+    "exposure": ('>"', '"]'),
 }
 _MERMAID_CLASSES = (
     "classDef public fill:#e6fcf5,stroke:#0ca678,stroke-width:2px,color:#063",
     "classDef protected fill:#fff9db,stroke:#f08c00,color:#5c3c00",
     "classDef private fill:#f8f9fa,stroke:#868e96,color:#212529",
     "classDef reference fill:#fff,stroke:#adb5bd,stroke-dasharray:4 3,color:#495057",
+    "classDef unread fill:#fff,stroke:#ced4da,stroke-dasharray:2 3,color:#868e96",
+    "classDef exposure fill:#fff0f6,stroke:#d6336c,color:#5c0f2e",
 )
 CROSS_LINK_STYLE = "stroke:#e8590c,stroke-width:3px"
 
@@ -98,9 +101,19 @@ class _Ids:
 def _mermaid_class(node: Node) -> str:
     if node.origin == "reference":
         return "reference"
+    if node.unread:
+        return "unread"
+    if node.resource_type == "exposure":
+        return "exposure"
     if node.access in ("public", "protected"):
         return node.access
     return "private"
+
+
+def _mermaid_text(node: Node) -> str:
+    if node.owner:
+        return f"{node.label} ({node.owner})"
+    return f"{node.label} (read by no node)" if node.unread else node.label
 
 
 def to_mermaid(graph: Graph, fenced: bool = False) -> str:
@@ -142,7 +155,7 @@ def _mermaid(graph: Graph, keep: Iterable[str], edges: Sequence[Edge], note: str
         members = [n for n in graph.project_nodes(project.name) if n.id in kept]
         for node in members:
             opening, closing = _MERMAID_SHAPES.get(node.resource_type, _MERMAID_SHAPES["model"])
-            label = _mermaid_label(node.label)
+            label = _mermaid_label(_mermaid_text(node))
             lines.append(
                 f"    {ids(node.id, 'n')}{opening}{label}{closing}:::{_mermaid_class(node)}"
             )
@@ -232,7 +245,13 @@ def _node_svg(node: Node) -> str:
         classes.append("public")
     if node.published:
         classes.append("published")
+    if node.unread:
+        classes.append("unread")
     facts = [node.resource_type, node.access or "", "published" if node.published else ""]
+    if node.resource_type == "exposure":
+        facts = [node.materialized or "exposure", f"owner {node.owner}" if node.owner else ""]
+    if node.unread:
+        facts.append("read by no node")
     if node.origin == "reference":
         facts.append("not in any manifest or interface")
     meta_line = " \u00b7 ".join(f for f in facts if f)
@@ -355,7 +374,9 @@ def to_html(graph: Graph) -> str:
         "generated source</span>"
         '<span class="key"><span class="swatch"></span>edge inside a project</span>'
         '<span class="key"><span class="chip"></span>public model</span>'
-        '<span class="key"><span class="chip dashed"></span>known only as a parent</span>'
+        '<span class="key"><span class="chip dashed"></span>known only as a parent or '
+        "read by no node</span>"
+        '<span class="key"><span class="chip exposure"></span>exposure (who reads it)</span>'
         '<span class="key">click a node for its lineage, Esc to clear</span></div></header>'
         '<p id="status">Laying out the picture (this page needs JavaScript)…</p>'
         '<p id="problem" hidden></p>'

@@ -20,7 +20,7 @@ from mesh.registry.document import load_interface
 
 GRAPH_FORMAT = 1
 NODE_TYPES = ("model", "seed", "snapshot")
-_TYPE_ORDER = {"source": 0, "seed": 1, "snapshot": 2, "model": 3}
+_TYPE_ORDER = {"source": 0, "seed": 1, "snapshot": 2, "model": 3, "exposure": 4}
 
 
 # --- the graph ---------------------------------------------------------------------------------
@@ -28,7 +28,7 @@ _TYPE_ORDER = {"source": 0, "seed": 1, "snapshot": 2, "model": 3}
 
 @dataclass(frozen=True)
 class Node:
-    """One model, seed, snapshot or source, in the project that owns it."""
+    """One model, seed, snapshot, source or exposure, in the project that owns it."""
 
     id: str
     name: str
@@ -42,6 +42,8 @@ class Node:
     origin: str = "manifest"  # manifest | interface | reference (only seen as a parent)
     description: str = ""
     built_at: str | None = None  # when its data was last built (the registry's `freshness`)
+    owner: str | None = None  # an exposure's owner (name, else email)
+    unread: bool = False  # a source that no model, seed, snapshot or exposure reads
 
     @property
     def public(self) -> bool:
@@ -67,6 +69,8 @@ class Node:
             "origin": self.origin,
             "description": self.description,
             "built_at": self.built_at,
+            "owner": self.owner,
+            "unread": self.unread,
         }
 
 
@@ -207,6 +211,30 @@ def _source_node(raw: Json, project: str) -> Node:
     )
 
 
+def _exposure_node(raw: Json, project: str) -> Node:
+    owner = raw.get("owner")
+    if not isinstance(owner, dict):
+        owner = {}
+    return Node(
+        id=raw["unique_id"],
+        name=str(raw.get("label") or raw.get("name") or raw["unique_id"].split(".")[-1]),
+        project=project,
+        resource_type="exposure",
+        materialized=_text(raw.get("type")),  # dashboard, notebook, analysis, ml, application
+        description=str(raw.get("description") or ""),
+        owner=_text(owner.get("name")) or _text(owner.get("email")),
+    )
+
+
+def _relation(node: Json, name_key: str) -> tuple[str, str, str]:
+    """database, schema and table of a seed (`alias`) or a source (`identifier`), case-folded."""
+    return (
+        str(node.get("database") or "").lower(),
+        str(node.get("schema") or "").lower(),
+        str(node.get(name_key) or node.get("name") or "").lower(),
+    )
+
+
 def _reference_node(unique_id: str, seen: Json | None) -> Node:
     """A parent known only by its id (or from a dbt-loom copy in a consumer manifest)."""
     parts = unique_id.split(".")
@@ -252,6 +280,9 @@ def build_graph(inputs: Sequence[ProjectInput], meta: Json | None = None) -> Gra
             for uid, raw in (p.manifest.get("sources") or {}).items():
                 if _mesh_target(raw) is None:
                     nodes.setdefault(uid, _source_node(raw, p.name))
+            for uid, raw in (p.manifest.get("exposures") or {}).items():
+                if isinstance(raw, dict) and owned(raw, p.name):
+                    nodes.setdefault(uid, _exposure_node(raw, p.name))
         if p.interface is not None:
             for uid, raw in p.interface["nodes"].items():
                 if uid not in nodes:
@@ -260,13 +291,32 @@ def build_graph(inputs: Sequence[ProjectInput], meta: Json | None = None) -> Gra
                         for parent in (raw.get("depends_on") or {}).get("nodes") or []:
                             raw_edges.append((parent, uid, None))
 
+    seeds = {  # a seed's table -> the seed, for the sources that read it
+        _relation(raw, "alias"): uid
+        for p in inputs
+        if p.manifest is not None
+        for uid, raw in p.manifest["nodes"].items()
+        if raw.get("resource_type") == "seed" and owned(raw, p.name)
+    }
     for p in inputs:
         if p.manifest is None:
             continue
         sources = p.manifest.get("sources") or {}
-        for uid, raw in p.manifest["nodes"].items():
-            if raw.get("resource_type") not in NODE_TYPES or not owned(raw, p.name):
-                continue
+        for uid, raw in sources.items():
+            seed = seeds.get(_relation(raw, "identifier"))
+            if seed is not None and uid in nodes and _mesh_target(raw) is None:
+                raw_edges.append((seed, uid, "source"))
+        readers = [
+            (uid, raw)
+            for uid, raw in p.manifest["nodes"].items()
+            if raw.get("resource_type") in NODE_TYPES and owned(raw, p.name)
+        ]
+        readers += [
+            (uid, raw)
+            for uid, raw in (p.manifest.get("exposures") or {}).items()
+            if uid in nodes and nodes[uid].resource_type == "exposure"
+        ]
+        for uid, raw in readers:
             for parent in _parents(p.manifest, uid, raw):
                 kind = parent.split(".")[0]
                 if kind == "source":
@@ -288,6 +338,11 @@ def build_graph(inputs: Sequence[ProjectInput], meta: Json | None = None) -> Gra
             continue
         cross = nodes[parent].project != nodes[child].project
         edges[(parent, child)] = Edge(parent, child, cross, via if cross else None)
+
+    read = {edge.source for edge in edges.values()}
+    for uid, node in nodes.items():
+        if node.resource_type == "source" and uid not in read:
+            nodes[uid] = dataclasses.replace(node, unread=True)
 
     for p in inputs:
         for uid, built_at in p.built_at.items():

@@ -51,6 +51,7 @@ from mesh.project.config import (
     read_yaml,
 )
 from mesh.project.dbt_project import DbtProject, _count, _files, read_dbt_project
+from mesh.project.files import configured_databases
 from mesh.project.profiles import (
     PROFILES_FILE,
     ProfileRef,
@@ -648,11 +649,40 @@ def _check_after(ctx: _Add) -> None:
                 f"{ctx.name} cannot build on target {output}: profile {mine.profile!r} of "
                 f"{shown(mine.profiles_dir / PROFILES_FILE, ctx.root)} has no output {output!r}"
             )
+        _check_databases_on(ctx, output, out)
         needed = sorted({v for v in _ENV_VAR_RE.findall(str(_plain(out))) if v not in environ})
         if needed:
             ctx.notes.append(
                 f"target {output} needs {', '.join(needed)} set before {ctx.name} builds on it"
             )
+
+
+def _check_databases_on(ctx: _Add, output: str, out: Mapping[str, Any]) -> None:
+    """What the project's `database` configs mean on one output: on DuckDB a file of its own each
+    (a note); on Snowflake with write-audit-publish a refusal, since only the project's own
+    database is cloned and swapped (mesh/warehouse/snowflake_wap.py)."""
+    configured = configured_databases(ctx.info.dir)
+    if not configured:
+        return
+    if out.get("type") == "duckdb":
+        note = (
+            f"{ctx.name} writes {', '.join(configured)} besides its own database: locally each is "
+            f"warehouse/<database>.duckdb, attached read-write to its builds and audited with them"
+        )
+        if note not in ctx.notes:
+            ctx.notes.append(note)
+        return
+    audited = [
+        name for name, target in ctx.targets.items()
+        if (target.dbt_target or name) == output and target.wap
+    ]
+    if out.get("type") == "snowflake" and audited:
+        raise ConfigError(
+            f"{ctx.name} cannot build on target {audited[0]}: its configs write "
+            f"{', '.join(configured)} besides its own database, and write-audit-publish on "
+            "Snowflake clones and swaps one database per project; keep its layers in schemas of "
+            f"one database, or set `wap: false` on {audited[0]} in {CONFIG_FILE}"
+        )
 
 
 def plan_add(

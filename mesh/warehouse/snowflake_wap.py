@@ -69,6 +69,7 @@ __all__ = [
     "production_changes",
     "promote",
     "promote_statements",
+    "refuse_other_databases",
     "rewrite_interface",
     "rewrite_manifest",
     "rewrite_manifest_file",
@@ -143,6 +144,25 @@ def plan_for(
         consumer_roles=tuple(sorted({p.role for p in layout.consumers_of(project)})),
         public_schemas=spec.grant_schemas,
     )
+
+
+def refuse_other_databases(plan: WapPlan, configured: Iterable[str]) -> None:
+    """Refuse, before anything is built, a project whose configs name databases besides its own
+    (`+database`, a model's `database` config): write-audit-publish clones and swaps one database
+    per project, so dbt would write those live, unaudited. Configured names are literal (Jinja
+    values are not followed); what slips through is caught after the build by
+    `check_audit_manifest`, before anything is swapped or published."""
+    others = sorted(
+        {str(name).upper() for name in configured} - {plan.database, plan.audit_database}
+    )
+    if others:
+        raise ConfigError(
+            f"{plan.project} writes database{'s' if len(others) > 1 else ''} {', '.join(others)} "
+            f"besides {plan.database} (its `database` configs): write-audit-publish on Snowflake "
+            "clones and swaps one database per project, so dbt would write "
+            f"{'them' if len(others) > 1 else 'it'} live and unaudited; nothing was built. Keep the "
+            f"project's layers in schemas of {plan.database}, or set `wap: false` on this target"
+        )
 
 
 def build_env(plan: WapPlan) -> dict[str, str]:

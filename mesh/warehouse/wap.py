@@ -36,6 +36,7 @@ from mesh.core.errors import ConfigError
 from mesh.core.surface import hint
 from mesh.project.artifacts import load_manifest
 from mesh.project.config import Mesh, read_yaml
+from mesh.project.files import configured_databases
 from mesh.project.profiles import profile_source
 from mesh.registry import read_baseline
 from mesh.registry.document import load_interface
@@ -285,8 +286,9 @@ def audit_build(mesh: Mesh, name: str, say: Any = None) -> AuditBuild | None:
 
         return DuckDBAudit(live, mesh.warehouse_dir / AUDIT_DIR / name, own_database_files(mesh, name, out.output))
     if out.type == "snowflake":
-
-        return SnowflakeAudit(mesh, name, snowflake_wap.plan_for(mesh, name))
+        plan = snowflake_wap.plan_for(mesh, name)
+        snowflake_wap.refuse_other_databases(plan, configured_databases(mesh.project(name).dir))
+        return SnowflakeAudit(mesh, name, plan)
     return None
 
 

@@ -288,3 +288,29 @@ def test_the_task_prints_every_step(rehearsal: Rehearsal, audit_build: dict[str,
         f"{AUDIT}.FINANCE.PUBLIC_DAILY_REVENUE",
     }  # fmt: skip
     assert not any("CUSTOMER_SCORING" in line for line in lines)
+
+
+def test_a_project_writing_a_second_database_is_refused_before_anything_is_built(
+    rehearsal: Rehearsal, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its `+database` would make dbt write that database live, outside the one clone WAP swaps."""
+    from mesh.ui.cli import main
+
+    spec = rehearsal.root / "dbt_up/dbt_project.yml"
+    before = spec.read_text()
+    with rehearsal.session() as session:
+        databases = {row[1] for row in session.run("SHOW DATABASES") or []}
+    try:
+        spec.write_text(before.replace("    marts:\n", "    marts:\n      +database: dbt_up_gold\n"))
+        code = main(["--root", str(rehearsal.root), "--target", "prod", "build", "--project", "dbt_up"])
+        out = capsys.readouterr()
+    finally:
+        spec.write_text(before)
+    assert code != 0
+    assert (
+        "dbt_up writes database DBT_UP_GOLD besides DBT_UP_PROD (its `database` configs): "
+        "write-audit-publish on Snowflake clones and swaps one database per project"
+    ) in out.out + out.err
+    assert "nothing was built" in out.out + out.err
+    with rehearsal.session() as session:
+        assert {row[1] for row in session.run("SHOW DATABASES") or []} == databases

@@ -192,6 +192,102 @@ def test_parents_known_only_by_id_become_reference_nodes() -> None:
     assert graph.cross_edges[0].via == "ref"
 
 
+def exposure(project: str, name: str, parents: list[str], owner: Json | None = None) -> Json:
+    return {
+        "unique_id": f"exposure.{project}.{name}",
+        "resource_type": "exposure",
+        "name": name,
+        "label": name.replace("_", " ").capitalize(),
+        "type": "dashboard",
+        "package_name": project,
+        "owner": owner if owner is not None else {"name": "Analytics", "email": "bi@example.com"},
+        "description": "what the board reads",
+        "depends_on": {"nodes": parents, "macros": []},
+    }
+
+
+def with_exposures_seeds_and_sources() -> list[ProjectInput]:
+    """core loads a seed that one of its own sources reads, and declares a source nothing reads;
+    app's dashboard reads its own model and core's public model through a generated source;
+    loomy's notebook reads core's model through dbt-loom."""
+    base = inputs()
+    core = factories.producer()
+    core["nodes"]["seed.core.countries"] = factories.seed("core", "countries", schema="raw")
+    core["nodes"]["model.core.geo"] = factories.model(
+        "core", "geo", access="private", depends_on=["source.core.raw.countries"]
+    )
+    core["parent_map"]["model.core.geo"] = ["source.core.raw.countries"]
+    core["sources"] = {
+        f"source.core.raw.{table}": {
+            "unique_id": f"source.core.raw.{table}",
+            "resource_type": "source",
+            "source_name": "raw",
+            "name": table,
+            "identifier": table.upper(),  # a source names its table in any case
+            "database": "CORE",
+            "schema": "raw",
+            "package_name": "core",
+            "meta": {},
+        }
+        for table in ("countries", "legacy_feed")
+    }
+    app = consumer_app()
+    app["exposures"] = {
+        "exposure.app.revenue_board": exposure(
+            "app", "revenue_board", ["model.app.c", "source.app.core.orders"]
+        )
+    }
+    loomy = consumer_loomy()
+    loomy["exposures"] = {
+        "exposure.loomy.churn": exposure(
+            "loomy", "churn", ["model.core.customers.v2"], owner={"email": "ds@example.com"}
+        )
+    }
+    return [
+        dataclasses.replace(base[0], manifest=core),
+        dataclasses.replace(base[1], manifest=app),
+        dataclasses.replace(base[2], manifest=loomy),
+    ]
+
+
+def test_exposures_are_the_last_hop_with_their_owner() -> None:
+    graph = build_graph(with_exposures_seeds_and_sources())
+    board = graph.nodes["exposure.app.revenue_board"]
+    assert (board.project, board.resource_type, board.name, board.owner, board.materialized) == (
+        "app", "exposure", "Revenue board", "Analytics", "dashboard"
+    )
+    assert graph.nodes["exposure.loomy.churn"].owner == "ds@example.com"  # no name: the email
+    edges = {(e.source, e.target, e.cross_project, e.via) for e in graph.edges}
+    assert ("model.app.c", "exposure.app.revenue_board", False, None) in edges
+    assert ("model.core.orders", "exposure.app.revenue_board", True, "source") in edges
+    assert ("model.core.customers.v2", "exposure.loomy.churn", True, "ref") in edges
+    assert not any(e.source.startswith("exposure.") for e in graph.edges)  # nothing reads one
+    drawn = to_json(graph).decode()
+    assert '"owner": "Analytics"' in drawn
+    mermaid = to_mermaid(graph)
+    assert '>"Revenue board (Analytics)"]:::exposure' in mermaid
+    page = to_html(graph)
+    assert 'data-node-id="exposure.app.revenue_board"' in page
+    assert "dashboard \u00b7 owner Analytics" in page
+
+
+def test_seeds_feed_the_sources_that_read_them_and_unread_sources_are_marked() -> None:
+    graph = build_graph(with_exposures_seeds_and_sources())
+    edges = {(e.source, e.target) for e in graph.edges}
+    # the seed's table is the source's table (case apart): one line from seed to source to model
+    assert ("seed.core.countries", "source.core.raw.countries") in edges
+    assert ("source.core.raw.countries", "model.core.geo") in edges
+    feed = graph.nodes["source.core.raw.legacy_feed"]
+    assert feed.unread and not graph.nodes["source.core.raw.countries"].unread
+    assert not graph.nodes["source.app.raw.events"].unread  # model.app.b reads it
+    assert not any(n.unread for n in graph.nodes.values() if n.resource_type != "source")
+    assert ":::unread" in to_mermaid(graph)
+    assert "legacy_feed (read by no node)" in to_mermaid(graph)
+    page = to_html(graph)
+    unread = re.findall(r'<g class="([^"]*)" data-node-id="([^"]*)"', page)
+    assert {uid for cls, uid in unread if "unread" in cls.split()} == {feed.id}
+
+
 def test_projects_ordered_upstreams_first_whatever_the_input_order() -> None:
     graph = build_graph(list(reversed(inputs())))
     names = [p.name for p in graph.projects]

@@ -408,6 +408,13 @@ def _not_a_folder(root: Path) -> list[str]:
     return ["missing/place"]
 
 
+def _second_database_under_audited_snowflake(root: Path) -> list[str]:
+    write_project(root / "layered", "layered", public=True)
+    spec = root / "layered/dbt_project.yml"
+    spec.write_text(spec.read_text() + "models:\n  layered:\n    +database: layered_gold\n")
+    return ["layered"]
+
+
 REFUSALS: dict[str, tuple[Setup, str]] = {
     "name_taken": (_name_taken, "a project named dbt_down is already in the mesh (path dbt_down)"),
     "profile_named_after_it_in_use": (_profile_named_after_it_in_use, "profile 'newcomer' of profiles/profiles.yml is the one project legacy builds with: the mesh names each project's profile after the project; rename the dbt project in newcomer/dbt_project.yml"),
@@ -425,6 +432,7 @@ REFUSALS: dict[str, tuple[Setup, str]] = {
     "cycle": (_cycle, "would make a dependency cycle: dbt_up -> dbt_down -> dbt_up"),
     "via_change": (_via_change, "dbt_down already reads its upstreams through sources"),
     "self_upstream": (_self_upstream, "dbt_down cannot be its own upstream"),
+    "second_database_under_audited_snowflake": (_second_database_under_audited_snowflake, "layered cannot build on target prod: its configs write layered_gold besides its own database, and write-audit-publish on Snowflake clones and swaps one database per project"),
 }
 
 
@@ -788,3 +796,22 @@ def test_a_project_outside_the_mesh_folder_gets_a_relative_path(template: Path, 
     assert mesh.project("shop").dir == outside
     assert str(tmp_path) not in (template / "mesh.yml").read_text()
     check_profiles(mesh)
+
+
+def test_a_second_database_is_said_at_add_and_accepted_without_write_audit_publish(
+    template: Path,
+) -> None:
+    mesh_yml = template / "mesh.yml"
+    mesh_yml.write_text(mesh_yml.read_text().replace("    upstream_env: prod\n", "    upstream_env: prod\n    wap: false\n", 1))
+    write_project(template / "layered", "layered", public=True)
+    spec = template / "layered/dbt_project.yml"
+    spec.write_text(spec.read_text() + "models:\n  layered:\n    +database: layered_gold\n")
+
+    run = mesh_cli(template, "layered", "--allow-uncontracted")
+
+    assert run.returncode == 0, (run.stdout, run.stderr)
+    assert (
+        "layered writes layered_gold besides its own database: locally each is "
+        "warehouse/<database>.duckdb"
+    ) in run.stdout
+    assert "layered" in load(mesh_yml)["projects"]

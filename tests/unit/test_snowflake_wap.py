@@ -343,3 +343,13 @@ def test_rewrite_manifest_file_replaces_it_atomically(tmp_path: Any, plan: wap.W
     doc = orjson.loads(path.read_bytes())
     assert doc["nodes"]["model.dbt_up.orders"]["database"] == "DBT_UP_PROD"
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+def test_databases_besides_the_projects_own_are_refused_before_the_build(
+    plan: wap.WapPlan,
+) -> None:
+    wap.refuse_other_databases(plan, [])
+    wap.refuse_other_databases(plan, ["dbt_up_prod"])  # its own database, in any case
+    with pytest.raises(ConfigError, match="writes databases DBT_UP_GOLD, DBT_UP_SILVER besides") as caught:
+        wap.refuse_other_databases(plan, ["dbt_up_silver", "DBT_UP_GOLD", "dbt_up_gold"])
+    assert "`wap: false`" in str(caught.value) and "\n" not in str(caught.value)

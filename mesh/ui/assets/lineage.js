@@ -363,6 +363,8 @@
       (n.materialized ? " (" + n.materialized + ")" : ""),
       "access: " + (n.access || "-") + (n.published ? ", published" : "")];
     if (n.version) { lines.push("version: " + n.version + " (latest " + n.latest_version + ")"); }
+    if (n.owner) { lines.push("owner: " + n.owner); }
+    if (n.unread) { lines.push("read by no model, seed, snapshot or exposure"); }
     if (n.built_at) { lines.push(ago(n.built_at, Date.now()) + " (" + n.built_at + ")"); }
     lines.push("upstream: " + (Object.keys(keep).length - Object.keys(below).length) +
       " nodes, downstream: " + (Object.keys(below).length - 1) + " nodes");
