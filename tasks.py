@@ -55,13 +55,15 @@ VERBOSE_HELP = "stream dbt's log (always written to logs/<project>.log)"
 
 
 @task(
+    iterable=["project"],
     help={
         "target": TARGET_HELP,
         "jobs": JOBS_HELP,
         "full": "build every project, even those whose inputs did not change",
         "full_refresh": "pass --full-refresh to dbt (rebuild incremental models from scratch)",
         "verbose": VERBOSE_HELP,
-    }
+        "project": "run only this project (repeatable; a CI job of one `invoke plan` level)",
+    },
 )
 @_fails_cleanly
 def mesh(
@@ -71,6 +73,7 @@ def mesh(
     full: bool = False,
     full_refresh: bool = False,
     verbose: bool = False,
+    project: list[str] | None = None,
 ) -> None:
     """Build, test and publish every project by the dependency graph, validate, draw the lineage."""
     from mesh.run.pipeline import run_mesh
@@ -80,7 +83,7 @@ def mesh(
         raise Exit(f"error: --jobs takes a number of projects (0: one per core), got {jobs}", code=2)
     run_mesh(
         _mesh(target), say=None, jobs=jobs, full=full or full_refresh, full_refresh=full_refresh,
-        verbose=verbose, show=print, draw=draw_lineage,
+        verbose=verbose, show=print, draw=draw_lineage, projects=project or None,
     )
 
 
@@ -270,6 +273,51 @@ def validate(
     from mesh.ui.cli import run_validate
 
     run_validate(_mesh(target), project, all, manifest, format, record_usage)
+
+
+@task(
+    help={
+        "project": "the producer",
+        "since": "the version that was latest before the publish: only consumers of what changed",
+        "format": "text (default) or json",
+        "target": TARGET_HELP,
+    }
+)
+@_fails_cleanly
+def downstream(
+    c: Context,
+    project: str,
+    since: str | None = None,
+    format: str = "text",  # noqa: A002
+    target: str | None = None,
+) -> None:
+    """List the consumers a project's publish reaches, with the repositories that build them."""
+    from mesh.ui.cli import run_downstream
+
+    print(run_downstream(_mesh(target), project, since, format))
+
+
+@task(
+    iterable=["project"],
+    help={
+        "format": "text (default), json, or github (level_N=[...] lines for $GITHUB_OUTPUT)",
+        "project": "plan only this project (repeatable); default: every project built here",
+        "max_levels": "with --format github: how many level jobs the workflow has (default 4)",
+        "target": TARGET_HELP,
+    },
+)
+@_fails_cleanly
+def plan(
+    c: Context,
+    format: str = "text",  # noqa: A002
+    project: list[str] | None = None,
+    max_levels: int = 4,
+    target: str | None = None,
+) -> None:
+    """Which projects must run and in which order, from the working tree and the registry alone."""
+    from mesh.ui.cli import run_plan
+
+    print(run_plan(_mesh(target), project or None, format, max_levels))
 
 
 @task(
@@ -603,7 +651,7 @@ registry.add_task(registry_prune, name="prune")
 registry.add_task(registry_keygen, name="keygen")
 
 ns = Collection(
-    mesh, up, down, build, publish, check, sync, validate, lineage, lint, docs, test, bench,
+    mesh, up, down, build, publish, check, sync, validate, plan, downstream, lineage, lint, docs, test, bench,
     reliability, registry,
     emulate, project,
 )

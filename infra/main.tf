@@ -14,7 +14,10 @@ locals {
 
   github_oidc_provider_arn = var.create_github_oidc_provider ? aws_iam_openid_connect_provider.this[0].arn : var.github_oidc_provider_arn
 
-  # Pushes and scheduled runs on the main branch carry this subject; pull requests carry the other.
+  # Pushes and scheduled runs on the main branch carry this subject (the plan job of mesh.yml);
+  # pull requests carry the other. A project's main-branch job runs in a GitHub environment named
+  # after the project (mesh-project.yml), whose token carries `environment:<project>` instead: so
+  # each project's main role trusts its own environment only.
   github_subject_main         = "repo:${var.github_repository}:ref:refs/heads/${var.github_main_branch}"
   github_subject_pull_request = "repo:${var.github_repository}:pull_request"
 
@@ -58,6 +61,32 @@ resource "aws_iam_openid_connect_provider" "this" {
 }
 
 data "aws_iam_policy_document" "assume_main" {
+  for_each = var.projects
+
+  statement {
+    sid     = "GitHubActionsProjectEnvironment"
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [local.github_oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "token.actions.githubusercontent.com:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "token.actions.githubusercontent.com:sub"
+      values   = ["repo:${var.github_repository}:environment:${each.key}"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "assume_plan" {
   statement {
     sid     = "GitHubActionsMainBranch"
     actions = ["sts:AssumeRoleWithWebIdentity"]
@@ -111,7 +140,7 @@ resource "aws_iam_role" "main" {
 
   name                 = "${var.name_prefix}-${replace(each.key, "_", "-")}-main"
   description          = "CI of ${each.key} on ${var.github_main_branch}: build, publish and record state."
-  assume_role_policy   = data.aws_iam_policy_document.assume_main.json
+  assume_role_policy   = data.aws_iam_policy_document.assume_main[each.key].json
   max_session_duration = 3600
   tags                 = var.tags
 }
@@ -121,6 +150,20 @@ resource "aws_iam_role_policy_attachment" "main" {
 
   role       = aws_iam_role.main[each.value.project].name
   policy_arn = each.value.policy_arn
+}
+
+# Plan role: the first job of a main-branch run reads what it needs to plan, writes nothing.
+resource "aws_iam_role" "plan" {
+  name                 = "${var.name_prefix}-plan"
+  description          = "CI of the mesh on ${var.github_main_branch}: plan which projects run (read-only)."
+  assume_role_policy   = data.aws_iam_policy_document.assume_plan.json
+  max_session_duration = 3600
+  tags                 = var.tags
+}
+
+resource "aws_iam_role_policy_attachment" "plan" {
+  role       = aws_iam_role.plan.name
+  policy_arn = module.registry_bucket.iam_policy_plan_read_arn
 }
 
 # Pull-request role: reads interfaces and its own state, writes nothing.

@@ -13,8 +13,13 @@ output "registry_kms_key_arn" {
   value       = module.registry_bucket.kms_key_arn
 }
 
+output "iam_role_plan_arn" {
+  description = "Read-only CI role of the plan job of a main-branch run. Store as repository variable MESH_AWS_ROLE_PLAN."
+  value       = aws_iam_role.plan.arn
+}
+
 output "iam_role_main_arns" {
-  description = "CI role for pushes and schedules on the main branch, by project. Store as repository variable <PROJECT>_AWS_ROLE_MAIN."
+  description = "CI role of each project's main-branch job, trusted for the GitHub environment named after the project. Store as that environment's variable AWS_ROLE_MAIN."
   value       = { for name, role in aws_iam_role.main : name => role.arn }
 }
 

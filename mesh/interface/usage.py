@@ -31,6 +31,8 @@ are still read (without lineage). Column names are compared lower-cased.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -577,6 +579,9 @@ class UsageRecord:
     metadata: Json = field(default_factory=dict)
 
 
+REPOSITORY_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
+
+
 def usage_document(
     manifest: Json,
     uses: list[Use],
@@ -682,6 +687,9 @@ def record_usage(mesh: Mesh, consumer: str, manifest_path: Path | None = None) -
     uses = compute_usage(manifest, project.upstreams, interfaces)
     feeds = compute_lineage(manifest, project.upstreams, interfaces)
     doc = usage_document(manifest, uses, mesh.env, feeds, project.upstreams, mesh.deprecation_policy(consumer))
+    repository = mesh.config.projects[consumer].repository or os.environ.get("GITHUB_REPOSITORY", "")
+    if REPOSITORY_RE.fullmatch(repository):
+        doc["metadata"]["repository"] = repository  # who `invoke downstream` dispatches
     # Checked as every reader will check it, before it is written.
     check_usage(doc, consumer, mesh.env, hint=f"fix {consumer} and rebuild; nothing was recorded")
     mesh.registry.write_private(consumer, mesh.env, "usage", dump_json(doc))

@@ -141,6 +141,13 @@ class ProjectConfig(BaseModel):
         description="An upstream dependencies.yml declares but no node reads: a warning, or an "
         "error (default: the mesh-wide setting)",
     )
+    repository: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$",
+        description="The GitHub repository (`owner/name`) whose CI builds the project: recorded "
+        "with its usage, so a producer's workflow can dispatch it after a publish "
+        "(default: GITHUB_REPOSITORY when it records)",
+    )
     signing: SigningConfig | None = Field(
         None,
         description="The public keys this mesh trusts for the project's registry objects: with "

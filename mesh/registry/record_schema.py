@@ -33,6 +33,7 @@ from mesh.registry.schema import (
     ProjectName,
     Sha256,
     Timestamp,
+    VersionId,
     _hinted,
     _Lazy,
     _short,
@@ -267,6 +268,7 @@ class FingerprintRecord(_Strict):
     relations: Annotated[list[Annotated[str, StringConstraints(strict=True, max_length=3 * (MAX_IDENTIFIER + 3))]], Field(max_length=10_000_000)]
     upstreams: Annotated[list[ProjectName], Field(max_length=10_000)] = []
     upstream_data: Annotated[dict[_Key, _HexVersion | None], Field(max_length=10_000_000)] = {}
+    upstream_versions: Annotated[dict[ProjectName, VersionId], Field(max_length=10_000)] = {}
     source_data: Annotated[
         dict[_Key, Annotated[str, StringConstraints(strict=True, pattern=_NO_CONTROL, max_length=200)] | None],
         Field(max_length=1_000_000),

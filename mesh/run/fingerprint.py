@@ -130,9 +130,9 @@ class Fingerprint:
     components: dict[str, str] = field(default_factory=dict)  # files | generated | context -> hash
 
 
-def compute(mesh: Mesh, name: str, options: dict[str, Any]) -> Fingerprint:
-    """Fingerprint of `name`'s next build on the mesh's target with these build `options`."""
-
+def project_files_digests(mesh: Mesh, name: str) -> tuple[str, str, int]:
+    """(hash of the project's own files and local packages, hash of what sync generated, how many
+    files): no profile, environment or warehouse is read."""
     project = mesh.project(name)
     own, generated = _project_files(project, _outputs(mesh))
     files_digest = hashlib.sha256()
@@ -146,6 +146,13 @@ def compute(mesh: Mesh, name: str, options: dict[str, Any]) -> Fingerprint:
             count += len(inner)
     generated_digest = hashlib.sha256()
     _hash_tree(generated_digest, project.dir, generated)
+    return files_digest.hexdigest(), generated_digest.hexdigest(), count
+
+
+def compute(mesh: Mesh, name: str, options: dict[str, Any]) -> Fingerprint:
+    """Fingerprint of `name`'s next build on the mesh's target with these build `options`."""
+
+    files, generated, count = project_files_digests(mesh, name)
     out = profile_output(mesh, name)
     profile_text = orjson.dumps(out.output, option=orjson.OPT_SORT_KEYS, default=str)
     env_values = {var: os.environ.get(var) for var in sorted(set(_ENV_VAR_RE.findall(profile_text.decode())))}
@@ -167,8 +174,8 @@ def compute(mesh: Mesh, name: str, options: dict[str, Any]) -> Fingerprint:
         "options": options,
     }
     components = {
-        "files": files_digest.hexdigest(),
-        "generated": generated_digest.hexdigest(),
+        "files": files,
+        "generated": generated,
         "context": hashlib.sha256(orjson.dumps(context, option=orjson.OPT_SORT_KEYS)).hexdigest(),
     }
     value = hashlib.sha256(orjson.dumps({"format": FORMAT, **components}, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -199,9 +206,27 @@ def record(
         "relations": sorted(relations),
         "upstreams": sorted(project.upstreams),
         "upstream_data": dict(sorted((upstream_data or {}).items())),
+        # The registry version of each upstream's interface it was synced to (.mesh/lock.json):
+        # what `invoke plan` compares with the registry's latest, from a checkout without the lock.
+        "upstream_versions": synced_versions(project),
         "source_data": dict(sorted((source_data or {}).items())),
     }
     mesh.registry.write_private(name, mesh.env, "fingerprint", dump_json(doc))
+
+
+def synced_versions(project: Project) -> dict[str, str]:
+    """{upstream: registry version} the project's last sync wrote to `.mesh/lock.json`."""
+    try:
+        lock = orjson.loads((project.mesh_dir / "lock.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    found: dict[str, str] = {}
+    upstreams = lock.get("upstreams") if isinstance(lock, dict) else None
+    for upstream, entry in (upstreams or {}).items() if isinstance(upstreams, dict) else ():
+        version = entry.get("version") if isinstance(entry, dict) else None
+        if upstream in project.upstreams and isinstance(version, str):
+            found[str(upstream)] = version
+    return dict(sorted(found.items()))
 
 
 def recorded(mesh: Mesh, name: str) -> Json | None:

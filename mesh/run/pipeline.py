@@ -5,13 +5,14 @@ runs when, in which process) and mesh/run/steps.py (what happens to one project)
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mesh.consumer.sync import SyncPlan, apply_plan, invalidate_partial_parse, plan_sync
 from mesh.core import errors
-from mesh.core.errors import MeshError
+from mesh.core.errors import ConfigError, MeshError
+from mesh.core.suggest import did_you_mean
 from mesh.core.surface import hint
 from mesh.project.config import Mesh
 from mesh.project.files import GENERATED_PREFIX, _is_generated, model_paths
@@ -172,16 +173,24 @@ def run_mesh(
     verbose: bool = False,
     show: Say | None = None,
     draw: Callable[[Mesh], str] | None = None,
+    projects: Sequence[str] | None = None,
 ) -> MeshRun:
     """Build, test and publish every project in dependency order (in parallel where the graph
     allows, skipping projects whose inputs did not change unless `full`). `show` receives the
     closing summary, after a failure too (then the first failure is raised); `draw` (the lineage
     page, from the user-interface layer) runs either way, with what the registry holds, and its
-    answer is the summary's `lineage` line."""
+    answer is the summary's `lineage` line. `projects`: run only these (a CI job of `invoke
+    plan`'s level runs one), each as the whole run would; their upstreams are read from the
+    registry as they stand."""
     check_target_env(mesh)
     check_profiles(mesh)  # two projects must never write to one database
-    display = make_display(say)
     names = mesh.build_order()
+    if projects:
+        for name in projects:
+            if name not in names:
+                raise ConfigError(f"{name!r} is not a project built here (mesh.yml){did_you_mean(name, names)}")
+        names = [n for n in names if n in projects]
+    display = make_display(say)
     options = BuildOptions(full_refresh=full_refresh)
     result = MeshRun(target=mesh.target_name)
     try:

@@ -9,7 +9,9 @@ and exit codes; each command is the same library call as its task.
     mesh [--root DIR] [--target T] sync --project P [--dry-run]
     mesh [--root DIR] [--target T] validate [--project P | --all | --manifest PATH] [--format json]
     mesh [--root DIR] [--target T] lineage [--format mermaid|json|html] [--output PATH]
-    mesh [--root DIR] [--target T] run [--jobs N] [--full] [--full-refresh]     (invoke mesh)
+    mesh [--root DIR] [--target T] downstream --project P [--since VERSION] [--format text|json]
+    mesh [--root DIR] [--target T] plan [--format text|json|github] [--max-levels N] [--project P ...]
+    mesh [--root DIR] [--target T] run [--jobs N] [--full] [--full-refresh] [--project P ...]   (invoke mesh)
     mesh [--root DIR] add PATH [--upstream NAME ...] [--via loom|sources] [--profiles-dir DIR] [--dry-run]
     mesh [--root DIR] [--target T] registry.list|show|diff|rollback|consumers|fsck|prune ...
     mesh [--root DIR] [--target T] infra.lint|plan|apply|destroy ..., snowflake.setup|grants|wap ...
@@ -116,6 +118,39 @@ def run_publish(mesh: Mesh, project: str, allow_breaking: bool, reason: str | No
         return publish_project(mesh, project, checks=(gate,), extra_meta=record).summary()
 
 
+def run_plan(
+    mesh: Mesh, projects: list[str] | None, fmt: str = "text", max_levels: int = 4
+) -> str:
+    """What `invoke plan` prints: the projects to run level by level, as text, JSON, or the
+    `level_N=[…]` lines a workflow appends to $GITHUB_OUTPUT."""
+    import orjson
+
+    from mesh.run.plan import plan_mesh
+
+    if fmt not in ("text", "json", "github"):
+        raise ConfigError(f"unknown format {fmt!r}: use text, json or github")
+    plan = plan_mesh(mesh, projects)
+    if fmt == "github":
+        return plan.github_outputs(max_levels)
+    if fmt == "json":
+        return orjson.dumps(plan.to_json(), option=orjson.OPT_INDENT_2).decode()
+    return plan.render()
+
+
+def run_downstream(mesh: Mesh, project: str, since: str | None, fmt: str = "text") -> str:
+    """What `invoke downstream` prints: the consumers `project`'s publish reaches."""
+    import orjson
+
+    from mesh.consumer.downstream import downstream
+
+    if fmt not in ("text", "json"):
+        raise ConfigError(f"unknown format {fmt!r}: use text or json")
+    found = downstream(mesh, project, since)
+    if fmt == "json":
+        return orjson.dumps(found.to_json(), option=orjson.OPT_INDENT_2).decode()
+    return found.render()
+
+
 class UsageError(MeshError):
     """The command line itself is wrong: an unknown command or option, a missing value (exit 2)."""
 
@@ -139,6 +174,13 @@ def version_text() -> str:
             return "not installed"
 
     return f"mesh {of('dbt-mesh-core')} (dbt-mesh-core), dbt-core {of('dbt-core')}"
+
+
+def _levels(text: str) -> int:
+    """--max-levels: a whole number of level jobs, at least 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"takes a number of level jobs (1 or more), got {text!r}")
+    return int(text)
 
 
 def _jobs(text: str) -> int:
@@ -198,6 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--full", action="store_true", help="build even projects whose inputs did not change")
     run.add_argument("--full-refresh", action="store_true", help="rebuild incremental models from scratch")
     run.add_argument("--verbose", action="store_true", help="stream dbt's log")
+    run.add_argument("--project", action="append", default=[], metavar="NAME", help="run only this project (repeatable)")
+    pln = sub.add_parser("plan", help="which projects must run, level by level (CI runners follow it)")
+    pln.add_argument("--format", choices=["text", "json", "github"], default="text", help="text (default), json, or github ($GITHUB_OUTPUT lines)")
+    pln.add_argument("--max-levels", type=_levels, default=4, help="with --format github: the workflow's level jobs (default 4)")
+    pln.add_argument("--project", action="append", default=[], metavar="NAME", help="plan only these (repeatable)")
+    dwn = sub.add_parser("downstream", help="the consumers a project's publish reaches (who to trigger)")
+    dwn.add_argument("--project", required=True, help="the producer")
+    dwn.add_argument("--since", help="the version latest before the publish: only consumers of what changed")
+    dwn.add_argument("--format", choices=["text", "json"], default="text", help="text (default) or json")
     lin = sub.add_parser("lineage", help="draw the cross-project lineage (Mermaid, JSON, HTML)")
     lin.add_argument("--format", choices=["mermaid", "json", "html"], help="default: all three into lineage/")
     lin.add_argument("--output", help="file (with --format) or folder to write")
@@ -366,7 +417,12 @@ def _main(words: list[str]) -> int:
             run_mesh(
                 mesh, say=None, jobs=args.jobs, full=args.full or args.full_refresh,
                 full_refresh=args.full_refresh, verbose=args.verbose, show=print, draw=draw_lineage,
+                projects=args.project or None,
             )
+        elif args.command == "downstream":
+            print(run_downstream(mesh, args.project, args.since, args.format))
+        elif args.command == "plan":
+            print(run_plan(mesh, args.project or None, args.format, args.max_levels))
         elif args.command == "lineage":
             from mesh.ui.lineage import run_lineage
 

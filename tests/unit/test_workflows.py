@@ -13,7 +13,10 @@ from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_DIR = ROOT / ".github" / "workflows"
-WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.yml"))
+TEAM_DIR = ROOT / "examples" / "team-repository" / ".github" / "workflows"
+# The monorepo's workflows, and those a team copies into its own repository.
+WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.yml")) + sorted(TEAM_DIR.glob("*.yml"))
+LOCAL_WORKFLOW = re.compile(r"^\$/\.github/workflows/[\w.-]+\.yml$")
 BIN = Path(sys.executable).parent
 PINNED_USES = re.compile(r"^[\w.-]+/[\w.-]+(?:/[\w./-]+)?@[0-9a-f]{40} # v\d+(?:\.\d+){0,2}$")
 
@@ -38,7 +41,8 @@ def uses_lines(path: Path) -> list[str]:
 
 def test_the_project_workflows_exist() -> None:
     names = {p.name for p in WORKFLOWS}
-    assert {"dbt_up.yml", "dbt_down.yml", "dbt_down_loom.yml"} <= names
+    assert {"dbt_up.yml", "dbt_down.yml", "dbt_down_loom.yml", "mesh.yml", "mesh-project.yml"} <= names
+    assert {"producer.yml", "consumer.yml"} <= names
 
 
 def test_workflows_match_the_github_schema() -> None:
@@ -57,7 +61,7 @@ def test_workflows_match_the_github_schema() -> None:
 
 def test_zizmor_reports_no_finding_offline() -> None:
     result = subprocess.run(
-        [str(BIN / "zizmor"), "--offline", "--no-progress", str(WORKFLOW_DIR)],
+        [str(BIN / "zizmor"), "--offline", "--no-progress", str(WORKFLOW_DIR), str(TEAM_DIR)],
         capture_output=True,
         text=True,
     )
@@ -70,7 +74,7 @@ def test_every_action_is_pinned_to_a_commit_with_its_version(path: Path) -> None
     lines = uses_lines(path)
     assert lines
     for line in lines:
-        assert PINNED_USES.fullmatch(line), f"{path.name}: {line}"
+        assert PINNED_USES.fullmatch(line) or LOCAL_WORKFLOW.fullmatch(line), f"{path.name}: {line}"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -81,10 +85,10 @@ def test_no_expression_is_interpolated_into_a_run_script(path: Path) -> None:
             continue
         assert "${{" not in script, f"{path.name}: {step.get('name')}"
         assert "secrets." not in script, f"{path.name}: {step.get('name')}"
-    # Secrets only ever appear as `env:` values.
+    # Secrets only ever appear as `env:` values (or the GitHub App key, as its action's input).
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if "secrets." in line:
-            assert re.match(r"^\s+[A-Z_]+: \$\{\{ secrets\.[A-Z_]+ \}\}$", line), (number, line)
+            assert re.match(r"^\s+(?:[A-Z_]+|private-key): \$\{\{ secrets\.[A-Z_]+ \}\}$", line), (number, line)
 
 
 # The one job allowed to write anything on GitHub: the producer's pull-request check comments.
@@ -118,8 +122,7 @@ def test_the_producer_check_is_posted_as_a_pull_request_comment() -> None:
     assert comment["env"]["GH_TOKEN"] == "${{ github.token }}"
     assert comment["env"]["REPORT"] == gate["env"]["REPORT"]
     assert "--body-file \"$REPORT\"" in comment["run"] and "--method PATCH" in comment["run"]
-    publish = load(WORKFLOW_DIR / "dbt_up.yml")["jobs"]["publish"]
-    assert "pull-requests" not in publish["permissions"]
+    assert set(load(WORKFLOW_DIR / "dbt_up.yml")["jobs"]) == {"check"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -142,58 +145,99 @@ def test_aws_access_is_through_oidc_only(path: Path) -> None:
             assert "vars." in step["with"]["role-to-assume"]
 
 
-def test_producer_workflow_checks_on_pull_requests_and_publishes_from_main() -> None:
-    workflow = load(WORKFLOW_DIR / "dbt_up.yml")
-    assert {"pull_request", "push"} <= set(workflow["on"])
-    assert workflow["on"]["push"]["branches"] == ["main"]
-    check, publish = workflow["jobs"]["check"], workflow["jobs"]["publish"]
+def test_per_project_workflows_check_pull_requests_only() -> None:
+    for project in ("dbt_up", "dbt_down", "dbt_down_loom"):
+        workflow = load(WORKFLOW_DIR / f"{project}.yml")
+        assert set(workflow["on"]) == {"pull_request"}, project  # main runs in mesh.yml
+        runs = " ".join(s.get("run", "") for s in steps(workflow))
+        assert "publish" not in runs and "--save-state" not in runs and "--record-usage" not in runs
+        assert "_AWS_ROLE_MAIN" not in str(workflow), project  # only the read-only role
+    check = load(WORKFLOW_DIR / "dbt_up.yml")["jobs"]["check"]
     check_runs = " ".join(s.get("run", "") for s in check["steps"])
-    publish_runs = " ".join(s.get("run", "") for s in publish["steps"])
     assert ".venv/bin/invoke build --project dbt_up --target prod" in check_runs
     assert ".venv/bin/invoke check --project dbt_up --target prod" in check_runs
-    assert "publish" not in check_runs
-    assert ".venv/bin/invoke publish --project dbt_up --target prod" in publish_runs
-    assert publish_runs.index("invoke build") < publish_runs.index("invoke publish")
-    assert "make venv" in check_runs and "make venv" in publish_runs
-    assert "DBT_UP_AWS_ROLE_PR" in str(check) and "DBT_UP_AWS_ROLE_MAIN" in str(publish)
-    assert "refs/heads/main" in publish["if"]
-
-
-def test_two_publishes_of_one_project_never_run_at_once() -> None:
-    publish = load(WORKFLOW_DIR / "dbt_up.yml")["jobs"]["publish"]
-    assert publish["concurrency"]["group"] == "dbt-mesh-publish-dbt_up"
-    assert publish["concurrency"]["cancel-in-progress"] is False
+    assert "DBT_UP_AWS_ROLE_PR" in str(check)
 
 
 @pytest.mark.parametrize("project", ["dbt_down", "dbt_down_loom"])
-def test_consumer_workflows_sync_build_and_validate(project: str) -> None:
-    workflow = load(WORKFLOW_DIR / f"{project}.yml")
-    assert {"push", "pull_request", "schedule"} <= set(workflow["on"])
-    assert workflow["on"]["schedule"][0]["cron"]
-    (job,) = workflow["jobs"].values()
+def test_consumer_pull_requests_sync_build_and_validate(project: str) -> None:
+    (job,) = load(WORKFLOW_DIR / f"{project}.yml")["jobs"].values()
     runs = " ".join(s.get("run", "") for s in job["steps"])
-    order = [
+    for command in (
         f".venv/bin/invoke sync --project {project} --target prod",
-        f"--project {project} --target prod",
-        ".venv/bin/invoke validate",
-        "--record-usage",
-    ]
-    for command in order:
+        f".venv/bin/invoke build --project {project} --target prod --select \"state:modified+\" --defer",
+        f".venv/bin/invoke validate --project {project} --target prod",
+    ):
         assert command in runs, command
     assert runs.index("invoke sync") < runs.index("invoke build") < runs.index("invoke validate")
-    assert project in job["concurrency"]["group"]
-    assert "publish" not in runs
+    assert job["concurrency"]["cancel-in-progress"] is True
 
 
-@pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.stem.startswith("dbt_")], ids=str)
+def test_main_runs_the_plan_then_one_job_per_project_level_by_level() -> None:
+    workflow = load(WORKFLOW_DIR / "mesh.yml")
+    assert {"push", "schedule", "workflow_dispatch"} == set(workflow["on"])
+    assert workflow["on"]["push"]["branches"] == ["main"] and workflow["on"]["schedule"][0]["cron"]
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+    jobs = workflow["jobs"]
+    plan = jobs["plan"]
+    planning = next(s for s in plan["steps"] if s.get("id") == "plan")
+    assert '.venv/bin/invoke plan --target prod --format github --max-levels 4 >> "$GITHUB_OUTPUT"' in planning["run"]
+    levels = sorted(name for name in jobs if name.startswith("level-"))
+    assert levels == [f"level-{n}" for n in range(1, 5)]
+    assert set(plan["outputs"]) == {f"level_{n}" for n in range(1, 5)}
+    for n, name in enumerate(levels, start=1):
+        job = jobs[name]
+        before = ["plan"] if n == 1 else ["plan", f"level-{n - 1}"]
+        assert job["needs"] == (before if n > 1 else "plan"), name
+        assert job["if"] == f"needs.plan.outputs.level_{n} != '[]'"  # an empty level starts nothing
+        assert job["strategy"]["matrix"]["project"] == f"${{{{ fromJSON(needs.plan.outputs.level_{n}) }}}}"
+        assert job["strategy"]["fail-fast"] is False
+        assert job["uses"] == "$/.github/workflows/mesh-project.yml"
+        assert job["with"] == {"project": "${{ matrix.project }}"}
+
+
+def test_each_planned_project_runs_as_the_mesh_runs_it_with_its_own_environment() -> None:
+    workflow = load(WORKFLOW_DIR / "mesh-project.yml")
+    assert workflow["on"]["workflow_call"]["inputs"]["project"]["required"] is True
+    (job,) = workflow["jobs"].values()
+    assert job["environment"] == "${{ inputs.project }}"  # its credentials, nobody else's
+    assert job["concurrency"] == {
+        "group": "dbt-mesh-publish-${{ inputs.project }}", "cancel-in-progress": False
+    }
+    build = next(s for s in job["steps"] if "invoke mesh" in s.get("run", ""))
+    assert build["run"] == '.venv/bin/invoke mesh --target prod --project "$PROJECT"'
+    assert build["env"]["PROJECT"] == "${{ inputs.project }}"
+
+
+def test_team_repositories_dispatch_exactly_the_consumers_reached() -> None:
+    producer = load(TEAM_DIR / "producer.yml")
+    publish = producer["jobs"]["publish"]
+    names = [s["name"] for s in publish["steps"]]
+    runs = {s["name"]: s.get("run", "") for s in publish["steps"]}
+    assert names.index("Note the version published before") < names.index("Build, test and publish")
+    assert names.index("Build, test and publish") < names.index("List the consumers the publish reaches")
+    assert 'mesh downstream "${args[@]}"' in runs["List the consumers the publish reaches"]
+    assert 'args+=(--since "$BEFORE")' in runs["List the consumers the publish reaches"]
+    token = next(s for s in publish["steps"] if "create-github-app-token" in str(s.get("uses")))
+    assert token["with"]["repositories"] == "${{ steps.reached.outputs.names }}"
+    assert token["with"]["permission-contents"] == "write"
+    assert "event_type=mesh-upstream-published" in runs["Dispatch the consumers"]
+    consumer = load(TEAM_DIR / "consumer.yml")
+    assert consumer["on"]["repository_dispatch"]["types"] == ["mesh-upstream-published"]
+    assert consumer["on"]["schedule"][0]["cron"]  # the nightly safety net stays
+    (job,) = consumer["jobs"].values()
+    assert any(s.get("run") == "mesh run --target prod" for s in job["steps"])
+
+
+@pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.stem.startswith("dbt_") or p.stem in ("mesh-project", "producer", "consumer")], ids=str)
 def test_lineage_goes_to_the_step_summary(path: Path) -> None:
     runs = [s.get("run", "") for s in steps(load(path))]
-    summaries = [r for r in runs if "invoke lineage --format mermaid" in r]
+    summaries = [r for r in runs if "lineage --format mermaid" in r]
     assert summaries
     assert all('>> "$GITHUB_STEP_SUMMARY"' in r for r in summaries)
 
 
-@pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.stem.startswith("dbt_")], ids=str)
+@pytest.mark.parametrize("path", [p for p in WORKFLOWS if p.stem.startswith("dbt_") or p.stem in ("mesh-project", "producer", "consumer")], ids=str)
 def test_the_private_key_is_written_from_env_to_a_private_file(path: Path) -> None:
     writers = [s for s in steps(load(path)) if "SNOWFLAKE_PRIVATE_KEY" in s.get("env", {})]
     assert writers

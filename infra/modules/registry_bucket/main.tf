@@ -353,6 +353,25 @@ data "aws_iam_policy_document" "consumer_read" {
   }
 }
 
+# Read-only access for the job that plans a main-branch run (`invoke plan`): what consumers read,
+# plus every project's fingerprint record (what its last passing build read). Never `state/`.
+resource "aws_iam_policy" "plan_read" {
+  name        = "${var.bucket_name}-plan-read"
+  description = "Read interfaces, usage, freshness and fingerprint records in the dbt mesh registry, to plan a run."
+  policy      = data.aws_iam_policy_document.plan_read.json
+  tags        = var.tags
+}
+
+data "aws_iam_policy_document" "plan_read" {
+  source_policy_documents = [data.aws_iam_policy_document.consumer_read.json]
+
+  statement {
+    sid       = "ReadFingerprintRecords"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.registry_arn}/*/fingerprint/*"]
+  }
+}
+
 # One per producer: write its own prefix only. History stays create-only (If-None-Match on the
 # client, DenyHistoryOverwrite in the bucket policy) and can never be deleted by CI.
 resource "aws_iam_policy" "publisher" {

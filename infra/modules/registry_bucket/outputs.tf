@@ -33,6 +33,11 @@ output "iam_policy_consumer_read_arn" {
   value       = aws_iam_policy.consumer_read.arn
 }
 
+output "iam_policy_plan_read_arn" {
+  description = "ARN of the read-only policy of the job that plans a main-branch run: what consumers read, plus every fingerprint record, never state."
+  value       = aws_iam_policy.plan_read.arn
+}
+
 output "iam_policy_publisher_arns" {
   description = "ARN of each producer's publisher policy, by project name."
   value       = { for name, policy in aws_iam_policy.publisher : name => policy.arn }
