@@ -20,6 +20,15 @@ pytestmark = pytest.mark.slow
 REVENUE = "model.dbt_up.public_daily_revenue"
 
 
+@pytest.fixture(autouse=True)
+def recorded_without_a_repository(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The usage records as a consumer outside GitHub Actions writes them (this suite may run in it)."""
+    monkeypatch.delenv("GITHUB_REPOSITORY", raising=False)
+    mesh = load_mesh(workspace, "local")
+    for consumer in ("dbt_down", "dbt_down_loom"):
+        record_usage(mesh, consumer)
+
+
 def reached(root: Path, since: str | None = None) -> dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]]:
     found = downstream(load_mesh(root, "local"), "dbt_up", since)
     return {c.project: (c.repository, c.reasons, c.nodes) for c in found.consumers}
