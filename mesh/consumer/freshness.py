@@ -193,7 +193,10 @@ def _build_version(uid: str, invocation_id: str) -> tuple[str, str]:
 
 
 def record_freshness(
-    mesh: Mesh, project_name: str, data_versions: dict[str, tuple[str, str]] | None = None
+    mesh: Mesh,
+    project_name: str,
+    data_versions: dict[str, tuple[str, str]] | None = None,
+    audits: list[Json] | None = None,
 ) -> Json | None:
     """Write the `freshness` record of `project_name`'s last (passing) build to the registry, for
     the target's env; returns it, or None when the project has no public node (nothing recorded).
@@ -207,6 +210,8 @@ def record_freshness(
     doc = freshness_document(mesh, project_name, previous, data_versions)
     if doc is None:
         return None
+    if audits:
+        doc["build"]["audits"] = audits  # what mesh.yml's audits said of this build
     mesh.registry.write_private(project_name, mesh.env, OBJECT, dump_json(doc))
     return doc
 

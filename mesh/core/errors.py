@@ -73,6 +73,10 @@ class CheckFailedError(MeshError):
     exit_code = 1
 
 
+class AuditFailedError(CheckFailedError):
+    """An audit of mesh.yml (a command beyond dbt's tests) failed: nothing is swapped or published."""
+
+
 class BuildFailedError(CheckFailedError):
     """dbt reported an error or a failed test."""
 

@@ -32,6 +32,24 @@ CONFIG_FILE = "mesh.yml"
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+class AuditConfig(BaseModel):
+    """One audit beyond dbt's tests (mesh.yml `audits:`): a command run after them, against the
+    audit copy, before the swap."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="How runs, records and `registry.show` name the audit",
+    )
+    run: str = Field(
+        min_length=1,
+        description="A shell command, run from the project's folder (Great Expectations, Soda, a "
+        "SQL check, any script): a non-zero exit fails the audit",
+    )
+    timeout_seconds: int = Field(900, ge=1, le=86_400, description="Fail the audit after this long")
+
+
 class SigningConfig(BaseModel):
     """The keys trusted for one project's registry objects (mesh.yml `signing:`, or a trust file)."""
 
@@ -140,6 +158,11 @@ class ProjectConfig(BaseModel):
         None,
         description="An upstream dependencies.yml declares but no node reads: a warning, or an "
         "error (default: the mesh-wide setting)",
+    )
+    audits: list[AuditConfig] = Field(
+        default_factory=list,
+        description="Commands run after dbt's tests against the audit copy, before the swap: a "
+        "failing one blocks the swap and the publish like a failing test",
     )
     repository: str | None = Field(
         None,

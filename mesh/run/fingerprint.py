@@ -173,6 +173,9 @@ def compute(mesh: Mesh, name: str, options: dict[str, Any]) -> Fingerprint:
         "versions": {package: _version(package) for package in _VERSIONED},
         "options": options,
     }
+    audits = mesh.config.projects[name].audits
+    if audits:  # a new or changed audit runs on the next build (absent: records stay comparable)
+        context["audits"] = [audit.model_dump() for audit in audits]
     components = {
         "files": files,
         "generated": generated,

@@ -50,6 +50,7 @@ from mesh.project.config import Mesh, read_yaml
 from mesh.registry import read_baseline
 from mesh.registry.document import load_interface
 from mesh.run import fingerprint
+from mesh.run.audits import AuditResult, audit_location, run_audits
 from mesh.warehouse.packages import ensure_packages
 from mesh.warehouse.readers import catalog_of, key, open_reader
 from mesh.warehouse.runner import DbtRun, dbt_environment, run_dbt, stray_loom_config
@@ -309,6 +310,11 @@ def _run(
     # last call's. So the audit copy is made first: no dbt call ever opens a file before the copy
     # it belongs to exists, and the gate's compile reads a copy of what is live.
     build_env = audit.env() if audit is not None else {}
+    audits: list[AuditResult] = []
+    if audit is None and mesh.config.projects[name].audits and mesh.target.wap is False:
+        outcome.notes.append(
+            f"warning: wap: false: {name}'s audits read the live build and can only block the publish"
+        )
 
     with dbt_environment(build_env):
         if audit is not None:
@@ -354,6 +360,12 @@ def _run(
                     if options.gate and options.complete:
                         step("audit", "publish audit and contract gate on the built interface")
                         _publish_audit(mesh, name, options, outcome, built.catalog)
+            if mesh.config.projects[name].audits:
+                outcome.enter("audits")
+                where = audit_location(audit, mesh, name)
+                step("audits", f"{len(mesh.config.projects[name].audits)} on {where}")
+                audits = run_audits(mesh, name, audit, build_env)
+                outcome.notes.append("audits: " + ", ".join(r.line() for r in audits))
         except (MeshError, KeyboardInterrupt):
             if audit is not None:
                 audit.discard()
@@ -384,6 +396,8 @@ def _run(
             outcome.enter("publish")
             step("publish", "write-audit-publish")
             record: dict[str, object] = {}
+            if audits:
+                record["audits"] = [r.to_json() for r in audits]
             gate = publish_gate(
                 mesh, name, options.allow_breaking, options.reason,
                 say=outcome.details.append, record=record,
@@ -400,7 +414,10 @@ def _run(
         outcome.enter("state")  # data versions of the public nodes, the project's private state
         if public and (publishes or options.save_state):
 
-            fresh = record_freshness(mesh, name, built.data_versions if built is not None else None)
+            fresh = record_freshness(
+                mesh, name, built.data_versions if built is not None else None,
+                audits=[r.to_json() for r in audits],
+            )
             if fresh is not None:
                 outcome.notes.append(_data_note(fresh, built))
         if options.save_state and options.complete:

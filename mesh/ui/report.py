@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 
@@ -131,6 +132,11 @@ def _public_nodes(nodes: dict[str, object]) -> str:
     return f"{plural(len(nodes), 'public node')}" + (f" ({parts})" if parts else "")
 
 
+def _printable(value: object) -> str:
+    """Registry text for a terminal: control characters (escape sequences included) blanked."""
+    return re.sub(r"[\x00-\x1f\x7f]", " ", str(value))[:200]
+
+
 def registry_show_lines(mesh: Mesh, project: str, version: str | None) -> list[str]:
     """One interface's metadata and public models."""
     registry, env = mesh.registry, mesh.env
@@ -149,6 +155,12 @@ def registry_show_lines(mesh: Mesh, project: str, version: str | None) -> list[s
     for key in keys:
         if meta.get(key) is not None:
             lines.append(f"  {key:15} {meta[key]}")
+    audits = meta.get("audits")
+    for item in audits if isinstance(audits, list) else []:
+        if isinstance(item, dict):  # registry content: shown as text, never run
+            said = f": {_printable(item.get('last_line'))}" if item.get("last_line") else ""
+            verdict = "passed" if item.get("passed") is True else "FAILED"
+            lines.append(f"  {'audit':15} {_printable(item.get('name'))} {verdict} {_printable(item.get('seconds'))}s{said}")
     lines.append(f"  {_public_nodes(doc['nodes'])}:")
     for uid, node in sorted(doc["nodes"].items()):
         cols = plural(len(node.get("columns") or {}), "column")
