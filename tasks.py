@@ -278,6 +278,39 @@ def validate(
 @task(
     help={
         "project": "the producer",
+        "reason": "why the break is needed (consumers read it)",
+        "deadline": "a date (YYYY-MM-DD) after which --allow-breaking may ship it",
+        "target": TARGET_HELP,
+    }
+)
+@_fails_cleanly
+def propose(
+    c: Context, project: str, reason: str, deadline: str | None = None, target: str | None = None
+) -> None:
+    """Propose the breaking change the gate finds to the consumers it hits."""
+    from mesh.ui.cli import run_propose
+
+    print(run_propose(_mesh(target), project, reason, deadline))
+
+
+@task(
+    help={
+        "proposal": "the proposal's id (invoke propose prints it; registry.list shows open ones)",
+        "project": "the consumer that accepts it",
+        "target": TARGET_HELP,
+    }
+)
+@_fails_cleanly
+def acknowledge(c: Context, proposal: str, project: str, target: str | None = None) -> None:
+    """Accept, for a consumer, a producer's breaking-change proposal."""
+    from mesh.ui.cli import run_acknowledge
+
+    print(run_acknowledge(_mesh(target), proposal, project))
+
+
+@task(
+    help={
+        "project": "the producer",
         "since": "the version that was latest before the publish: only consumers of what changed",
         "format": "text (default) or json",
         "target": TARGET_HELP,
@@ -651,7 +684,7 @@ registry.add_task(registry_prune, name="prune")
 registry.add_task(registry_keygen, name="keygen")
 
 ns = Collection(
-    mesh, up, down, build, publish, check, sync, validate, plan, downstream, lineage, lint, docs, test, bench,
+    mesh, up, down, build, publish, check, sync, validate, plan, downstream, propose, acknowledge, lineage, lint, docs, test, bench,
     reliability, registry,
     emulate, project,
 )

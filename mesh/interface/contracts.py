@@ -131,7 +131,9 @@ def breaking_hint() -> str:
         "(`versions:` with the change in the new one, `latest_version` left on the old one until "
         "consumers pin `ref(..., v=N)` or migrate), set `deprecation_date` on the old version so "
         f"{hint('validate')} warns its consumers, and remove it once "
-        f"{hint('registry.consumers', '--project', 'P')} shows nobody uses it; or override with "
+        f"{hint('registry.consumers', '--project', 'P')} shows nobody uses it; or negotiate it: "
+        f"{hint('propose', '--project', 'P', '--reason', '...')}, then each consumer hit runs "
+        f"{hint('acknowledge', '--proposal', 'ID', '--project', 'C')}; or override with "
         '--allow-breaking --reason "..."'
     )
 

@@ -175,6 +175,7 @@ class GateResult:
     remarks: list[str] = field(default_factory=list)  # past-due nodes still read, foreign meta keys
     unjudged: dict[str, str] = field(default_factory=dict)  # public node -> why its code was not read
     protected: bool = True  # an audit step judges, after the build, what the code could not tell
+    negotiation: Any = None  # mesh.interface.proposals.Negotiation, when breaking changes hit
 
     @property
     def breaking(self) -> list[ContractChange]:
@@ -203,8 +204,18 @@ class GateResult:
         ]
 
     @property
+    def agreed(self) -> bool:
+        """Every consumer the breaking changes hit acknowledged a proposal covering them."""
+        return bool(self.hits) and self.negotiation is not None and self.negotiation.settled
+
+    @property
     def blocked(self) -> bool:
-        return bool(self.hits) and not self.allowed
+        return bool(self.hits) and not self.allowed and not self.agreed
+
+    def negotiation_lines(self) -> list[str]:
+        if self.negotiation is None or not self.negotiation.statuses:
+            return []
+        return [f"{consumer}: {status}" for consumer, status in sorted(self.negotiation.statuses.items())]
 
     def origin(self, change: ContractChange) -> str:
         return f"{self.project}.{change.target}"
@@ -235,6 +246,9 @@ class GateResult:
         ]
         if self.hits and self.allowed:
             warnings.append(f"breaking change allowed (--allow-breaking): {self.reason}")
+        elif self.agreed:
+            ids = sorted(set(self.negotiation.agreed.values()))
+            warnings.append(f"breaking change acknowledged by every consumer it hits ({', '.join(ids)})")
         return warnings
 
     def summary(self) -> str:
@@ -305,6 +319,10 @@ class GateResult:
         if self.hits:
             lines.append(self.hits_line())
             lines += self.table()
+        negotiated = self.negotiation_lines()
+        if negotiated:
+            lines.append("proposals:")
+            lines += [f"  {line}" for line in negotiated]
         lines += [f"note: {note}" for note in self._notes()]
         lines += [f"WARNING: {warning}" for warning in self._warnings()]
         if self.blocked:
@@ -351,6 +369,8 @@ class GateResult:
                 for r in self.unread
             ],
             "unconsumed": [c.to_json() for c in self.unconsumed],
+            "agreed": self.agreed,
+            "consumer_status": dict(sorted(self.negotiation.statuses.items())) if self.negotiation else {},
             "notes": self._notes(),
             "warnings": self._warnings(),
             "hint": breaking_hint() if self.blocked else None,
@@ -364,6 +384,8 @@ class GateResult:
             verdict = "no published contract yet; nothing to compare"
         elif self.blocked:
             verdict = f"**blocked**: breaking changes hit {', '.join(self.hit_projects())}"
+        elif self.hits and self.agreed:
+            verdict = f"**agreed**: breaking changes hit {', '.join(self.hit_projects())}, each acknowledged"
         elif self.hits:
             verdict = f"**allowed**: breaking changes hit {', '.join(self.hit_projects())} (--allow-breaking)"
         elif self.breaking:
@@ -392,6 +414,9 @@ class GateResult:
                 route = ARROW.join(f"`{step}`" for step in h.route(self.origin(h.change)))
                 out.append(f"| `{h.change.kind}` `{h.change.model}` | {h.use.consumer} | `{h.model}` | `{h.column}` | {route} |")
             out.append("")
+        negotiated = self.negotiation_lines()
+        if negotiated:
+            out += ["**Proposals**", ""] + [f"- {_cell(line)}" for line in negotiated] + [""]
         out += [f"- note: {_cell(note)}" for note in self._notes()]
         out += [f"- **warning**: {_cell(warning)}" for warning in self._warnings()]
         if self.blocked:
@@ -428,8 +453,10 @@ class GateResult:
     def meta(self) -> Json:
         """What a publish records in `metadata.mesh` about the gate."""
         doc: Json = {}
-        if self.allowed and self.hits:
-            doc["reason"] = self.reason
+        if (self.allowed or self.agreed) and self.hits:
+            if self.agreed and not self.allowed:
+                doc["proposals"] = dict(sorted(self.negotiation.agreed.items()))
+            doc["reason"] = self.reason or "acknowledged by every consumer it hits"
             doc["breaking_changes"] = [
                 {
                     **i.change.to_json(),

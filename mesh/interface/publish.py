@@ -29,6 +29,7 @@ from mesh.core.errors import ManifestError, PublishRefusedError, RegistryError
 from mesh.core.failpoints import failpoint
 from mesh.core.names import new_version, sha256_hex
 from mesh.core.surface import hint
+from mesh.interface.notify import notify
 from mesh.project.artifacts import (
     Json,
     build_interface,
@@ -356,6 +357,10 @@ def publish_project(
     )
     status = "published" if replaced else "superseded"
     previous = superseded_by[-1] if superseded_by else mesh_meta["previous"]
+    if replaced:
+        agreed = mesh_meta.get("proposals")
+        shipped = f" (shipping {', '.join(sorted(set(agreed.values())))})" if isinstance(agreed, dict) and agreed else ""
+        notify(mesh, project_name, f"{project_name} published {version} to {env}{shipped}", event="publish")
     return PublishResult(
         project_name, env, status, version, previous, len(nodes), registry.url,
         damaged if replaced else None,

@@ -164,6 +164,13 @@ class ProjectConfig(BaseModel):
         description="Commands run after dbt's tests against the audit copy, before the swap: a "
         "failing one blocks the swap and the publish like a failing test",
     )
+    webhook_url: str | None = Field(
+        None,
+        pattern=r"^(https?://\S+)?$",
+        description="Where breaking-change proposals, acknowledgements and publishes of this "
+        "project are posted (Slack-compatible JSON); use `${VAR}` to keep the secret URL in the "
+        "environment (empty: none)",
+    )
     repository: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$",

@@ -32,7 +32,8 @@ from mesh.core.surface import hint
 MANIFEST = "manifest.json"
 # Private objects a project keeps next to its interface, by short name.
 PRIVATE_OBJECTS = {
-    name: f"{name}/{MANIFEST}" for name in ("state", "usage", "freshness", "fingerprint")
+    name: f"{name}/{MANIFEST}"
+    for name in ("state", "usage", "freshness", "fingerprint", "proposals", "acknowledgements")
 }
 
 

@@ -19,6 +19,7 @@ from mesh.interface.impact import (
     foreign_meta_notes,
     gate_usage,
 )
+from mesh.interface.proposals import change_key, negotiate
 from mesh.interface.publish import refuse_uncontracted
 from mesh.project.artifacts import Json, load_manifest, public_node_ids
 from mesh.project.config import Mesh
@@ -72,12 +73,25 @@ def check_project(
     )
     usage = gate_usage(mesh, name, latest["nodes"])
     result = evaluate_usage(name, mesh.env, entry.version, changes, usage, allow_breaking, reason)
+    settle(mesh, result)
     result.remarks = deprecation_notes(tree.nodes, usage.uses) + foreign_meta_notes(tree.nodes)
     against = f"latest {entry.version}" if damaged is None else f"{entry.version} (latest {damaged} is damaged)"
     result.compared = f"working tree vs {against}; {tree.counts()}"
     result.unjudged = dict(tree.unjudged)
     result.protected = protected
     return result
+
+
+def settle(mesh: Mesh, result: GateResult) -> None:
+    """Each consumer the breaking changes hit, against the producer's open proposals."""
+    if not result.hits:
+        return
+    by_consumer: dict[str, set[str]] = {}
+    for hit in result.hits:
+        by_consumer.setdefault(hit.use.consumer, set()).add(
+            change_key(hit.change.kind, hit.change.unique_id, hit.change.column)
+        )
+    result.negotiation = negotiate(mesh, result.project, by_consumer)
 
 
 ALLOWED_FILE = "mesh_allowed.json"
@@ -142,6 +156,7 @@ def publish_gate(
         version = str(latest["metadata"]["mesh"].get("version"))
         usage = gate_usage(mesh, name, latest["nodes"])
         result = evaluate_usage(name, mesh.env, version, changes, usage, allow_breaking, reason)
+        settle(mesh, result)
         result.remarks = deprecation_notes(nodes, usage.uses) + foreign_meta_notes(nodes)
         result.compared = f"built interface vs latest {version}; columns from contracts and the warehouse"
         if result.breaking:

@@ -9,6 +9,8 @@ and exit codes; each command is the same library call as its task.
     mesh [--root DIR] [--target T] sync --project P [--dry-run]
     mesh [--root DIR] [--target T] validate [--project P | --all | --manifest PATH] [--format json]
     mesh [--root DIR] [--target T] lineage [--format mermaid|json|html] [--output PATH]
+    mesh [--root DIR] [--target T] propose --project P --reason TEXT [--deadline YYYY-MM-DD]
+    mesh [--root DIR] [--target T] acknowledge --proposal ID --project C
     mesh [--root DIR] [--target T] downstream --project P [--since VERSION] [--format text|json]
     mesh [--root DIR] [--target T] plan [--format text|json|github] [--max-levels N] [--project P ...]
     mesh [--root DIR] [--target T] run [--jobs N] [--full] [--full-refresh] [--project P ...]   (invoke mesh)
@@ -137,6 +139,43 @@ def run_plan(
     return plan.render()
 
 
+def run_propose(mesh: Mesh, project: str, reason: str, deadline: str | None) -> str:
+    """Record the breaking change the gate finds in the working tree as a proposal; its summary."""
+    from mesh.interface.proposals import propose
+    from mesh.run.gate import check_project
+    from mesh.run.scheduler import log_path
+    from mesh.warehouse.runner import dbt_log
+
+    with dbt_log(log_path(mesh, project)):
+        result = check_project(mesh, project)
+    if result.against is None or not result.hits:
+        raise ConfigError(f"nothing to propose: no breaking change of {project} hits a consumer on record")
+    changes = sorted({(h.change.kind, h.change.unique_id, h.change.column) for h in result.hits}, key=str)
+    consumers: dict[str, list[str]] = {}
+    for hit in result.hits:
+        consumers.setdefault(hit.use.consumer, []).append(result.route(hit))
+    record = propose(mesh, project, reason, deadline, result.against, changes, consumers)
+    lines = [
+        f"proposed {record.id} against {project}/{mesh.env} latest {record.against}: "
+        f"{len(record.changes)} breaking change{'s' if len(record.changes) != 1 else ''}, "
+        f"hitting {', '.join(record.consumers)}",
+    ]
+    lines += [f"  {name}: {'; '.join(paths)}" for name, paths in record.consumers.items()]
+    lines.append(
+        "each consumer accepts it with "
+        + surface.hint("acknowledge", "--proposal", record.id, "--project", "<consumer>")
+        + ", or migrates off what it reads; the gate then lets the change through"
+    )
+    return "\n".join(lines)
+
+
+def run_acknowledge(mesh: Mesh, proposal: str, project: str) -> str:
+    from mesh.interface.proposals import acknowledge
+
+    record = acknowledge(mesh, proposal, project)
+    return f"{project} acknowledged {record.id} of {record.project}: {record.reason}"
+
+
 def run_downstream(mesh: Mesh, project: str, since: str | None, fmt: str = "text") -> str:
     """What `invoke downstream` prints: the consumers `project`'s publish reaches."""
     import orjson
@@ -245,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     pln.add_argument("--format", choices=["text", "json", "github"], default="text", help="text (default), json, or github ($GITHUB_OUTPUT lines)")
     pln.add_argument("--max-levels", type=_levels, default=4, help="with --format github: the workflow's level jobs (default 4)")
     pln.add_argument("--project", action="append", default=[], metavar="NAME", help="plan only these (repeatable)")
+    prp = sub.add_parser("propose", help="propose the breaking change the gate finds to the consumers it hits")
+    prp.add_argument("--project", required=True, help="the producer")
+    prp.add_argument("--reason", required=True, help="why the break is needed (consumers read it)")
+    prp.add_argument("--deadline", help="a date (YYYY-MM-DD) after which --allow-breaking may ship it")
+    ack = sub.add_parser("acknowledge", help="accept, for a consumer, a producer's breaking-change proposal")
+    ack.add_argument("--proposal", required=True, help="the proposal's id")
+    ack.add_argument("--project", required=True, help="the consumer that accepts it")
     dwn = sub.add_parser("downstream", help="the consumers a project's publish reaches (who to trigger)")
     dwn.add_argument("--project", required=True, help="the producer")
     dwn.add_argument("--since", help="the version latest before the publish: only consumers of what changed")
@@ -419,6 +465,10 @@ def _main(words: list[str]) -> int:
                 full_refresh=args.full_refresh, verbose=args.verbose, show=print, draw=draw_lineage,
                 projects=args.project or None,
             )
+        elif args.command == "propose":
+            print(run_propose(mesh, args.project, args.reason, args.deadline))
+        elif args.command == "acknowledge":
+            print(run_acknowledge(mesh, args.proposal, args.project))
         elif args.command == "downstream":
             print(run_downstream(mesh, args.project, args.since, args.format))
         elif args.command == "plan":

@@ -120,6 +120,17 @@ def registry_list_lines(mesh: Mesh, project: str | None, warn: Say = _stderr) ->
         if copy_damaged:
             detail += "; only the copy in latest/ is damaged, this entry is intact"
         lines.append(f"  {info.version}  {mark:14}  {detail}")
+    from mesh.interface.proposals import open_proposals, read_acknowledgements
+
+    for proposal in open_proposals(mesh, project):
+        answered = [
+            c for c in proposal.consumers if proposal.id in read_acknowledgements(mesh, c)
+        ]
+        deadline = f", deadline {_printable(proposal.deadline)}" if proposal.deadline else ""
+        lines.append(
+            f"  open proposal {proposal.id}{deadline}: {_printable(proposal.reason)}; acknowledged by "
+            f"{len(answered)} of {len(proposal.consumers)} ({', '.join(answered) or 'none yet'})"
+        )
     return lines
 
 

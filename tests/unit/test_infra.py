@@ -249,19 +249,29 @@ def test_consumer_policy_grants_no_write_action(hcl: infra_rules.HclTree) -> Non
     assert not any(re.search(r"Put|Delete|Write|Create|\*", a) for a in actions)
 
 
-def test_consumer_policy_reads_latest_history_usage_and_freshness_only(
+def test_consumer_policy_reads_latest_history_usage_freshness_and_proposals_only(
     hcl: infra_rules.HclTree,
 ) -> None:
     statements = infra_rules._statements(_doc(hcl, "consumer_read"))
     objects = next(s for s in statements if s.get("sid") == "ReadPublishedObjects")
     suffixes = sorted(r.split("}", 1)[1] for r in objects["resources"])
     assert suffixes == [
+        "/*/acknowledgements/*",
         "/*/freshness/*",
         "/*/history/*/manifest.json",
         "/*/latest/manifest.json",
+        "/*/proposals/*",
         "/*/usage/manifest.json",
     ]
     assert objects["actions"] == ["s3:GetObject"]
+
+
+def test_the_plan_role_reads_fingerprints_besides_what_consumers_read(hcl: infra_rules.HclTree) -> None:
+    doc = _doc(hcl, "plan_read")
+    assert doc.body["source_policy_documents"] == ["${data.aws_iam_policy_document.consumer_read.json}"]
+    (extra,) = infra_rules._statements(doc)
+    assert extra["actions"] == ["s3:GetObject"]
+    assert extra["resources"] == ["${local.registry_arn}/*/fingerprint/*"]
 
 
 def test_project_state_policy_covers_its_own_fingerprint(hcl: infra_rules.HclTree) -> None:
@@ -271,6 +281,8 @@ def test_project_state_policy_covers_its_own_fingerprint(hcl: infra_rules.HclTre
         "${local.registry_arn}/${each.key}/*/state/*",
         "${local.registry_arn}/${each.key}/*/usage/*",
         "${local.registry_arn}/${each.key}/*/fingerprint/*",
+        "${local.registry_arn}/${each.key}/*/proposals/*",
+        "${local.registry_arn}/${each.key}/*/acknowledgements/*",
     ]
 
 

@@ -312,9 +312,9 @@ data "aws_iam_policy_document" "logs" {
 # IAM policies for CI roles
 ################################################################################
 
-# Read-only access for every project's CI: published interfaces, consumers' usage and when each
-# public node's data was last built (`freshness/`); never `state/`, which holds each project's
-# private full manifest.
+# Read-only access for every project's CI: published interfaces, consumers' usage, when each
+# public node's data was last built (`freshness/`), breaking-change proposals and their
+# acknowledgements; never `state/`, which holds each project's private full manifest.
 resource "aws_iam_policy" "consumer_read" {
   name        = "${var.bucket_name}-consumer-read"
   description = "Read published interfaces, their history, consumers' usage and producers' freshness in the dbt mesh registry."
@@ -331,6 +331,8 @@ data "aws_iam_policy_document" "consumer_read" {
       "${local.registry_arn}/*/history/*/manifest.json",
       "${local.registry_arn}/*/usage/manifest.json",
       "${local.registry_arn}/*/freshness/*",
+      "${local.registry_arn}/*/proposals/*",
+      "${local.registry_arn}/*/acknowledgements/*",
     ]
   }
 
@@ -428,6 +430,8 @@ data "aws_iam_policy_document" "project_state" {
       "${local.registry_arn}/${each.key}/*/state/*",
       "${local.registry_arn}/${each.key}/*/usage/*",
       "${local.registry_arn}/${each.key}/*/fingerprint/*",
+      "${local.registry_arn}/${each.key}/*/proposals/*",
+      "${local.registry_arn}/${each.key}/*/acknowledgements/*",
     ]
   }
 
