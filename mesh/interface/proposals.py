@@ -22,6 +22,7 @@ as absent, which can only keep the gate closed.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
@@ -166,7 +167,8 @@ def negotiate(mesh: Mesh, producer: str, hits_by_consumer: dict[str, set[str]]) 
         done = [p for p in covering if p.id in acks and acks[p.id].producer == producer]
         if done:
             found.agreed[consumer] = done[-1].id
-            found.statuses[consumer] = f"acknowledged {done[-1].id} ({acks[done[-1].id].by})"
+            by = re.sub(r"[\x00-\x1f\x7f]", " ", acks[done[-1].id].by)  # registry text, shown
+            found.statuses[consumer] = f"acknowledged {done[-1].id} ({by})"
         else:
             late = [p for p in covering if p.deadline and p.deadline < today]
             past = f"; its deadline {late[-1].deadline} passed: --allow-breaking may ship it" if late else ""

@@ -50,6 +50,9 @@ FORMAT = FINGERPRINT_FORMAT
 # dbt's own output and install folders, at the top of a project (a model folder may be called `logs`).
 _SKIPPED_TOP = {"target", "logs", "dbt_packages", "dbt_modules", "node_modules"}
 _SKIPPED_ANYWHERE = {".git", "__pycache__"}
+# Written into the project by `dbt deps` when a build installs packages: a fresh checkout (another
+# CI runner planning the next run) has none unless the team commits it. packages.yml is hashed.
+_WRITTEN_BY_DBT = {"package-lock.yml"}
 _VERSIONED = ("dbt-core", "dbt-duckdb", "dbt-snowflake", "dbt-loom", "dbt-mesh-core")
 _ENV_VAR_RE = re.compile(r"""env_var\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]""")
 # What reads live data instead of storing it: a consumer's view over an upstream table is never stale.
@@ -93,6 +96,8 @@ def _project_files(project: Project, skip: set[Path] | None = None) -> tuple[lis
             names = [n for n in names if n == "lock.json"]
         for name in sorted(names):
             if name.startswith(".") or name.endswith((".duckdb", ".duckdb.wal", ".log")):
+                continue
+            if here == project.dir and name in _WRITTEN_BY_DBT:
                 continue
             path = here / name
             made_by_sync = ".mesh" in path.relative_to(project.dir).parts or name.startswith(GENERATED_PREFIX)

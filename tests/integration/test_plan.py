@@ -107,3 +107,8 @@ def test_the_task_prints_json_for_the_workflow_and_refuses_an_unknown_project(wo
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
     assert "dbt_upp" in bad.stderr and "dbt_up" in bad.stderr
+
+
+def test_files_dbt_deps_writes_do_not_make_a_project_changed(workspace: Path) -> None:
+    (workspace / "dbt_up/package-lock.yml").write_text("packages: []\nsha1_hash: 0\n")
+    assert levels(workspace) == []  # a runner that ran `dbt deps` plans like a fresh checkout
