@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh.core.errors import MeshError
-from mesh.interface.usage import dialect_of
+from mesh.interface.sql_columns import dialect_of
 from mesh.project.artifacts import Json, has_enforced_contract
 
 Relation = tuple[str, str, str]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from mesh.core.errors import BuildFailedError, CannotJudgeError
 from mesh.interface.code_columns import CodeColumns, published_spelling
-from mesh.interface.usage import dialect_of
+from mesh.interface.sql_columns import dialect_of
 from mesh.project.artifacts import (
     Json,
     extract_interface,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mesh.interface.usage import ALL_COLUMNS, RelationKey, qualified_tree, table_key
+from mesh.interface.sql_columns import ALL_COLUMNS, RelationKey, qualified_tree, table_key
 
 Deps = dict[RelationKey, set[str]]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mesh.interface.column_lineage import statement_lineage
-from mesh.interface.usage import ALL_COLUMNS
+from mesh.interface.sql_columns import ALL_COLUMNS
 
 ORDERS = ("core", "marts", "orders")
 CUSTOMERS = ("core", "marts", "customers")

@@ -10,14 +10,12 @@ import orjson
 import pytest
 
 from mesh.core.errors import ManifestError
+from mesh.interface.sql_columns import ALL_COLUMNS, columns_used, dialect_of
 from mesh.interface.usage import (
-    ALL_COLUMNS,
     Feed,
     Use,
-    columns_used,
     compute_lineage,
     compute_usage,
-    dialect_of,
     parse_usage,
     parse_usage_record,
     prune_usage,
