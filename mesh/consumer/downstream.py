@@ -9,8 +9,9 @@ read (fail closed: a record that cannot be trusted cannot prove a consumer unaff
 
 Without `since`, every consumer that reads the producer is listed. With `since` (the version that
 was latest before the publish), only those using a node that changed: added, removed or altered
-in the interface since that version, or whose data was rebuilt after it (the freshness record's
-`built_at`).
+in the interface since that version, or whose data differs from what that version was published
+with (the data versions a run records in the history entry; for an entry without them, data
+rebuilt after it, by the freshness record's `built_at`).
 """
 
 from __future__ import annotations
@@ -98,8 +99,10 @@ def _changed_nodes(mesh: Mesh, project: str, env: str, latest: Json, since: str)
             f"{project}/{env} has no version {since} in {mesh.registry.url}: "
             f"list them with {hint('registry.list', '--project', project)}"
         ) from exc
-    before = load_interface(entry.body, f"{project}/{env} {since}", project, env, since)["nodes"]
+    then = load_interface(entry.body, f"{project}/{env} {since}", project, env, since)
+    before = then["nodes"]
     after = latest["nodes"]
+    recorded = then["metadata"]["mesh"].get("data_versions")  # what a run published with it
     changed = {
         uid for uid in set(before) | set(after)
         if orjson.dumps(before.get(uid), option=orjson.OPT_SORT_KEYS)
@@ -111,6 +114,10 @@ def _changed_nodes(mesh: Mesh, project: str, env: str, latest: Json, since: str)
     except MeshError:
         return set(after) | changed  # data of unknown age: every node may have moved
     for uid, node in (freshness.get("nodes") or {}).items():
+        if isinstance(recorded, dict) and isinstance(node, dict) and uid in recorded:
+            if node.get("data_version") != recorded[uid]:
+                changed.add(uid)  # its data differs from what that version was published with
+            continue
         built = node.get("built_at") if isinstance(node, dict) else None
         try:
             when = datetime.fromisoformat(str(built).replace("Z", "+00:00"))

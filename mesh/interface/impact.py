@@ -240,7 +240,7 @@ class GateResult:
             )
         return notes
 
-    def _warnings(self) -> list[str]:
+    def warning_lines(self) -> list[str]:
         warnings = [
             f"breaking change {c.kind} {c.target} has no registered consumer; passing" for c in self.unconsumed
         ]
@@ -324,7 +324,7 @@ class GateResult:
             lines.append("proposals:")
             lines += [f"  {line}" for line in negotiated]
         lines += [f"note: {note}" for note in self._notes()]
-        lines += [f"WARNING: {warning}" for warning in self._warnings()]
+        lines += [f"WARNING: {warning}" for warning in self.warning_lines()]
         if self.blocked:
             lines.append(f"hint: {breaking_hint()}")
         return lines
@@ -372,7 +372,7 @@ class GateResult:
             "agreed": self.agreed,
             "consumer_status": dict(sorted(self.negotiation.statuses.items())) if self.negotiation else {},
             "notes": self._notes(),
-            "warnings": self._warnings(),
+            "warnings": self.warning_lines(),
             "hint": breaking_hint() if self.blocked else None,
             "error": str(self.error()) if self.blocked else None,
         }
@@ -418,7 +418,7 @@ class GateResult:
         if negotiated:
             out += ["**Proposals**", ""] + [f"- {_cell(line)}" for line in negotiated] + [""]
         out += [f"- note: {_cell(note)}" for note in self._notes()]
-        out += [f"- **warning**: {_cell(warning)}" for warning in self._warnings()]
+        out += [f"- **warning**: {_cell(warning)}" for warning in self.warning_lines()]
         if self.blocked:
             out += ["", f"**hint:** {_cell(breaking_hint())}"]
         return "\n".join(out).rstrip() + "\n"

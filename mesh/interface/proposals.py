@@ -227,11 +227,21 @@ def acknowledge(mesh: Mesh, proposal_id: str, consumer: str) -> ProposalRecord:
     upstreams = mesh.project(consumer).upstreams if mesh.config.projects.get(consumer) else ()
     candidates = [p for up in upstreams for p in read_proposals(mesh, up) if p.id == proposal_id]
     if not candidates:
+        if any(p.id == proposal_id for p in read_proposals(mesh, consumer)):
+            raise ConfigError(
+                f"proposal {proposal_id} is {consumer}'s own: the consumers it hits acknowledge it "
+                f"({hint('acknowledge', '--proposal', proposal_id, '--project', '<consumer>')})"
+            )
         raise NotFoundError(
             f"no proposal {proposal_id!r} of {consumer}'s upstreams ({', '.join(upstreams) or 'none'}) "
             f"in env {mesh.env}"
         )
     proposal = candidates[0]
+    if proposal not in open_proposals(mesh, proposal.project):
+        raise ConfigError(
+            f"proposal {proposal_id} is closed: {proposal.project} published since it was made "
+            f"against {proposal.against}; nothing to acknowledge"
+        )
     if consumer not in proposal.consumers:
         raise ConfigError(
             f"proposal {proposal_id} does not hit {consumer} (it hits {', '.join(proposal.consumers)}): "

@@ -263,6 +263,7 @@ class FingerprintRecord(_Strict):
     target: Annotated[str, StringConstraints(strict=True, pattern=_NO_CONTROL, max_length=MAX_IDENTIFIER)]
     fingerprint: Sha256
     components: Annotated[dict[Literal["files", "generated", "context"], Sha256], Field(max_length=3)]
+    plan_context: Sha256 | None = None
     files: Annotated[int, Field(ge=0)]
     recorded_at: Timestamp
     relations: Annotated[list[Annotated[str, StringConstraints(strict=True, max_length=3 * (MAX_IDENTIFIER + 3))]], Field(max_length=10_000_000)]

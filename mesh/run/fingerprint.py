@@ -133,6 +133,7 @@ class Fingerprint:
     value: str
     files: int
     components: dict[str, str] = field(default_factory=dict)  # files | generated | context -> hash
+    plan_context: str = ""  # what `invoke plan` compares besides the files (see plan_context)
 
 
 def project_files_digests(mesh: Mesh, name: str) -> tuple[str, str, int]:
@@ -187,7 +188,24 @@ def compute(mesh: Mesh, name: str, options: dict[str, Any]) -> Fingerprint:
         "context": hashlib.sha256(orjson.dumps(context, option=orjson.OPT_SORT_KEYS)).hexdigest(),
     }
     value = hashlib.sha256(orjson.dumps({"format": FORMAT, **components}, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return Fingerprint(value, count, components)
+    return Fingerprint(value, count, components, plan_context(mesh, name))
+
+
+def plan_context(mesh: Mesh, name: str) -> str:
+    """The part of a build's context any checkout sees alike, without credentials or a sync: the
+    target, the profile output as written (templates unrendered, no attachments from the lock), the
+    tool versions and the project's audits. `invoke plan` compares it with the record's."""
+    out = profile_output(mesh, name, effective=False)
+    context = {
+        "target": mesh.target_name,
+        "dbt_target": mesh.dbt_target,
+        "env": mesh.env,
+        "wap": mesh.target.wap,
+        "profile": orjson.dumps(out.output, option=orjson.OPT_SORT_KEYS, default=str).decode(),
+        "versions": {package: _version(package) for package in _VERSIONED},
+        "audits": [audit.model_dump() for audit in mesh.config.projects[name].audits],
+    }
+    return hashlib.sha256(orjson.dumps(context, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def record(
@@ -209,6 +227,7 @@ def record(
         "target": mesh.target_name,
         "fingerprint": fingerprint.value,
         "components": fingerprint.components,
+        "plan_context": fingerprint.plan_context,
         "files": fingerprint.files,
         "recorded_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "relations": sorted(relations),

@@ -95,6 +95,8 @@ def settle(mesh: Mesh, result: GateResult) -> None:
 
 
 ALLOWED_FILE = "mesh_allowed.json"
+# What the gate records in `metadata.mesh` (GateResult.meta); the run adds audits and data versions.
+GATE_META_KEYS = ("reason", "breaking_changes", "changes", "usage_unknown", "proposals")
 
 
 def remember_allowed_build(mesh: Mesh, name: str, reason: str) -> None:
@@ -164,8 +166,9 @@ def publish_gate(
                 say(line)
         if result.blocked:
             raise result.error()
-        if record is not None:
-            record.clear()
+        if record is not None:  # the gate's own keys, decided again on each attempt
+            for key in GATE_META_KEYS:
+                record.pop(key, None)
             record.update(result.meta())
 
     return check

@@ -28,6 +28,7 @@ import orjson
 
 from mesh.core.errors import ConfigError, MeshError
 from mesh.core.suggest import did_you_mean
+from mesh.core.text import plural
 from mesh.project.artifacts import Json
 from mesh.project.config import Mesh
 from mesh.run import fingerprint
@@ -88,7 +89,10 @@ class MeshPlan:
     def render(self) -> str:
         if not self.levels:
             return f"plan ({self.target}): nothing to run; {len(self.unchanged)} projects unchanged"
-        lines = [f"plan ({self.target}): {len(self.planned)} projects in {len(self.levels)} levels"]
+        lines = [
+            f"plan ({self.target}): {plural(len(self.planned), 'project')} in "
+            f"{plural(len(self.levels), 'level')}"
+        ]
         for index, level in enumerate(self.levels, start=1):
             lines.append(f"level {index}:")
             lines += [f"  {p.project}: {'; '.join(p.reasons)}" for p in level]
@@ -113,6 +117,9 @@ def _reasons(mesh: Mesh, name: str, planned: set[str]) -> list[str]:
     files = fingerprint.project_files_digests(mesh, name)[0]
     if (doc.get("components") or {}).get("files") != files:
         reasons.append("changed")
+    if doc.get("plan_context") != fingerprint.plan_context(mesh, name):
+        # Also what a failed build left: its record is still the last passing build's.
+        reasons.append("profile, tool versions or audits changed")
     upstreams = mesh.project(name).upstreams
     moved_upstream = [u for u in upstreams if u in planned]
     reasons += [f"upstream planned: {u}" for u in moved_upstream]

@@ -209,6 +209,11 @@ def _gate(
         + (f": {', '.join(named)}" if named else "")
     )
     outcome.notes.extend(f"gate: {line}" for line in result.judged_lines() if not line.startswith("compared:"))
+    if result.hits:  # a breaking change passing: allowed, or acknowledged by every consumer it hits
+        breaking = sorted({f"{h.change.kind} {h.change.target}" for h in result.hits})
+        outcome.notes.append(f"gate: breaking {', '.join(breaking)} hits {', '.join(result.hit_projects())}")
+        outcome.notes.extend(f"gate: {line}" for line in result.warning_lines() if "breaking change" in line)
+        outcome.notes.extend(f"gate: {line}" for line in result.negotiation_lines())
     outcome.notes.extend(f"warning: {note}" for note in result.remarks)
     step("gate", "passed")
     return compiled
@@ -398,6 +403,8 @@ def _run(
             record: dict[str, object] = {}
             if audits:
                 record["audits"] = [r.to_json() for r in audits]
+            if built is not None and built.data_versions:  # what `downstream --since` compares with
+                record["data_versions"] = {uid: v for uid, (v, _basis) in sorted(built.data_versions.items())}
             gate = publish_gate(
                 mesh, name, options.allow_breaking, options.reason,
                 say=outcome.details.append, record=record,

@@ -391,11 +391,17 @@ def script() -> None:
     """The console script: `main`, then exit. After a dbt run on DuckDB the interpreter's teardown
     goes to /dev/null: DuckDB's bindings report the instance dbt-duckdb keeps for the process as a
     reference leak, which would follow the one line a failure promises."""
-    code = main()
-    if "duckdb" in sys.modules:
-        import os
+    import os
 
+    try:
+        code = main()
         sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`mesh registry.consumers … | head -1`): what it read is what it
+        # wanted; the rest goes nowhere, as with any Unix filter.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    if "duckdb" in sys.modules:
         sys.stderr.flush()
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
     sys.exit(code)

@@ -58,11 +58,16 @@ def test_since_the_previous_version_only_consumers_of_what_changed(workspace: Pa
     assert latest is not None
     assert reached(workspace, latest.version) == {}  # nothing changed since: nobody to trigger
 
-    # public_daily_revenue rebuilt after that version; dbt_down stops using it
+    # every node rebuilt after that version, the same data but public_daily_revenue's
     body = mesh.registry.read_private("dbt_up", "local", OBJECT)
     assert body is not None
     fresh = orjson.loads(body)
-    fresh["nodes"][REVENUE]["built_at"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    for node in fresh["nodes"].values():
+        node["built_at"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    mesh.registry.write_private("dbt_up", "local", OBJECT, dump_json(fresh))
+    assert reached(workspace, latest.version) == {}  # rebuilt alike: what they read did not move
+    fresh["nodes"][REVENUE]["data_version"] = "0" * 16
+    # and dbt_down stops using it
     mesh.registry.write_private("dbt_up", "local", OBJECT, dump_json(fresh))
     usage = orjson.loads(mesh.registry.read_private("dbt_down", "local", "usage") or b"")
     usage["uses"] = [u for u in usage["uses"] if u["upstream_node"] != REVENUE]

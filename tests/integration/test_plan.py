@@ -112,3 +112,17 @@ def test_the_task_prints_json_for_the_workflow_and_refuses_an_unknown_project(wo
 def test_files_dbt_deps_writes_do_not_make_a_project_changed(workspace: Path) -> None:
     (workspace / "dbt_up/package-lock.yml").write_text("packages: []\nsha1_hash: 0\n")
     assert levels(workspace) == []  # a runner that ran `dbt deps` plans like a fresh checkout
+
+
+def test_a_new_audit_or_profile_change_plans_the_project_until_a_build_passes(workspace: Path) -> None:
+    mesh_yml = workspace / "mesh.yml"
+    mesh_yml.write_text(mesh_yml.read_text().replace(
+        "  dbt_down:\n    path: dbt_down\n", "  dbt_down:\n    path: dbt_down\n    audits:\n      - {name: rows, run: 'true'}\n", 1
+    ))
+    assert levels(workspace) == [{"dbt_down": ("profile, tool versions or audits changed",)}]
+    mesh_yml.write_text(mesh_yml.read_text().replace("    audits:\n      - {name: rows, run: 'true'}\n", "", 1))
+    assert levels(workspace) == []
+    profiles = workspace / "profiles/profiles.yml"
+    profiles.write_text(profiles.read_text().replace("threads: 4", "threads: 3", 1))
+    planned = levels(workspace)
+    assert planned and planned[0] == {"dbt_up": ("profile, tool versions or audits changed",)}

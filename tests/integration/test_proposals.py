@@ -110,11 +110,19 @@ def test_refused_proposed_acknowledged_migrated_then_shipped(
 
     code, out, err = run(workspace, capsys, "run", "--project", "dbt_up")
     assert code == 0, out + err
+    log = (workspace / "logs/dbt_up.log").read_text() + out
+    assert "breaking column_removed public_orders.payment_count hits dbt_down_loom" in log, out
+    assert f"dbt_down_loom: acknowledged {proposal}" in log
     latest = mesh.registry.read_latest("dbt_up", "local")
     assert latest is not None and latest.version != recorded.against
     meta = orjson.loads(latest.body)["metadata"]["mesh"]
     assert meta["proposals"] == {"dbt_down_loom": proposal}
     assert open_proposals(mesh, "dbt_up") == []  # the publish closed it
+
+    code, _out, err = run(workspace, capsys, "acknowledge", "--proposal", proposal, "--project", "dbt_down")
+    assert code == 2 and f"proposal {proposal} is closed" in err
+    code, _out, err = run(workspace, capsys, "acknowledge", "--proposal", proposal, "--project", "dbt_up")
+    assert code == 2 and f"proposal {proposal} is dbt_up's own" in err
 
     events = [e["event"] for e in Hook.received]
     assert events == ["proposal", "acknowledgement", "publish"], Hook.received
