@@ -70,6 +70,7 @@ from mesh.ui.onboard_profiles import (
     _registered_profiles,
     duckdb_output,
     output_kinds,
+    own_schema,
     snowflake_names,
     snowflake_output,
 )
@@ -583,7 +584,12 @@ def _new_profile(ctx: _Add, only: Sequence[str] | None = None) -> list[str]:
     described = []
     for output, kind in kinds.items():
         if kind == "duckdb":
-            outputs[output] = duckdb_output(ctx.name, ctx.upstreams)
+            schema = own_schema(ctx.own, ctx.info.profile) if ctx.own is not None else None
+            outputs[output] = duckdb_output(ctx.name, ctx.upstreams, schema or "main")
+            if schema and schema != "main":
+                ctx.notes.append(
+                    f"the {output} output builds into schema {schema}, as the project's own profile does"
+                )
             attach = f", attaching {', '.join(ctx.upstreams)} read-only" if ctx.upstreams else ""
             described.append(f"{output} (DuckDB warehouse/{ctx.name}.duckdb{attach})")
         else:
@@ -774,8 +780,33 @@ def plan_add(
             f"{info.packages_file} lists {_count(info.packages, 'package')}: `dbt deps` installs "
             f"{'it' if info.packages == 1 else 'them'} into dbt_packages/ (git-ignored)"
         )
+        notes.extend(_upstreams_installed_as_packages(ctx, projects))
     _check_after(ctx)
     return AddPlan(root, info.name, info.describe(), writes, notes, existing=existing)
+
+
+def _upstreams_installed_as_packages(ctx: _Add, projects: Mapping[str, Any]) -> list[str]:
+    """A `local:` package that is another mesh project's folder: the pre-mesh way of reading it,
+    which builds the upstream's models inside this project (against tables it does not have)."""
+    folders = {
+        (ctx.root / str(settings.get("path"))).resolve(): name
+        for name, settings in projects.items()
+        if isinstance(settings, dict) and settings.get("path") and name != ctx.name
+    }
+    found = []
+    for file in ("packages.yml", "dependencies.yml"):
+        path = ctx.info.dir / file
+        data = read_yaml(path, file) if path.is_file() else None
+        for item in (data or {}).get("packages") or [] if isinstance(data, dict) else []:
+            local = item.get("local") if isinstance(item, dict) else None
+            upstream = folders.get((ctx.info.dir / local).resolve()) if isinstance(local, str) else None
+            if upstream is not None:
+                found.append(
+                    f"{file} installs {upstream} ({local}) as a package: its models would build "
+                    f"inside {ctx.name} too; the mesh reads {upstream} from its published interface, so "
+                    f"remove that entry"
+                )
+    return found
 
 
 def _mesh_profile_key(ctx: _Add) -> str | None:

@@ -51,11 +51,11 @@ def output_kinds(targets: Mapping[str, TargetConfig], profiles: Mapping[str, Any
     return kinds
 
 
-def duckdb_output(project: str, upstreams: Sequence[str]) -> CommentedMap:
+def duckdb_output(project: str, upstreams: Sequence[str], schema: str = "main") -> CommentedMap:
     out = _block()
     out["type"] = "duckdb"
     out["path"] = _q(OWN_FILE % project)
-    out["schema"] = "main"
+    out["schema"] = schema
     out["threads"] = 4
     if upstreams:
         out["attach"] = CommentedSeq([attach_entry(u) for u in upstreams])
@@ -168,6 +168,24 @@ def _plain(node: Any) -> Any:
     if isinstance(node, str):
         return str(node)
     return copy.copy(node)
+
+
+def own_schema(folder: Path, profile: str) -> str | None:
+    """The schema the project's own profile builds into by default (its default target's output),
+    when it is written literally: hand-written sources often name it (`schema: silver`), so the
+    outputs the mesh adds keep it."""
+    spec = read_profiles(folder).get(profile)
+    if not isinstance(spec, dict):
+        return None
+    outputs = spec.get("outputs")
+    if not isinstance(outputs, dict) or not outputs:
+        return None
+    default = spec.get("target") if isinstance(spec.get("target"), str) else next(iter(outputs))
+    output = outputs.get(default)
+    schema = output.get("schema") if isinstance(output, dict) else None
+    if isinstance(schema, str) and schema and "{" not in schema and schema.replace("_", "").isalnum():
+        return schema
+    return None
 
 
 def _outputs_of(folder: Path, profile: str) -> set[str]:

@@ -815,3 +815,32 @@ def test_a_second_database_is_said_at_add_and_accepted_without_write_audit_publi
         "warehouse/<database>.duckdb"
     ) in run.stdout
     assert "layered" in load(mesh_yml)["projects"]
+
+
+def test_outputs_the_mesh_adds_keep_the_schema_the_projects_own_profile_builds_into(template: Path) -> None:
+    own = "shop:\n  target: dev\n  outputs:\n    dev: {type: duckdb, path: shop.duckdb, schema: silver}\n"
+    shop = write_project(template / "shop", "shop", profile="shop", files={"profiles.yml": own})
+
+    plan = add_project(template, shop)
+
+    profiles = load(template / "profiles/profiles.yml")
+    assert profiles["shop"]["outputs"]["local"]["schema"] == "silver"  # its sources name schema silver
+    assert "  Note: the local output builds into schema silver, as the project's own profile does" in plan.lines()
+    assert (shop / "profiles.yml").read_text() == own
+
+
+def test_an_upstream_installed_as_a_local_package_is_named(template: Path) -> None:
+    mart = write_project(
+        template / "mart", "mart",
+        files={
+            "packages.yml": "packages:\n  - local: ../dbt_up\n",
+            "models/two.sql": "select * from {{ ref('dbt_up', 'public_orders') }}\n",
+        },
+    )
+
+    plan = add_project(template, mart, via="loom")
+
+    assert (
+        "  Note: packages.yml installs dbt_up (../dbt_up) as a package: its models would build "
+        "inside mart too; the mesh reads dbt_up from its published interface, so remove that entry"
+    ) in plan.lines(), plan.lines()
