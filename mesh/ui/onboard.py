@@ -752,11 +752,14 @@ def plan_add(
     if lacking and mesh_key is None:
         profile_reasons = _new_profile(ctx, None if own is None else lacking)
         if own is not None:
-            notes.append(
-                f"profile {info.profile} in {shown(own / PROFILES_FILE, root)} serves "
-                f"{', '.join(o for o in ctx.kinds if o not in lacking) or 'no target of the mesh'}; "
-                f"the mesh's profile {info.name} serves {', '.join(lacking)}"
+            served = [o for o in ctx.kinds if o not in lacking]
+            own_part = (
+                f"profile {info.profile} in {shown(own / PROFILES_FILE, root)} serves {', '.join(served)}"
+                if served
+                else f"profile {info.profile} in {shown(own / PROFILES_FILE, root)} has none of the "
+                f"mesh's targets ({', '.join(lacking)})"
             )
+            notes.append(f"{own_part}; the mesh's profile {info.name} serves {', '.join(lacking)}")
     elif lacking and mesh_key is not None:
         profile_reasons = _add_attaches(ctx.profiles_rt.doc, mesh_key, ctx.kinds, wanted, info.name)
 

@@ -129,8 +129,8 @@ def _own_profiles(
         return folder
     if _defines(info.dir, info.profile):
         notes.append(
-            f"{shown(info.dir / PROFILES_FILE, root)} defines profile {info.profile}: the project "
-            "builds with its own profiles folder (dbt's convention)"
+            f"{shown(info.dir / PROFILES_FILE, root)} defines profile {info.profile}: kept for the "
+            "targets it defines (dbt's convention); the mesh adds outputs for those it lacks"
         )
         return info.dir
     env_dir = environ.get("DBT_PROFILES_DIR")

@@ -100,7 +100,7 @@ def test_two_copies_shipping_one_snowflake_profile_join_without_flags_and_build(
         assert added.returncode == 0, added.stdout + added.stderr
         lines = added.stdout.splitlines()
         assert f"  Update mesh.yml: register project {name} at {name}, reading dbt_up through dbt-loom refs, with its own profiles folder {name}" in lines
-        assert f"  Note: profile snowflake in {name}/profiles.yml serves no target of the mesh; the mesh's profile {name} serves local, prod" in lines
+        assert f"  Note: profile snowflake in {name}/profiles.yml has none of the mesh's targets (local, prod); the mesh's profile {name} serves local, prod" in lines
         assert f"  Note: target prod needs SNOWFLAKE_ACCOUNT, SNOWFLAKE_PRIVATE_KEY_PATH, SNOWFLAKE_USER set before {name} builds on it" in lines
         assert lines[-1] == "next: `invoke mesh` builds, tests and publishes it with the rest of the mesh"
         assert sources(root / name) == written[name]  # nothing of theirs edited, profiles.yml included
