@@ -49,10 +49,8 @@ from mesh.infra.rules import (
     STACK_DIR,
     Finding,
     InfraError,
-    check_hcl,
-    check_sql,
-    schema_contents,
 )
+from mesh.infra.schema_rules import check_hcl, check_sql, schema_contents
 from mesh.warehouse.snowflake import (
     DEFAULT_LAYOUT,
     MeshLayout,

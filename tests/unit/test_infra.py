@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from mesh.infra import rules as infra_rules
+from mesh.infra import schema_rules
 from mesh.infra import terraform as infra
 from mesh.warehouse.snowflake import DEFAULT_LAYOUT, load_layout
 from tests.parsed_template import parsed_template
@@ -631,7 +632,7 @@ def test_a_terraform_reference_names_every_place_it_can(
     scope: str, text: str, expected: list[tuple[str, str | None]]
 ) -> None:
     """Variables resolve to what mesh.yml can give them; an unknown schema is every schema."""
-    assert infra_rules._candidate_places(scope, text, DEFAULT_LAYOUT) == expected
+    assert schema_rules._candidate_places(scope, text, DEFAULT_LAYOUT) == expected
 
 
 def test_a_schema_wide_grant_on_a_whole_database_names_its_private_models(parsed: Path) -> None:

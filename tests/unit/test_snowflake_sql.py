@@ -23,7 +23,7 @@ import sqlglot
 from sqlglot import exp
 
 from mesh.core.errors import ConfigError, CredentialsError, MeshError
-from mesh.infra import rules as infra_rules
+from mesh.infra import schema_rules
 from mesh.infra import terraform as infra
 from mesh.warehouse import snowflake as sf
 from mesh.warehouse import snowflake_grants as sf_grants
@@ -158,7 +158,7 @@ def test_the_wap_script_grants_create_database_to_the_project_role_only() -> Non
         if r.name == "07_write_audit_publish.sql"
     ]
     for script in scripts:
-        statements, findings = infra_rules._sql_statements(script.sql, script.name)
+        statements, findings = schema_rules._sql_statements(script.sql, script.name)
         assert findings == []
         role = sf.DEFAULT_LAYOUT.projects[script.unit].role
         assert statements == [
@@ -169,7 +169,7 @@ def test_the_wap_script_grants_create_database_to_the_project_role_only() -> Non
 
 def test_scripts_are_idempotent() -> None:
     for script in sf.render_setup(sf.DEFAULT_LAYOUT, SQL_DIR):
-        statements, _ = infra_rules._sql_statements(script.sql, script.name)
+        statements, _ = schema_rules._sql_statements(script.sql, script.name)
         for statement in statements:
             upper = " ".join(statement.split()).upper()
             assert not upper.startswith(("DROP", "DELETE", "TRUNCATE", "REVOKE"))
@@ -184,7 +184,7 @@ def test_consumer_grant_script_is_read_only_and_public_only() -> None:
     assert len(rendered) == 4  # two consumers, two public schemas (MARTS, FINANCE)
     schemas = set()
     for script in rendered:
-        statements, findings = infra_rules._sql_statements(script.sql, script.name)
+        statements, findings = schema_rules._sql_statements(script.sql, script.name)
         assert findings == []
         grants = [s for s in statements if not s.upper().startswith("USE ROLE")]
         # USAGE on the database and the public schema; SELECT follows the interface, per relation.
@@ -209,7 +209,7 @@ def test_sql_lint_catches_a_write_grant_to_a_consumer(tmp_path: Path) -> None:
         grants.read_text() + "GRANT INSERT ON ALL TABLES IN SCHEMA {{ producer_database }}.RAW"
         " TO ROLE {{ consumer_role }};\n"
     )
-    nothing_held = infra_rules.SchemaContents()
+    nothing_held = schema_rules.SchemaContents()
     rules = {f.rule for f in infra.check_sql(sql_dir, sf.DEFAULT_LAYOUT, nothing_held)}
     assert rules == {"sql-consumer-read-only"}
     grants.write_text(
@@ -230,10 +230,10 @@ def test_sql_lint_catches_a_destructive_or_unparsable_script(tmp_path: Path) -> 
     (sql_dir / "01_bad.sql").write_text(
         "-- mesh:render-per project\nDROP DATABASE {{ database }};\nCREATE ROLE {{ role }};\n"
     )
-    rules = {f.rule for f in infra.check_sql(sql_dir, sf.DEFAULT_LAYOUT, infra_rules.SchemaContents())}
+    rules = {f.rule for f in infra.check_sql(sql_dir, sf.DEFAULT_LAYOUT, schema_rules.SchemaContents())}
     assert "sql-idempotent" in rules
     (sql_dir / "01_bad.sql").write_text("-- mesh:render-per project\nSELECT (((;\n")
-    rules = {f.rule for f in infra.check_sql(sql_dir, sf.DEFAULT_LAYOUT, infra_rules.SchemaContents())}
+    rules = {f.rule for f in infra.check_sql(sql_dir, sf.DEFAULT_LAYOUT, schema_rules.SchemaContents())}
     assert rules == {"sql-parse"}
 
 

@@ -351,7 +351,11 @@ def test_publish_on_snowflake_refuses_a_relation_consumers_could_not_be_granted(
 
 
 def test_infra_lint_holds_public_nodes_to_the_public_schemas(tmp_path: Path) -> None:
-    from mesh.infra.rules import HeldNode, SchemaContents, rule_public_nodes_in_public_schemas
+    from mesh.infra.schema_rules import (
+        HeldNode,
+        SchemaContents,
+        rule_public_nodes_in_public_schemas,
+    )
     from mesh.warehouse.snowflake import DEFAULT_LAYOUT, MeshLayout, ProjectSpec
 
     contents = SchemaContents(
