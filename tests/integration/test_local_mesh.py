@@ -92,7 +92,8 @@ def test_each_log_ends_with_where_the_projects_time_went(built_template: Path) -
         assert match, last
         timings = {k: float(v[:-1]) for k, v in (part.split() for part in match[2].split(", "))}
         assert list(timings) == steps
-        assert timings["build"] > 0.5 and sum(timings.values()) <= float(match[1]) + 0.1
+        # Each figure is rounded to a tenth: their sum may exceed the total by half a tenth each.
+        assert timings["build"] > 0.5 and sum(timings.values()) <= float(match[1]) + 0.05 * (len(timings) + 1)
 
 
 def test_consumer_cannot_write_to_upstream_database(workspace: Path) -> None:
