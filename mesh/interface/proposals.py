@@ -133,7 +133,10 @@ def read_acknowledgements(mesh: Mesh, consumer: str) -> dict[str, Acknowledgemen
 
 def open_proposals(mesh: Mesh, producer: str) -> list[ProposalRecord]:
     """Proposals judged against the producer's current latest (a publish since closes them)."""
-    entry = mesh.registry.read_latest(producer, mesh.env)
+    try:
+        entry = mesh.registry.read_latest(producer, mesh.env)
+    except MeshError:  # a damaged latest: no proposal can be judged open against it
+        return []
     latest = entry.version if entry is not None else None
     return [p for p in read_proposals(mesh, producer) if p.against == latest]
 

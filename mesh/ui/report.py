@@ -122,7 +122,7 @@ def registry_list_lines(mesh: Mesh, project: str | None, warn: Say = _stderr) ->
         lines.append(f"  {info.version}  {mark:14}  {detail}")
     from mesh.interface.proposals import open_proposals, read_acknowledgements
 
-    for proposal in open_proposals(mesh, project):
+    for proposal in open_proposals(mesh, project) if latest is not None and not latest.damaged else []:
         answered = [
             c for c in proposal.consumers if proposal.id in read_acknowledgements(mesh, c)
         ]
