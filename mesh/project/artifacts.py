@@ -320,3 +320,11 @@ def build_interface(manifest: Json, nodes: Json, groups: Json, mesh_meta: Json) 
 # --- the registry form of an interface, and reading it a node at a time ---------------------------
 
 
+def table_of(node: Json, name_key: str) -> tuple[str, str, str]:
+    """database, schema and table of a seed (`alias`) or a source (`identifier`), case-folded:
+    dbt's DAG does not know that a source and a seed can be one table; this is how to tell."""
+    return (
+        str(node.get("database") or "").lower(),
+        str(node.get("schema") or "").lower(),
+        str(node.get(name_key) or node.get("name") or "").lower(),
+    )

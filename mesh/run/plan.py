@@ -106,11 +106,7 @@ def _shown(uids: list[str]) -> str:
     return ", ".join(labels) + (f" (and {len(uids) - 3} more)" if len(uids) > 3 else "")
 
 
-def _reasons(mesh: Mesh, name: str, planned: set[str]) -> list[str]:
-    try:
-        doc = fingerprint.recorded(mesh, name)
-    except MeshError:
-        doc = None
+def _reasons(mesh: Mesh, name: str, planned: set[str], doc: Json | None) -> list[str]:
     if doc is None or doc.get("target") != mesh.target_name:
         return ["no passing build on record"]
     reasons = []
@@ -153,13 +149,13 @@ def plan_mesh(mesh: Mesh, projects: list[str] | None = None) -> MeshPlan:
     for name in order:
         if name not in wanted:
             continue
-        reasons = _reasons(mesh, name, set(level_of))
+        try:
+            doc = fingerprint.recorded(mesh, name)
+        except MeshError:
+            doc = None  # unreadable: planned (fail closed)
+        reasons = _reasons(mesh, name, set(level_of), doc)
         if not reasons:
-            try:
-                doc = fingerprint.recorded(mesh, name) or {}
-            except MeshError:
-                doc = {}
-            plan.unchanged[name] = str(doc.get("recorded_at") or "")
+            plan.unchanged[name] = str((doc or {}).get("recorded_at") or "")
             continue
         level = 1 + max((level_of[u] for u in mesh.project(name).upstreams if u in level_of), default=-1)
         level_of[name] = level

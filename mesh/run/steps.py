@@ -44,6 +44,7 @@ from mesh.project.artifacts import (
     load_manifest,
     public_node_ids,
     reused_manifests,
+    table_of,
     uncontracted_ids,
 )
 from mesh.project.config import Mesh, read_yaml
@@ -159,22 +160,15 @@ def seeds_read_by_sources(manifest: Json, project: str) -> list[str]:
     """The project's seeds that its own sources read (dbt's DAG does not know a source and a seed
     are one table, so `dbt build` could run a model before the seed it reads)."""
 
-    def key(node: Json, name_key: str) -> tuple[str, str, str]:
-        return (
-            str(node.get("database") or "").lower(),
-            str(node.get("schema") or "").lower(),
-            str(node.get(name_key) or node.get("name") or "").lower(),
-        )
-
     seeds = {
-        key(node, "alias"): node["name"]
+        table_of(node, "alias"): node["name"]
         for node in manifest.get("nodes", {}).values()
         if node.get("resource_type") == "seed" and node.get("package_name") == project
     }
     read = {
-        seeds[key(source, "identifier")]
+        seeds[table_of(source, "identifier")]
         for source in manifest.get("sources", {}).values()
-        if key(source, "identifier") in seeds
+        if table_of(source, "identifier") in seeds
     }
     return sorted(read)
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from mesh.core.errors import ChecksumError
-from mesh.project.artifacts import Json, load_manifest
+from mesh.project.artifacts import Json, load_manifest, table_of
 from mesh.project.config import Mesh, Project
 from mesh.registry.document import load_interface
 
@@ -226,15 +226,6 @@ def _exposure_node(raw: Json, project: str) -> Node:
     )
 
 
-def _relation(node: Json, name_key: str) -> tuple[str, str, str]:
-    """database, schema and table of a seed (`alias`) or a source (`identifier`), case-folded."""
-    return (
-        str(node.get("database") or "").lower(),
-        str(node.get("schema") or "").lower(),
-        str(node.get(name_key) or node.get("name") or "").lower(),
-    )
-
-
 def _reference_node(unique_id: str, seen: Json | None) -> Node:
     """A parent known only by its id (or from a dbt-loom copy in a consumer manifest)."""
     parts = unique_id.split(".")
@@ -292,7 +283,7 @@ def build_graph(inputs: Sequence[ProjectInput], meta: Json | None = None) -> Gra
                             raw_edges.append((parent, uid, None))
 
     seeds = {  # a seed's table -> the seed, for the sources that read it
-        _relation(raw, "alias"): uid
+        table_of(raw, "alias"): uid
         for p in inputs
         if p.manifest is not None
         for uid, raw in p.manifest["nodes"].items()
@@ -303,7 +294,7 @@ def build_graph(inputs: Sequence[ProjectInput], meta: Json | None = None) -> Gra
             continue
         sources = p.manifest.get("sources") or {}
         for uid, raw in sources.items():
-            seed = seeds.get(_relation(raw, "identifier"))
+            seed = seeds.get(table_of(raw, "identifier"))
             if seed is not None and uid in nodes and _mesh_target(raw) is None:
                 raw_edges.append((seed, uid, "source"))
         readers = [
